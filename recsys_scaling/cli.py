@@ -1,0 +1,94 @@
+"""`recsys-scaling` command line: train, sweep, report."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+USAGE_EXAMPLES = """examples:
+  recsys-scaling train model=dcnv2 arm=me scale=4 seed=1
+  recsys-scaling sweep demo
+  recsys-scaling report demo
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recsys-scaling", epilog=USAGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Does your CTR model scale? SE-vs-ME sweeps tracked in MLflow, with scaling reports.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="one training run (Hydra overrides: key=value ...)",
+                                add_help=False)
+    train.add_argument("overrides", nargs=argparse.REMAINDER)
+
+    sweep = commands.add_parser("sweep", help="run a sweep from sweeps/<name>.yaml as a Hydra multirun")
+    sweep.add_argument("name", help="a sweep name in sweeps/ or a path to a sweep YAML")
+    sweep.add_argument("overrides", nargs=argparse.REMAINDER, help="extra Hydra overrides")
+
+    report = commands.add_parser("report", help="fit and plot a sweep's AUC-vs-size curves")
+    report.add_argument("sweep", help="the sweep name (its latest parent run is used)")
+    report.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI "
+                        "or sqlite:///mlflow.db)")
+    report.add_argument("--experiment", default="recsys-scaling")
+    report.add_argument("--parent-run-id", default=None, help="report this sweep run instead of the latest")
+    report.add_argument("--out", type=Path, default=Path("reports"), help="output root (default: reports/)")
+    return parser
+
+
+def _ui_command(uri: str) -> str:
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+
+
+def cmd_train(overrides: List[str]) -> int:
+    from .app import launch
+
+    launch(overrides)
+    return 0
+
+
+def cmd_sweep(name: str, overrides: List[str]) -> int:
+    import mlflow
+
+    from .sweep import run_sweep
+
+    summary = run_sweep(name, overrides)
+    print(summary.line())
+    print(f"browse: {_ui_command(mlflow.get_tracking_uri())}")
+    return 0 if summary.ok else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import mlflow
+
+    from .report import build_report
+
+    report = build_report(args.sweep, args.tracking_uri, args.experiment, args.out, args.parent_run_id)
+    print(f"report of sweep {args.sweep} ({report.num_runs} runs): {report.index.resolve()}")
+    print(f"  plot: {report.plot.resolve()}")
+    print(f"  table: {report.summary_csv.resolve()}")
+    print(f"browse the runs: {_ui_command(mlflow.get_tracking_uri())}  then open http://127.0.0.1:5000")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"] and any(a in ("-h", "--help") for a in argv[1:]):
+        argv = ["train", "--help"]  # Hydra's own help lists the config groups
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "train":
+            return cmd_train(args.overrides)
+        if args.command == "sweep":
+            return cmd_sweep(args.name, args.overrides)
+        return cmd_report(args)
+    except (FileNotFoundError, LookupError, ValueError) as exc:
+        print(f"recsys-scaling {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Typed (structured) configuration of a training job.
+
+Every YAML under ``conf/`` and ``sweeps/`` is validated against these dataclasses,
+so a misspelt key or a wrong type fails at composition, naming the key.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+ARMS = ("se", "me")
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = MISSING
+    # d0 of the paper: the per-set embedding size at scale 1 (NFwFM uses 50).
+    base_dim: int = 10
+    # Explicit K and d; when null they follow from `arm` and `scale`
+    # (se: K=1, d=scale*d0; me: K=scale, d=d0).
+    embed_dim: Optional[int] = None
+    num_embeddings: Optional[int] = None
+    hidden: int = 400
+    dropout: float = 0.2
+    cross_layers: int = 4
+    cin_layers: List[int] = field(default_factory=lambda: [16, 16])
+    # hetero_moe only: one expert (and one embedding set) per entry.
+    experts: List[str] = field(default_factory=list)
+    aggregation: str = "mean"
+
+
+@dataclass
+class SyntheticConfig:
+    """Planted-teacher CTR data; see recsys_scaling/data/synthetic.py for the teacher."""
+
+    rows: int = 20_000
+    cardinalities: List[int] = field(default_factory=lambda: [3, 10, 50, 1000])
+    zipf_exponent: float = 1.1
+    teacher_rank: int = 16
+    # Fraction of field pairs that interact in the teacher (all low x high pairs always do).
+    pair_density: float = 0.3
+    interaction_scale: float = 1.0
+    first_order_scale: float = 0.5
+    positive_rate: float = 0.25
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    kind: str = "synthetic"
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    split: List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    cache_dir: str = "${oc.env:RECSYS_SCALING_CACHE,.cache/recsys_scaling}"
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    batch_size: int = 2048
+    eval_batch_size: int = 8192
+    max_epochs: int = 100
+    patience: int = 3
+    # torch intra-op threads; 0 = torch's default.
+    threads: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    # null: $MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db in the working directory.
+    uri: Optional[str] = None
+    experiment: str = "recsys-scaling"
+    parent_run_id: Optional[str] = None
+
+
+@dataclass
+class SweepConfig:
+    name: str = "adhoc"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    arm: str = "se"
+    scale: int = 1
+    seed: int = 0
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="data", name="data_schema", node=DataConfig)
+
+
+def project_root() -> Path:
+    """The folder holding conf/ and sweeps/: $RECSYS_SCALING_HOME, else the source checkout."""
+    env = os.environ.get("RECSYS_SCALING_HOME")
+    if env:
+        return Path(env).resolve()
+    return Path(__file__).resolve().parents[1]
+
+
+def resolve_tracking_uri(uri: Optional[str]) -> str:
+    if uri:
+        return uri
+    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
+@dataclass(frozen=True)
+class EmbeddingShape:
+    num_embeddings: int
+    embed_dim: int
+
+
+def embedding_shape(model: Any, arm: str, scale: int) -> EmbeddingShape:
+    """K and d of a job: explicit values win, else the paper's scale semantics."""
+    if arm not in ARMS:
+        raise ValueError(f"arm={arm!r}: expected one of {ARMS}")
+    if scale < 1:
+        raise ValueError(f"scale={scale}: must be >= 1")
+    if model.experts:
+        k_default, d_default = len(model.experts), model.base_dim
+    elif arm == "se":
+        k_default, d_default = 1, scale * model.base_dim
+    else:
+        k_default, d_default = scale, model.base_dim
+    k = model.num_embeddings if model.num_embeddings is not None else k_default
+    d = model.embed_dim if model.embed_dim is not None else d_default
+    if k < 1:
+        raise ValueError(f"model.num_embeddings={k}: must be >= 1")
+    if d < 1:
+        raise ValueError(f"model.embed_dim={d}: must be >= 1")
+    return EmbeddingShape(num_embeddings=k, embed_dim=d)

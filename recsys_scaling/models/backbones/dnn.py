@@ -1,0 +1,40 @@
+"""DNN: per set flatten(F*d) -> block(H); mean over sets -> block(H) -> Linear(H, 1)."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..base import Backbone, Shape
+from ..layers import MLPHead, StackedBlock, block_params
+
+
+class FlatTower(nn.Module):
+    def __init__(self, shape: Shape, hidden: int, dropout: float):
+        super().__init__()
+        self.block = StackedBlock(shape.num_sets, shape.flat_dim, hidden, dropout)
+
+    def forward(self, emb):  # (K, B, F, d)
+        return self.block(emb.flatten(2))
+
+
+class DNN(Backbone):
+    name = "dnn"
+
+    @classmethod
+    def tower(cls, shape, cfg):
+        return FlatTower(shape, cfg.hidden, cfg.dropout)
+
+    @classmethod
+    def tower_width(cls, shape, cfg):
+        return cfg.hidden
+
+    @classmethod
+    def tower_params(cls, shape, cfg):
+        return shape.num_sets * block_params(shape.flat_dim, cfg.hidden)
+
+    @classmethod
+    def head(cls, shape, cfg):
+        return MLPHead(cfg.hidden, cfg.hidden, cfg.dropout)
+
+    @classmethod
+    def head_params(cls, shape, cfg):
+        return MLPHead.num_params(cfg.hidden, cfg.hidden)

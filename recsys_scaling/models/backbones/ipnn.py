@@ -1,0 +1,56 @@
+"""IPNN. SE form: [flatten(F*d) || the F(F-1)/2 inner products] -> block(H).
+ME form: per set the inner products only -> block(H). Then mean over sets -> block(H) ->
+Linear(H, 1). Inner products come from one batched Gram matrix per set (B x F x F), never
+from a gathered B x pairs x d tensor."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..base import Backbone, Shape
+from ..layers import MLPHead, StackedBlock, block_params
+
+
+def num_pairs(num_fields: int) -> int:
+    return num_fields * (num_fields - 1) // 2
+
+
+class InnerProductTower(nn.Module):
+    def __init__(self, shape: Shape, hidden: int, dropout: float):
+        super().__init__()
+        self.with_flat = not shape.multi_embedding
+        rows, cols = torch.triu_indices(shape.num_fields, shape.num_fields, offset=1)
+        self.register_buffer("pair_index", rows * shape.num_fields + cols, persistent=False)
+        width = num_pairs(shape.num_fields) + (shape.flat_dim if self.with_flat else 0)
+        self.block = StackedBlock(shape.num_sets, width, hidden, dropout)
+
+    def forward(self, emb):  # (K, B, F, d)
+        gram = torch.matmul(emb, emb.transpose(-1, -2))  # (K, B, F, F)
+        products = gram.flatten(2).index_select(2, self.pair_index)
+        features = torch.cat([emb.flatten(2), products], dim=2) if self.with_flat else products
+        return self.block(features)
+
+
+class IPNN(Backbone):
+    name = "ipnn"
+
+    @classmethod
+    def tower(cls, shape, cfg):
+        return InnerProductTower(shape, cfg.hidden, cfg.dropout)
+
+    @classmethod
+    def tower_width(cls, shape, cfg):
+        return cfg.hidden
+
+    @classmethod
+    def tower_params(cls, shape, cfg):
+        width = num_pairs(shape.num_fields) + (0 if shape.multi_embedding else shape.flat_dim)
+        return shape.num_sets * block_params(width, cfg.hidden)
+
+    @classmethod
+    def head(cls, shape, cfg):
+        return MLPHead(cfg.hidden, cfg.hidden, cfg.dropout)
+
+    @classmethod
+    def head_params(cls, shape, cfg):
+        return MLPHead.num_params(cfg.hidden, cfg.hidden)

@@ -1,0 +1,53 @@
+"""NFwFM: per set h = sum_i sum_j r_ij (e_i * e_j) with a full F x F matrix r (standard normal,
+diagonal included) -> BatchNorm1d(d) -> Dropout -> block(H); mean over sets -> block(H) ->
+Linear(H, 1). Computed as sum_i e_i * (r e)_i: B x F x d memory, never B x F x F x d."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..base import Backbone, Shape
+from ..layers import MLPHead, StackedBatchNorm, StackedBlock, block_params
+
+
+class FieldWeightedTower(nn.Module):
+    def __init__(self, shape: Shape, hidden: int, dropout: float):
+        super().__init__()
+        k, f = shape.num_sets, shape.num_fields
+        self.field_weights = nn.Parameter(torch.randn(k, 1, f, f))
+        self.norm = StackedBatchNorm(k, shape.embed_dim)
+        self.dropout = dropout
+        self.block = StackedBlock(k, shape.embed_dim, hidden, dropout)
+
+    def forward(self, emb):  # (K, B, F, d)
+        mixed = torch.matmul(self.field_weights, emb)  # (K, B, F, d): sum_j r_ij e_j
+        h = (emb * mixed).sum(2)  # (K, B, d)
+        h = F.dropout(self.norm(h), self.dropout, self.training)
+        return self.block(h)
+
+
+class NFwFM(Backbone):
+    name = "nfwfm"
+
+    @classmethod
+    def tower(cls, shape, cfg):
+        return FieldWeightedTower(shape, cfg.hidden, cfg.dropout)
+
+    @classmethod
+    def tower_width(cls, shape, cfg):
+        return cfg.hidden
+
+    @classmethod
+    def tower_params(cls, shape, cfg):
+        d = shape.embed_dim
+        per_set = shape.num_fields**2 + 2 * d + block_params(d, cfg.hidden)
+        return shape.num_sets * per_set
+
+    @classmethod
+    def head(cls, shape, cfg):
+        return MLPHead(cfg.hidden, cfg.hidden, cfg.dropout)
+
+    @classmethod
+    def head_params(cls, shape, cfg):
+        return MLPHead.num_params(cfg.hidden, cfg.hidden)

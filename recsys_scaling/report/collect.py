@@ -1,0 +1,48 @@
+"""MLflow runs of a sweep -> one tidy pandas table, a row per job."""
+from __future__ import annotations
+
+from typing import List
+
+import pandas as pd
+from mlflow.entities import Run
+
+TAG_COLUMNS = ("backbone", "arm", "scale", "num_embeddings", "embed_dim", "seed", "sweep", "dataset")
+INT_COLUMNS = ("scale", "num_embeddings", "embed_dim", "seed")
+METRIC_COLUMNS = ("test_auc", "test_logloss", "best_valid_auc", "best_valid_logloss", "best_epoch",
+                  "epochs_run", "train_seconds", "params_embedding", "params_dense", "params_total")
+
+
+def runs_table(runs: List[Run]) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        tags, metrics = run.data.tags, run.data.metrics
+        row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
+               "error": tags.get("error", "")}
+        row.update({c: tags.get(c) for c in TAG_COLUMNS})
+        row.update({c: metrics.get(c) for c in METRIC_COLUMNS})
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["run_id", "run_name", "status", "error", *TAG_COLUMNS, *METRIC_COLUMNS])
+    for column in INT_COLUMNS:
+        table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
+    for column in METRIC_COLUMNS:
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+    return table.sort_values(["backbone", "arm", "scale", "seed"], ignore_index=True)
+
+
+def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per (backbone, arm, scale), finished runs only."""
+    done = table[table["status"] == "FINISHED"]
+    grouped = done.groupby(["backbone", "arm", "scale"], observed=True)
+    summary = grouped.agg(
+        num_embeddings=("num_embeddings", "first"),
+        embed_dim=("embed_dim", "first"),
+        seeds=("seed", "nunique"),
+        params_embedding=("params_embedding", "mean"),
+        params_dense=("params_dense", "mean"),
+        params_total=("params_total", "mean"),
+        test_auc_mean=("test_auc", "mean"),
+        test_auc_std=("test_auc", "std"),
+        test_logloss_mean=("test_logloss", "mean"),
+        test_logloss_std=("test_logloss", "std"),
+    ).reset_index()
+    return summary.fillna({"test_auc_std": 0.0, "test_logloss_std": 0.0})

@@ -1,0 +1,146 @@
+"""MLflow tracking: one run per job, one parent run per sweep."""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Iterator, List, Mapping, Optional
+
+import mlflow
+from mlflow.entities import Run, RunStatus
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from .config import resolve_tracking_uri
+
+log = logging.getLogger(__name__)
+PARENT_TAG = "mlflow.parentRunId"
+ROLE_TAG = "recsys_scaling.role"
+MAX_PARAM_LENGTH = 6000
+
+
+def use_store(uri: Optional[str], experiment: str) -> str:
+    """Point MLflow at the store and experiment; returns the experiment id."""
+    resolved = resolve_tracking_uri(uri)
+    mlflow.set_tracking_uri(resolved)
+    os.environ["MLFLOW_TRACKING_URI"] = resolved  # so helper processes log to the same store
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return mlflow.create_experiment(experiment)
+    except mlflow.exceptions.MlflowException:  # created concurrently by another job
+        return mlflow.get_experiment_by_name(experiment).experiment_id
+
+
+def flatten(tree: Mapping, prefix: str = "") -> Dict[str, str]:
+    flat: Dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+def run_name(backbone: str, arm: str, scale: int, seed: int) -> str:
+    return f"{backbone}-{arm}-{scale}x-s{seed}"
+
+
+class JobRun:
+    """The active MLflow run of one job."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+
+    def log_epoch(self, epoch: int, metrics: Dict[str, float]) -> None:
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=epoch)
+
+    def log_metrics(self, metrics: Dict[str, float]) -> None:
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+
+    def log_text(self, text: str, name: str) -> None:
+        mlflow.log_text(text, name)
+
+    def log_dict(self, payload: dict, name: str) -> None:
+        mlflow.log_dict(payload, name)
+
+    def log_artifact(self, path: Path) -> None:
+        mlflow.log_artifact(str(path))
+
+
+@contextmanager
+def job_run(cfg: DictConfig, name: str, tags: Dict[str, str]) -> Iterator[JobRun]:
+    """Start a job's run (a child when tracking.parent_run_id is set): config as params and
+    as a YAML artifact. An exception marks the run FAILED with its message and traceback."""
+    experiment_id = use_store(cfg.tracking.uri, cfg.tracking.experiment)
+    all_tags = {ROLE_TAG: "job", **tags}
+    if cfg.tracking.parent_run_id:
+        all_tags[PARENT_TAG] = cfg.tracking.parent_run_id
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=all_tags)
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        mlflow.log_params(flatten(resolved))
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        yield JobRun(run.info.run_id)
+    except BaseException as exc:
+        mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
+        mlflow.log_text(traceback.format_exc(), "traceback.txt")
+        mlflow.end_run(status=RunStatus.to_string(RunStatus.KILLED if isinstance(exc, KeyboardInterrupt)
+                                                  else RunStatus.FAILED))
+        raise
+    else:
+        mlflow.end_run(status="FINISHED")
+
+
+def create_sweep_parent(uri: Optional[str], experiment: str, sweep: str, spec_file: Optional[Path]) -> str:
+    experiment_id = use_store(uri, experiment)
+    client = MlflowClient()
+    run = client.create_run(experiment_id, run_name=f"sweep-{sweep}",
+                            tags={"sweep": sweep, ROLE_TAG: "sweep"})
+    if spec_file is not None:
+        client.log_artifact(run.info.run_id, str(spec_file))
+    return run.info.run_id
+
+
+def finish_sweep_parent(run_id: str, ok: bool, summary: Dict[str, int]) -> None:
+    client = MlflowClient()
+    for key, value in summary.items():
+        client.log_metric(run_id, f"jobs_{key}", value)
+    client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+
+
+def child_runs(parent_run_id: str) -> List[Run]:
+    client = MlflowClient()
+    parent = client.get_run(parent_run_id)
+    return client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+        max_results=50_000,
+    )
+
+
+def latest_sweep_parent(uri: Optional[str], experiment: str, sweep: str) -> Run:
+    experiment_id = use_store(uri, experiment)
+    runs = MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.sweep = '{sweep}' and tags.`{ROLE_TAG}` = 'sweep'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise LookupError(f"no sweep named {sweep!r} in experiment {experiment!r} "
+                          f"of {mlflow.get_tracking_uri()}")
+    return runs[0]
+
+
+def log_artifacts_to(run_id: str, folder: Path, artifact_path: str) -> None:
+    MlflowClient().log_artifacts(run_id, str(folder), artifact_path)
+
+
+def scratch_dir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="recsys-scaling-")

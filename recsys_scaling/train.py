@@ -1,0 +1,150 @@
+"""One training job: data -> model -> Adam with early stopping on validation AUC -> test metrics.
+
+Tracking is injected (an object with `log_epoch`), so this module knows nothing about MLflow.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import BatchLoader, EncodedData
+from .metrics import log_loss, roc_auc
+
+log = logging.getLogger(__name__)
+
+
+class EpochLogger(Protocol):
+    def log_epoch(self, epoch: int, metrics: Dict[str, float]) -> None: ...
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    epochs_run: int
+    valid_auc: float
+    valid_logloss: float
+    test_auc: float
+    test_logloss: float
+    train_seconds: float
+    history: List[Dict[str, float]] = field(default_factory=list)
+
+    def final_metrics(self) -> Dict[str, float]:
+        return {
+            "best_epoch": self.best_epoch,
+            "epochs_run": self.epochs_run,
+            "best_valid_auc": self.valid_auc,
+            "best_valid_logloss": self.valid_logloss,
+            "test_auc": self.test_auc,
+            "test_logloss": self.test_logloss,
+            "train_seconds": self.train_seconds,
+        }
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: BatchLoader, device: torch.device) -> Dict[str, float]:
+    model.eval()
+    probabilities, labels = [], []
+    for x, y in loader.epoch():
+        probabilities.append(torch.sigmoid(model(x.to(device))).cpu().numpy())
+        labels.append(y.numpy())
+    p, y = np.concatenate(probabilities), np.concatenate(labels)
+    return {"auc": roc_auc(y, p), "logloss": log_loss(y, p)}
+
+
+def train_epoch(model, loader, optimizer, epoch: int, device, progress: bool) -> float:
+    model.train()
+    loss_fn = nn.BCEWithLogitsLoss()
+    total, count = 0.0, 0
+    batches = loader.epoch(epoch)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, total=len(loader), desc=f"epoch {epoch}", unit="batch", leave=False)
+    for x, y in batches:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x.to(device)), y.to(device))
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite training loss {loss.item()} in epoch {epoch}")
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(y)
+        count += len(y)
+    return total / max(count, 1)
+
+
+def fit(
+    model: nn.Module,
+    data: EncodedData,
+    train_cfg,
+    seed: int,
+    logger: Optional[EpochLogger] = None,
+) -> FitResult:
+    """Adam on the training split; early stopping (patience) on validation AUC;
+    test metrics of the best-validation epoch."""
+    device = torch.device(train_cfg.device)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    train_loader = BatchLoader(data.X, data.y, data.splits["train"], train_cfg.batch_size, shuffle=True, seed=seed)
+    valid_loader = BatchLoader(data.X, data.y, data.splits["valid"], train_cfg.eval_batch_size)
+    test_loader = BatchLoader(data.X, data.y, data.splits["test"], train_cfg.eval_batch_size)
+
+    best_auc, best_epoch, best_state, stale = -math.inf, -1, None, 0
+    best_valid: Dict[str, float] = {}
+    history: List[Dict[str, float]] = []
+    started = time.perf_counter()
+    for epoch in range(train_cfg.max_epochs):
+        epoch_start = time.perf_counter()
+        train_loss = train_epoch(model, train_loader, optimizer, epoch, device, train_cfg.progress)
+        seconds = time.perf_counter() - epoch_start
+        valid = evaluate(model, valid_loader, device)
+        metrics = {
+            "train_logloss": train_loss,
+            "valid_auc": valid["auc"],
+            "valid_logloss": valid["logloss"],
+            "epoch_seconds": seconds,
+            "train_samples_per_second": len(data.splits["train"]) / max(seconds, 1e-9),
+        }
+        history.append(metrics)
+        if logger is not None:
+            logger.log_epoch(epoch, metrics)
+        log.info("epoch %d: train logloss %.5f, valid AUC %.5f, logloss %.5f",
+                 epoch, train_loss, valid["auc"], valid["logloss"])
+        if valid["auc"] > best_auc:
+            best_auc, best_epoch, best_valid, stale = valid["auc"], epoch, valid, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= train_cfg.patience:
+                log.info("early stop after epoch %d (best %d)", epoch, best_epoch)
+                break
+    train_seconds = time.perf_counter() - started
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    test = evaluate(model, test_loader, device)
+    return FitResult(
+        best_epoch=best_epoch,
+        epochs_run=len(history),
+        valid_auc=best_valid.get("auc", float("nan")),
+        valid_logloss=best_valid.get("logloss", float("nan")),
+        test_auc=test["auc"],
+        test_logloss=test["logloss"],
+        train_seconds=train_seconds,
+        history=history,
+    )
