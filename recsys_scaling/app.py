@@ -6,6 +6,7 @@ import sys
 from typing import List, Optional
 
 import hydra
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -38,6 +39,7 @@ _hydra_main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_n
 def launch(args: List[str]) -> None:
     """Run the Hydra app with command-line style arguments (overrides and Hydra flags)."""
     saved = sys.argv
+    GlobalHydra.instance().clear()
     sys.argv = ["recsys-scaling", *args]
     try:
         _hydra_main()

@@ -45,7 +45,10 @@ def _ui_command(uri: str) -> str:
 def cmd_train(overrides: List[str]) -> int:
     from .app import launch
 
-    launch(overrides)
+    try:
+        launch(overrides)
+    except SystemExit as exc:  # Hydra reports a failed job and exits; keep main() returning codes
+        return exc.code if isinstance(exc.code, int) else 1
     return 0
 
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +24,6 @@ def use_store(uri: Optional[str], experiment: str) -> str:
     """Point MLflow at the store and experiment; returns the experiment id."""
     resolved = resolve_tracking_uri(uri)
     mlflow.set_tracking_uri(resolved)
-    os.environ["MLFLOW_TRACKING_URI"] = resolved  # so helper processes log to the same store
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
@@ -140,7 +137,3 @@ def latest_sweep_parent(uri: Optional[str], experiment: str, sweep: str) -> Run:
 
 def log_artifacts_to(run_id: str, folder: Path, artifact_path: str) -> None:
     MlflowClient().log_artifacts(run_id, str(folder), artifact_path)
-
-
-def scratch_dir() -> tempfile.TemporaryDirectory:
-    return tempfile.TemporaryDirectory(prefix="recsys-scaling-")

@@ -31,7 +31,7 @@ from scipy.special import expit
 
 from .cache import CacheWriter, EncodedData, open_or_build, seeded_split
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CHUNK_ROWS = 1 << 17
 CALIBRATION_ROWS = 1 << 16
 LOW_CARDINALITY = 100
@@ -52,10 +52,12 @@ class Teacher:
     first_order_scale: float
     interaction_scale: float
 
-    def sample_fields(self, rng: np.random.Generator, rows: int) -> np.ndarray:
+    def sample_fields(self, key: Sequence[int], rows: int) -> np.ndarray:
+        """`rows` rows; field f uses its own stream keyed (*key, f), so a shorter draw is a prefix."""
         X = np.empty((rows, len(self.cdfs)), dtype=np.int32)
         for f, (cdf, ids) in enumerate(zip(self.cdfs, self.id_of_rank)):
-            ranks = np.searchsorted(cdf, rng.random(rows), side="right")
+            uniform = np.random.default_rng([*key, f]).random(rows)
+            ranks = np.searchsorted(cdf, uniform, side="right")
             X[:, f] = ids[np.minimum(ranks, len(ids) - 1)]
         return X
 
@@ -93,7 +95,7 @@ def make_teacher(cfg) -> Teacher:
     pair_weights = rng.standard_normal(len(pairs))
     teacher = Teacher(cdfs, id_of_rank, first_order, embeddings, pairs, pair_weights,
                       (0.0, 1.0, 0.0, 1.0), 0.0, cfg.first_order_scale, cfg.interaction_scale)
-    _calibrate(teacher, cfg, rng)
+    _calibrate(teacher, cfg)
     return teacher
 
 
@@ -109,8 +111,8 @@ def _teacher_pairs(cards: Sequence[int], density: float, rng: np.random.Generato
     return pairs
 
 
-def _calibrate(teacher: Teacher, cfg, rng: np.random.Generator) -> None:
-    X = teacher.sample_fields(rng, CALIBRATION_ROWS)
+def _calibrate(teacher: Teacher, cfg) -> None:
+    X = teacher.sample_fields([cfg.seed, GENERATOR_VERSION, 2], CALIBRATION_ROWS)
     z1, z2 = teacher.raw_scores(X)
     teacher.z_stats = (z1.mean(), z1.std() or 1.0, z2.mean(), z2.std() or 1.0)
     centred = teacher.logits(X)
@@ -128,10 +130,11 @@ def write_synthetic(path: Path, fp: str, cfg, split: Sequence[float], progress: 
     try:
         for start in _progress(range(0, cfg.rows, CHUNK_ROWS), progress, cfg.rows):
             stop = min(cfg.rows, start + CHUNK_ROWS)
-            rng = np.random.default_rng([cfg.seed, GENERATOR_VERSION, 1, start // CHUNK_ROWS])
-            X = teacher.sample_fields(rng, stop - start)
+            key = [cfg.seed, GENERATOR_VERSION, 1, start // CHUNK_ROWS]
+            X = teacher.sample_fields(key, stop - start)
             writer.X[start:stop] = X
-            writer.y[start:stop] = rng.random(stop - start) < expit(teacher.logits(X))
+            label_noise = np.random.default_rng([*key, len(teacher.cdfs)]).random(stop - start)
+            writer.y[start:stop] = label_noise < expit(teacher.logits(X))
         positives = float(np.asarray(writer.y).mean())
         meta = {
             "source": "synthetic",

@@ -25,12 +25,15 @@ def auc_vs_params(summary: pd.DataFrame, path: Path, title: str) -> Path:
             for _, point in curve.iterrows():
                 ax.annotate(f"{point['scale']}x", (point["params_total"], point["test_auc_mean"]),
                             textcoords="offset points", xytext=(4, 4), fontsize=7, alpha=0.7)
-    ax.set_xscale("log")
+    if summary.empty:
+        ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.set_xscale("log")
+        ax.legend(fontsize=8)
     ax.set_xlabel("total parameters")
     ax.set_ylabel("test AUC (mean ± std over seeds)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

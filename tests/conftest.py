@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT.parent / "shared" / "data" / "samples"
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory) -> Path:
+    """One dataset cache for the whole session: synthetic data is generated once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, data_cache) -> Path:
+    """A fresh working directory with its own MLflow store; the session's data cache."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("RECSYS_SCALING_CACHE", str(data_cache))
+    return tmp_path
+
+
+@pytest.fixture
+def store_uri(workdir) -> str:
+    return f"sqlite:///{workdir / 'mlflow.db'}"
+
+
+def pytest_configure(config):
+    os.environ.setdefault("MPLBACKEND", "Agg")

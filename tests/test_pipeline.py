@@ -1,0 +1,127 @@
+"""End to end through the real components: Hydra app, MLflow sqlite store, multirun, report."""
+from __future__ import annotations
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from recsys_scaling import tracking
+from recsys_scaling.cli import main
+
+TINY = ["data=synthetic_small", "train.max_epochs=3", "train.progress=false"]
+
+
+def only_run(uri: str, **tags):
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("recsys-scaling")
+    filters = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
+    return client.search_runs([experiment.experiment_id], filter_string=filters)
+
+
+def test_train_run_is_tracked_completely(store_uri):
+    assert main(["train", *TINY, "model=dcnv2", "arm=me", "scale=2", "seed=3", f"tracking.uri={store_uri}"]) == 0
+    runs = only_run(store_uri, backbone="dcnv2")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "dcnv2-me-2x-s3"
+    assert {k: run.data.tags[k] for k in ("backbone", "arm", "scale", "num_embeddings", "embed_dim", "seed",
+                                           "sweep")} == {"backbone": "dcnv2", "arm": "me", "scale": "2",
+                                                         "num_embeddings": "2", "embed_dim": "10",
+                                                         "seed": "3", "sweep": "adhoc"}
+    params = run.data.params
+    assert params["model.backbone"] == "dcnv2" and params["train.lr"] == "0.001"
+    assert params["data.synthetic.rows"] == "20000"
+    metrics = run.data.metrics
+    assert metrics["test_auc"] > 0.6, "the planted signal must be learnable"
+    assert 0 < metrics["test_logloss"] < 0.69
+    assert metrics["params_total"] == metrics["params_embedding"] + metrics["params_dense"]
+    assert metrics["params_embedding"] == (3 + 4 + 8 + 20 + 50 + 200 + 1000 + 3000) * 2 * 10
+    client = MlflowClient(store_uri)
+    history = client.get_metric_history(run.info.run_id, "valid_auc")
+    assert [m.step for m in history] == list(range(int(metrics["epochs_run"])))
+    assert len(client.get_metric_history(run.info.run_id, "train_logloss")) == len(history)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "config.yaml" in artifacts
+
+
+def test_default_store_is_mlflow_db_in_the_working_directory(workdir):
+    assert main(["train", *TINY, "train.max_epochs=1"]) == 0
+    assert (workdir / "mlflow.db").is_file()
+    assert len(only_run(f"sqlite:///{workdir / 'mlflow.db'}")) == 1
+
+
+def test_environment_variable_selects_the_store(workdir, monkeypatch):
+    uri = f"sqlite:///{workdir / 'elsewhere.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(["train", *TINY, "train.max_epochs=1"]) == 0
+    assert not (workdir / "mlflow.db").exists()
+    assert len(only_run(uri)) == 1
+
+
+def test_same_seed_same_result(store_uri):
+    for _ in range(2):
+        assert main(["train", *TINY, "train.max_epochs=1", "seed=5", f"tracking.uri={store_uri}"]) == 0
+    a, b = only_run(store_uri, seed="5")
+    assert a.data.metrics["test_auc"] == b.data.metrics["test_auc"]
+
+
+def test_failing_training_marks_the_run_failed(store_uri):
+    assert main(["train", *TINY, "train.lr=1e30", "train.max_epochs=2", f"tracking.uri={store_uri}",
+                 "model=dcnv2", "scale=4"]) == 1
+    (run,) = only_run(store_uri)
+    assert run.info.status == "FAILED"
+    assert "NonFiniteLossError" in run.data.tags["error"]
+
+
+def test_sweep_then_report(store_uri, workdir, capsys):
+    code = main(["sweep", "smoke", f"tracking.uri={store_uri}", "data=synthetic_small"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "2 jobs: 2 finished, 0 failed" in out
+    parent = tracking.latest_sweep_parent(store_uri, "recsys-scaling", "smoke")
+    assert parent.info.status == "FINISHED"
+    children = tracking.child_runs(parent.info.run_id)
+    assert sorted(r.info.run_name for r in children) == ["dnn-me-2x-s0", "dnn-se-2x-s0"]
+    assert all(r.data.tags["sweep"] == "smoke" for r in children)
+
+    assert main(["report", "smoke", "--tracking-uri", store_uri]) == 0
+    out = capsys.readouterr().out
+    report_dir = workdir / "reports" / "smoke"
+    assert str(report_dir / "index.html") in out and "mlflow ui --backend-store-uri" in out
+    png = (report_dir / "auc_vs_params.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    summary = pd.read_csv(report_dir / "summary.csv")
+    assert sorted(zip(summary["backbone"], summary["arm"], summary["scale"])) == [("dnn", "me", 2), ("dnn", "se", 2)]
+    assert (summary["test_auc_mean"] > 0.55).all()
+    runs = pd.read_csv(report_dir / "runs.csv")
+    assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
+    assert "dnn-se-2x-s0" in (report_dir / "index.html").read_text()
+    logged = {a.path for a in MlflowClient(store_uri).list_artifacts(parent.info.run_id, "report")}
+    assert "report/auc_vs_params.png" in logged and "report/index.html" in logged
+
+
+def test_sweep_with_a_failing_job_goes_on_and_reports_it(store_uri, workdir, capsys):
+    # the second job's learning rate makes its loss NaN
+    code = main(["sweep", "smoke", f"tracking.uri={store_uri}", "data=synthetic_small",
+                 "arm=se", "train.lr=0.001,1e30", "train.max_epochs=2"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "failed" in out
+    parent = tracking.latest_sweep_parent(store_uri, "recsys-scaling", "smoke")
+    assert parent.info.status == "FAILED"
+    statuses = [r.info.status for r in tracking.child_runs(parent.info.run_id)]
+    assert sorted(statuses) == ["FAILED", "FINISHED"]
+    assert main(["report", "smoke", "--tracking-uri", store_uri]) == 0
+    page = (workdir / "reports" / "smoke" / "index.html").read_text()
+    assert "Jobs not finished (1)" in page and "NonFiniteLossError" in page
+
+
+def test_unknown_sweep_is_a_clear_error(workdir, capsys):
+    assert main(["sweep", "no_such_sweep"]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_sweep" in err and "demo" in err
+
+
+def test_report_of_unknown_sweep_is_a_clear_error(store_uri, capsys):
+    assert main(["report", "nothing", "--tracking-uri", store_uri]) == 2
+    assert "no sweep named 'nothing'" in capsys.readouterr().err
