@@ -82,6 +82,17 @@ class TrackingConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    """Embedding-collapse diagnostics (recsys_scaling/diagnostics.py)."""
+
+    enabled: bool = True
+    # Per field, only the most frequent values (training-split counts) enter the SVDs.
+    max_rows: int = 10_000
+    # Also compute (metrics only) every N epochs during training; 0 = only at the end.
+    every_n_epochs: int = 0
+
+
+@dataclass
 class SweepConfig:
     name: str = "adhoc"
 
@@ -92,6 +103,7 @@ class Config:
     data: DataConfig = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     arm: str = "se"
     scale: int = 1

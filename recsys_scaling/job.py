@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import tracking
 from .budget import count_params
+from .collapse import CollapseProbe
 from .config import embedding_shape
 from .data import load_dataset
 from .models import Shape, build_model
@@ -50,13 +51,29 @@ def run_job(cfg: DictConfig) -> Dict[str, float]:
         run.log_metrics({f"params_{k}": v for k, v in counts.items()})
         log.info("%s: %s parameters (%s embedding) on %s (%s rows)", name, f"{counts['total']:,}",
                  f"{counts['embedding']:,}", cfg.data.name, f"{data.meta['rows']:,}")
-        result = fit(model, data, cfg.train, cfg.seed, logger=run)
+        probe = CollapseProbe(data, cfg.diagnostics.max_rows) if cfg.diagnostics.enabled else None
+        result = fit(model, data, cfg.train, cfg.seed, logger=run,
+                     on_epoch_end=_periodic_diagnostics(probe, model, run, cfg.diagnostics.every_n_epochs))
         final = result.final_metrics()
-        diagnostics = getattr(model, "diagnostics", lambda: {})()
-        run.log_metrics({**final, **diagnostics})
+        run.log_metrics({**final, **model.diagnostics()})
+        if probe is not None:
+            collapse = probe.log_final(model.embedding, run, name)
+            log.info("%s: mean IA %.2f (random reference %.2f)", name, collapse["ia_mean"],
+                     collapse["ia_random_mean"])
         log.info("%s: test AUC %.5f, logloss %.5f (best epoch %d)", name, result.test_auc,
                  result.test_logloss, result.best_epoch)
         return final
+
+
+def _periodic_diagnostics(probe, model, run, every: int):
+    if probe is None or every <= 0:
+        return None
+
+    def on_epoch_end(epoch: int) -> None:
+        if (epoch + 1) % every == 0:
+            run.log_epoch(epoch, probe.metrics(model.embedding))
+
+    return on_epoch_end
 
 
 def _model_options(model_cfg) -> dict:

@@ -66,8 +66,8 @@ class JobRun:
     def log_dict(self, payload: dict, name: str) -> None:
         mlflow.log_dict(payload, name)
 
-    def log_artifact(self, path: Path) -> None:
-        mlflow.log_artifact(str(path))
+    def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
+        mlflow.log_artifact(str(path), artifact_path)
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Protocol
+from typing import Callable, Dict, List, Optional, Protocol
 
 import numpy as np
 import torch
@@ -95,6 +95,7 @@ def fit(
     train_cfg,
     seed: int,
     logger: Optional[EpochLogger] = None,
+    on_epoch_end: Optional[Callable[[int], None]] = None,
 ) -> FitResult:
     """Adam on the training split; early stopping (patience) on validation AUC;
     test metrics of the best-validation epoch."""
@@ -124,6 +125,8 @@ def fit(
         history.append(metrics)
         if logger is not None:
             logger.log_epoch(epoch, metrics)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
         log.info("epoch %d: train logloss %.5f, valid AUC %.5f, logloss %.5f",
                  epoch, train_loss, valid["auc"], valid["logloss"])
         if valid["auc"] > best_auc:

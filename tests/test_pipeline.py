@@ -42,6 +42,10 @@ def test_train_run_is_tracked_completely(store_uri):
     assert len(client.get_metric_history(run.info.run_id, "train_logloss")) == len(history)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "config.yaml" in artifacts
+    assert 1.0 <= metrics["ia_set_mean"] <= 10.0 and 1.0 <= metrics["ia_mean"] <= 20.0
+    assert 0.0 < metrics["principal_angle_mean_deg"] <= 90.0
+    diagnostics = {a.path for a in client.list_artifacts(run.info.run_id, "diagnostics")}
+    assert diagnostics == {"diagnostics/collapse.json", "diagnostics/ia_per_field.png", "diagnostics/spectra.png"}
 
 
 def test_default_store_is_mlflow_db_in_the_working_directory(workdir):
@@ -93,6 +97,8 @@ def test_sweep_then_report(store_uri, workdir, capsys):
     summary = pd.read_csv(report_dir / "summary.csv")
     assert sorted(zip(summary["backbone"], summary["arm"], summary["scale"])) == [("dnn", "me", 2), ("dnn", "se", 2)]
     assert (summary["test_auc_mean"] > 0.55).all()
+    assert (summary["ia_mean"] > 1.0).all()
+    assert (report_dir / "ia_vs_scale.png").is_file()
     runs = pd.read_csv(report_dir / "runs.csv")
     assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
     assert "dnn-se-2x-s0" in (report_dir / "index.html").read_text()

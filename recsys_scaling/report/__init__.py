@@ -11,7 +11,7 @@ import mlflow
 
 from .. import tracking
 from .collect import runs_table, seed_summary
-from .plots import auc_vs_params
+from .plots import auc_vs_params, ia_vs_scale
 from .render import write_index
 
 __all__ = ["Report", "build_report"]
@@ -43,9 +43,10 @@ def build_report(sweep: str, tracking_uri: Optional[str] = None, experiment: str
     work = Path(tempfile.mkdtemp(prefix=f".{sweep}.tmp-", dir=final_dir.parent))
     try:
         plot = auc_vs_params(summary, work / "auc_vs_params.png", f"{sweep}: test AUC vs model size")
+        ia_plot = ia_vs_scale(summary, work / "ia_vs_scale.png", f"{sweep}: embedding collapse (IA)")
         summary.to_csv(work / "summary.csv", index=False)
         runs.to_csv(work / "runs.csv", index=False)
-        write_index(work, sweep, parent, plot, summary, runs, mlflow.get_tracking_uri())
+        write_index(work, sweep, parent, [plot, ia_plot], summary, runs, mlflow.get_tracking_uri())
         tracking.log_artifacts_to(parent, work, "report")
         if final_dir.exists():
             shutil.rmtree(final_dir)

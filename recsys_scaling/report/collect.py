@@ -9,7 +9,8 @@ from mlflow.entities import Run
 TAG_COLUMNS = ("backbone", "arm", "scale", "num_embeddings", "embed_dim", "seed", "sweep", "dataset")
 INT_COLUMNS = ("scale", "num_embeddings", "embed_dim", "seed")
 METRIC_COLUMNS = ("test_auc", "test_logloss", "best_valid_auc", "best_valid_logloss", "best_epoch",
-                  "epochs_run", "train_seconds", "params_embedding", "params_dense", "params_total")
+                  "epochs_run", "train_seconds", "params_embedding", "params_dense", "params_total",
+                  "ia_mean", "ia_set_mean", "ia_random_mean")
 
 
 def runs_table(runs: List[Run]) -> pd.DataFrame:
@@ -44,5 +45,8 @@ def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
         test_auc_std=("test_auc", "std"),
         test_logloss_mean=("test_logloss", "mean"),
         test_logloss_std=("test_logloss", "std"),
+        ia_mean=("ia_mean", "mean"),
+        ia_mean_std=("ia_mean", "std"),
+        ia_random_mean=("ia_random_mean", "mean"),
     ).reset_index()
-    return summary.fillna({"test_auc_std": 0.0, "test_logloss_std": 0.0})
+    return summary.fillna({"test_auc_std": 0.0, "test_logloss_std": 0.0, "ia_mean_std": 0.0})

@@ -38,3 +38,31 @@ def auc_vs_params(summary: pd.DataFrame, path: Path, title: str) -> Path:
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def ia_vs_scale(summary: pd.DataFrame, path: Path, title: str) -> Path:
+    """Mean information abundance (all sets concatenated) against scale, per backbone and arm."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    measured = summary.dropna(subset=["ia_mean"])
+    for i, (backbone, by_backbone) in enumerate(measured.groupby("backbone", sort=True)):
+        for arm, curve in by_backbone.groupby("arm", sort=True):
+            curve = curve.sort_values("scale")
+            ax.errorbar(curve["scale"].astype(float), curve["ia_mean"], yerr=curve["ia_mean_std"], capsize=3,
+                        color=colors[i % len(colors)], label=f"{backbone} {arm.upper()}", **ARM_STYLE.get(arm, {}))
+    if not measured.empty:
+        reference = measured.groupby("scale")["ia_random_mean"].max().sort_index()
+        ax.plot(reference.index.astype(float), reference.values, color="grey", lw=1, linestyle=":",
+                label="random matrix (largest shape)")
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no IA measured", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("scale (SE: d = s·d0; ME: K = s sets of d0)")
+    ax.set_ylabel("mean IA per field")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
+from typing import List
 
 import pandas as pd
 
@@ -12,9 +13,14 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.5g}", na_rep="–", border=0, classes="t")
 
 
-def write_index(out_dir: Path, sweep: str, parent_run_id: str, plot: Path,
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.stem)}" style="max-width:100%">'
+
+
+def write_index(out_dir: Path, sweep: str, parent_run_id: str, plots: List[Path],
                 summary: pd.DataFrame, runs: pd.DataFrame, tracking_uri: str) -> Path:
-    image = base64.b64encode(plot.read_bytes()).decode()
+    images = "\n".join(_image(p) for p in plots)
     failed = runs[runs["status"] != "FINISHED"]
     failed_html = (f"<h2>Jobs not finished ({len(failed)})</h2>"
                    + _table(failed[["run_name", "status", "error"]]) if len(failed) else "")
@@ -26,7 +32,9 @@ code{{background:#f3f3f3;padding:1px 4px}}</style></head><body>
 <h1>Scaling report: {html.escape(sweep)}</h1>
 <p>Parent MLflow run <code>{html.escape(parent_run_id)}</code> in <code>{html.escape(tracking_uri)}</code>.
 {len(runs)} jobs, {int((runs['status'] == 'FINISHED').sum())} finished.</p>
-<img src="data:image/png;base64,{image}" alt="test AUC against total parameters" style="max-width:100%">
+{images}
+<p>IA = information abundance (sum of singular values / largest) of each field's embedding table,
+all K sets concatenated, averaged over fields; higher means less collapse.</p>
 <h2>Mean and std over seeds</h2>{_table(summary)}
 {failed_html}
 <h2>All runs</h2>{_table(runs.drop(columns=["error"]))}
