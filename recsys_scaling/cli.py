@@ -1,4 +1,4 @@
-"""`recsys-scaling` command line: train, sweep, report."""
+"""`recsys-scaling` command line: train, sweep, budget, report."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ from typing import List, Optional
 
 USAGE_EXAMPLES = """examples:
   recsys-scaling train model=dcnv2 arm=me scale=4 seed=1
+  recsys-scaling budget demo
   recsys-scaling sweep demo
   recsys-scaling report demo
 """
@@ -27,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="run a sweep from sweeps/<name>.yaml as a Hydra multirun")
     sweep.add_argument("name", help="a sweep name in sweeps/ or a path to a sweep YAML")
     sweep.add_argument("overrides", nargs=argparse.REMAINDER, help="extra Hydra overrides")
+
+    budget = commands.add_parser("budget", help="parameter counts of a sweep's jobs, without training")
+    budget.add_argument("args", nargs="*",
+                        help="[SWEEP] [overrides...]: a sweep name/file, or only overrides (lists sweep)")
+    budget.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
 
     report = commands.add_parser("report", help="fit and plot a sweep's AUC-vs-size curves")
     report.add_argument("sweep", help="the sweep name (its latest parent run is used)")
@@ -63,6 +69,20 @@ def cmd_sweep(name: str, overrides: List[str]) -> int:
     return 0 if summary.ok else 1
 
 
+def cmd_budget(args: List[str], csv: Optional[Path]) -> int:
+    from .sweep import grid, resolve_sweep_file
+    from .sweep.budget_table import budget_table, format_table
+
+    spec = resolve_sweep_file(args[0]) if args and "=" not in args[0] else None
+    overrides = args[1:] if spec else args
+    jobs = grid.expand(spec, overrides)
+    table = budget_table(jobs, grid.validate(jobs))
+    print(format_table(table))
+    if csv is not None:
+        table.to_csv(csv, index=False)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     import mlflow
 
@@ -87,6 +107,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return cmd_train(args.overrides)
         if args.command == "sweep":
             return cmd_sweep(args.name, args.overrides)
+        if args.command == "budget":
+            return cmd_budget(args.args, args.csv)
         return cmd_report(args)
     except (FileNotFoundError, LookupError, ValueError) as exc:
         print(f"recsys-scaling {args.command}: error: {exc}", file=sys.stderr)

@@ -55,6 +55,9 @@ class DataConfig:
     name: str = MISSING
     kind: str = "synthetic"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    # Declared vocabulary size per field (e.g. of the full dataset): lets `recsys-scaling budget`
+    # and budget checks work before the data is prepared. Synthetic data knows its own.
+    field_dims: Optional[List[int]] = None
     split: List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     cache_dir: str = "${oc.env:RECSYS_SCALING_CACHE,.cache/recsys_scaling}"
 
@@ -93,6 +96,23 @@ class DiagnosticsConfig:
 
 
 @dataclass
+class BudgetConfig:
+    """What SE and ME are matched on (recsys_scaling/budget.py)."""
+
+    # embedding: the paper's semantics (SE d = s*d0 vs ME K = s sets of d0; equal embedding
+    # parameters, totals differ). total: solve one arm's embedding size so totals match.
+    match: str = "embedding"
+    # With match=total: se_dim solves the SE embedding size to the ME total; me_dim solves the
+    # ME per-set size to the SE total.
+    solve: str = "se_dim"
+    # Largest accepted |total - reference| / reference when totals are matched or targeted.
+    tolerance: float = 0.02
+    # Non-empty: job `scale=i` trains at the i-th total-parameter target (SE solves d, ME solves
+    # K at d0) instead of the scale semantics.
+    targets: List[int] = field(default_factory=list)
+
+
+@dataclass
 class SweepConfig:
     name: str = "adhoc"
 
@@ -104,6 +124,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     arm: str = "se"
     scale: int = 1

@@ -5,12 +5,11 @@ import logging
 from typing import Dict
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from . import tracking
-from .budget import count_params
+from .budget import plan_job
 from .collapse import CollapseProbe
-from .config import embedding_shape
 from .data import load_dataset
 from .models import Shape, build_model
 from .train import fit, seed_everything
@@ -18,13 +17,11 @@ from .train import fit, seed_everything
 log = logging.getLogger(__name__)
 
 
-def job_tags(cfg: DictConfig, num_embeddings: int, embed_dim: int) -> Dict[str, str]:
+def job_tags(cfg: DictConfig) -> Dict[str, str]:
     return {
         "backbone": cfg.model.backbone,
         "arm": cfg.arm,
         "scale": str(cfg.scale),
-        "num_embeddings": str(num_embeddings),
-        "embed_dim": str(embed_dim),
         "seed": str(cfg.seed),
         "sweep": cfg.sweep.name,
         "dataset": cfg.data.name,
@@ -39,18 +36,18 @@ def set_threads(threads: int) -> None:
 def run_job(cfg: DictConfig) -> Dict[str, float]:
     """Train one model and record it as one MLflow run; returns its final metrics."""
     set_threads(cfg.train.threads)
-    emb = embedding_shape(cfg.model, cfg.arm, cfg.scale)
     name = tracking.run_name(cfg.model.backbone, cfg.arm, cfg.scale, cfg.seed)
-    with tracking.job_run(cfg, name, job_tags(cfg, emb.num_embeddings, emb.embed_dim)) as run:
+    with tracking.job_run(cfg, name, job_tags(cfg)) as run:
         data = load_dataset(cfg.data, progress=cfg.train.progress)
-        shape = Shape(len(data.field_dims), emb.embed_dim, emb.num_embeddings, cfg.arm == "me")
+        plan = plan_job(cfg.model, cfg.arm, cfg.scale, data.field_dims, cfg.budget, job=name)
+        run.set_tags({"num_embeddings": str(plan.num_embeddings), "embed_dim": str(plan.embed_dim)})
+        run.log_metrics(plan_metrics(plan))
+        shape = Shape(len(data.field_dims), plan.embed_dim, plan.num_embeddings, cfg.arm == "me")
         seed_everything(cfg.seed)
         model = build_model(cfg.model.backbone, data.field_dims, shape, cfg.model)
-        counts = count_params(cfg.model.backbone, data.field_dims, emb.embed_dim, emb.num_embeddings,
-                              multi_embedding=cfg.arm == "me", **_model_options(cfg.model))
-        run.log_metrics({f"params_{k}": v for k, v in counts.items()})
-        log.info("%s: %s parameters (%s embedding) on %s (%s rows)", name, f"{counts['total']:,}",
-                 f"{counts['embedding']:,}", cfg.data.name, f"{data.meta['rows']:,}")
+        log.info("%s: K=%d, d=%d, %s parameters (%s embedding) on %s (%s rows)", name, plan.num_embeddings,
+                 plan.embed_dim, f"{plan.counts['total']:,}", f"{plan.counts['embedding']:,}", cfg.data.name,
+                 f"{data.meta['rows']:,}")
         probe = CollapseProbe(data, cfg.diagnostics.max_rows) if cfg.diagnostics.enabled else None
         result = fit(model, data, cfg.train, cfg.seed, logger=run,
                      on_epoch_end=_periodic_diagnostics(probe, model, run, cfg.diagnostics.every_n_epochs))
@@ -65,6 +62,15 @@ def run_job(cfg: DictConfig) -> Dict[str, float]:
         return final
 
 
+def plan_metrics(plan) -> Dict[str, float]:
+    metrics = {f"params_{k}": v for k, v in plan.counts.items()}
+    metrics["flops_per_example"] = plan.flops
+    if plan.mismatch is not None:
+        metrics["budget_reference_total"] = plan.reference_total
+        metrics["budget_mismatch"] = plan.mismatch
+    return metrics
+
+
 def _periodic_diagnostics(probe, model, run, every: int):
     if probe is None or every <= 0:
         return None
@@ -74,10 +80,3 @@ def _periodic_diagnostics(probe, model, run, every: int):
             run.log_epoch(epoch, probe.metrics(model.embedding))
 
     return on_epoch_end
-
-
-def _model_options(model_cfg) -> dict:
-    options = OmegaConf.to_container(model_cfg, resolve=True)
-    for key in ("backbone", "base_dim", "embed_dim", "num_embeddings"):
-        options.pop(key, None)
-    return options

@@ -60,6 +60,9 @@ class JobRun:
     def log_metrics(self, metrics: Dict[str, float]) -> None:
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
 
+    def set_tags(self, tags: Dict[str, str]) -> None:
+        mlflow.set_tags(tags)
+
     def log_text(self, text: str, name: str) -> None:
         mlflow.log_text(text, name)
 

@@ -73,6 +73,20 @@ class Backbone:
     def dense_params(cls, shape: Shape, cfg) -> int:
         return cls.tower_params(shape, cfg) + cls.head_params(shape, cfg)
 
+    # -- forward FLOPs per example of the dense part: 2 per multiply-add; lookups, norms and
+    # activations not counted; element-wise products counted where they scale like a layer.
+    @classmethod
+    def tower_flops(cls, shape: Shape, cfg) -> int:
+        raise NotImplementedError
+
+    @classmethod
+    def head_flops(cls, shape: Shape, cfg) -> int:
+        raise NotImplementedError
+
+    @classmethod
+    def flops(cls, shape: Shape, cfg) -> int:
+        return cls.tower_flops(shape, cfg) + cls.head_flops(shape, cfg)
+
 
 def get_backbone(name: str) -> Type[Backbone]:
     try:

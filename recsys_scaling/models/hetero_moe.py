@@ -16,7 +16,7 @@ from torch import nn
 
 from .base import Backbone, Shape, get_backbone
 from .embedding import MultiEmbedding
-from .layers import MLPHead, linear_params
+from .layers import MLPHead, linear_flops, linear_params, mlp_head_flops
 
 AGGREGATIONS = ("mean", "gate")
 
@@ -100,4 +100,18 @@ class HeteroMoE(Backbone):
             total += 0 if width == cfg.hidden else linear_params(width, cfg.hidden)
         if cfg.aggregation == "gate":
             total += linear_params(shape.num_sets * shape.flat_dim, shape.num_sets)
+        return total
+
+    @classmethod
+    def flops(cls, shape, cfg):
+        _check(cfg, shape)
+        one = _expert_shape(shape)
+        total = mlp_head_flops(cfg.hidden, cfg.hidden)
+        for name in cfg.experts:
+            backbone = get_backbone(name)
+            total += backbone.tower_flops(one, cfg)
+            width = backbone.tower_width(one, cfg)
+            total += 0 if width == cfg.hidden else linear_flops(width, cfg.hidden)
+        if cfg.aggregation == "gate":
+            total += linear_flops(shape.num_sets * shape.flat_dim, shape.num_sets)
         return total

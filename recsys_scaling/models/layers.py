@@ -16,6 +16,15 @@ def linear_params(n_in: int, n_out: int) -> int:
     return n_in * n_out + n_out
 
 
+def linear_flops(n_in: int, n_out: int) -> int:
+    """Forward FLOPs per example of Linear(n_in, n_out): one multiply and one add per weight."""
+    return 2 * n_in * n_out
+
+
+def mlp_head_flops(n_in: int, hidden: int) -> int:
+    return linear_flops(n_in, hidden) + linear_flops(hidden, 1)
+
+
 def block_params(n_in: int, n_out: int) -> int:
     """Linear -> BatchNorm1d (weight and bias) -> ReLU -> Dropout."""
     return linear_params(n_in, n_out) + 2 * n_out

@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-
 from .. import tracking
-from ..app import CONF_DIR, SWEEPS_DIR, launch
+from ..app import SWEEPS_DIR, launch
+from . import grid
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +45,19 @@ def resolve_sweep_file(name: str) -> Path:
 
 
 def compose_sweep(spec: Path, overrides: Sequence[str] = ()):
-    """The sweep's base config (sweeper parameters unexpanded), for validation and tracking."""
-    GlobalHydra.instance().clear()
-    # The primary config must sit in the initial config dir; conf/ joins through the search path.
-    with initialize_config_dir(config_dir=str(spec.parent), version_base="1.3"):
-        return compose(config_name=spec.stem, overrides=[f"hydra.searchpath=[file://{CONF_DIR}]",
-                                                        *overrides], return_hydra_config=True)
+    """The sweep's base config with Hydra's (sweeper parameters unexpanded)."""
+    return grid.Composer(spec)(overrides, hydra_config=True)
 
 
 def run_sweep(name: str, overrides: Sequence[str] = ()) -> SweepSummary:
+    """Expand and check every job, then open the parent run and launch the multirun."""
     spec = resolve_sweep_file(name)
     sweep_name = spec.stem
-    tracking_overrides = [o for o in overrides if o.startswith("tracking.")]
-    base = compose_sweep(spec, tracking_overrides)
-    GlobalHydra.instance().clear()
-    parent = tracking.create_sweep_parent(base.tracking.uri, base.tracking.experiment, sweep_name, spec)
+    jobs = grid.expand(spec, overrides)
+    grid.validate(jobs)
+    log.info("sweep %s: %d jobs checked", sweep_name, len(jobs))
+    first = jobs[0].cfg
+    parent = tracking.create_sweep_parent(first.tracking.uri, first.tracking.experiment, sweep_name, spec)
     args: List[str] = ["--multirun", "--config-dir", str(spec.parent), "--config-name", spec.stem,
                        f"sweep.name={sweep_name}", f"tracking.parent_run_id={parent}", *overrides]
     try:

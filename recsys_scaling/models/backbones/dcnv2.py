@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..base import Backbone, Shape
-from ..layers import MLPHead, StackedBlock, block_params
+from ..layers import MLPHead, linear_flops, mlp_head_flops, StackedBlock, block_params
 
 
 class CrossTower(nn.Module):
@@ -54,3 +54,13 @@ class DCNv2(Backbone):
     @classmethod
     def head_params(cls, shape, cfg):
         return MLPHead.num_params(cfg.hidden, cfg.hidden)
+
+
+    @classmethod
+    def tower_flops(cls, shape, cfg):
+        return shape.num_sets * (cfg.cross_layers * (linear_flops(shape.flat_dim, shape.flat_dim) + 2 * shape.flat_dim)
+                                 + linear_flops(shape.flat_dim, cfg.hidden))
+
+    @classmethod
+    def head_flops(cls, shape, cfg):
+        return mlp_head_flops(cfg.hidden, cfg.hidden)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..base import Backbone, Shape
-from ..layers import MLPHead, StackedBlock, block_params
+from ..layers import MLPHead, linear_flops, mlp_head_flops, StackedBlock, block_params
 
 
 class FlatTower(nn.Module):
@@ -38,3 +38,12 @@ class DNN(Backbone):
     @classmethod
     def head_params(cls, shape, cfg):
         return MLPHead.num_params(cfg.hidden, cfg.hidden)
+
+
+    @classmethod
+    def tower_flops(cls, shape, cfg):
+        return shape.num_sets * linear_flops(shape.flat_dim, cfg.hidden)
+
+    @classmethod
+    def head_flops(cls, shape, cfg):
+        return mlp_head_flops(cfg.hidden, cfg.hidden)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..base import Backbone, Shape
-from ..layers import StackedBlock, block_params, linear_params
+from ..layers import StackedBlock, block_params, linear_flops, linear_params, mlp_head_flops
 
 
 class TwoStreamTower(nn.Module):
@@ -63,3 +63,13 @@ class FinalMLP(Backbone):
     @classmethod
     def head_params(cls, shape, cfg):
         return 2 * linear_params(cfg.hidden, 1) + cfg.hidden**2
+
+
+    @classmethod
+    def tower_flops(cls, shape, cfg):
+        stream = linear_flops(shape.flat_dim, cfg.hidden) + linear_flops(cfg.hidden, cfg.hidden)
+        return shape.num_sets * 2 * stream
+
+    @classmethod
+    def head_flops(cls, shape, cfg):
+        return 2 * linear_flops(cfg.hidden, 1) + linear_flops(cfg.hidden, cfg.hidden) + 2 * cfg.hidden

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..base import Backbone, Shape
-from ..layers import MLPHead, StackedBlock, block_params
+from ..layers import MLPHead, linear_flops, mlp_head_flops, StackedBlock, block_params
 
 
 def num_pairs(num_fields: int) -> int:
@@ -54,3 +54,13 @@ class IPNN(Backbone):
     @classmethod
     def head_params(cls, shape, cfg):
         return MLPHead.num_params(cfg.hidden, cfg.hidden)
+
+
+    @classmethod
+    def tower_flops(cls, shape, cfg):
+        return shape.num_sets * (2 * num_pairs(shape.num_fields) * shape.embed_dim + linear_flops(
+            num_pairs(shape.num_fields) + (0 if shape.multi_embedding else shape.flat_dim), cfg.hidden))
+
+    @classmethod
+    def head_flops(cls, shape, cfg):
+        return mlp_head_flops(cfg.hidden, cfg.hidden)

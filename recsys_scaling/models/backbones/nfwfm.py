@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..base import Backbone, Shape
-from ..layers import MLPHead, StackedBatchNorm, StackedBlock, block_params
+from ..layers import MLPHead, linear_flops, mlp_head_flops, StackedBatchNorm, StackedBlock, block_params
 
 
 class FieldWeightedTower(nn.Module):
@@ -51,3 +51,13 @@ class NFwFM(Backbone):
     @classmethod
     def head_params(cls, shape, cfg):
         return MLPHead.num_params(cfg.hidden, cfg.hidden)
+
+
+    @classmethod
+    def tower_flops(cls, shape, cfg):
+        return shape.num_sets * (2 * shape.num_fields**2 * shape.embed_dim + 2 * shape.flat_dim
+                                 + linear_flops(shape.embed_dim, cfg.hidden))
+
+    @classmethod
+    def head_flops(cls, shape, cfg):
+        return mlp_head_flops(cfg.hidden, cfg.hidden)

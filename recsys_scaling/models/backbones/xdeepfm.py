@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..base import Backbone, Shape
-from ..layers import MLPHead, StackedBlock, block_params, linear_params
+from ..layers import MLPHead, StackedBlock, block_params, linear_flops, linear_params, mlp_head_flops
 
 
 class CIN(nn.Module):
@@ -94,3 +94,17 @@ class XDeepFM(Backbone):
     @classmethod
     def head_params(cls, shape, cfg):
         return linear_params(sum(cfg.cin_layers), 1) + MLPHead.num_params(cfg.hidden, cfg.hidden)
+
+
+    @classmethod
+    def tower_flops(cls, shape, cfg):
+        f, d = shape.num_fields, shape.embed_dim
+        cin, previous = 0, f
+        for size in cfg.cin_layers:
+            cin += 2 * size * f * previous * d + 2 * size * f * d
+            previous = size
+        return shape.num_sets * (cin + linear_flops(shape.flat_dim, cfg.hidden))
+
+    @classmethod
+    def head_flops(cls, shape, cfg):
+        return linear_flops(sum(cfg.cin_layers), 1) + mlp_head_flops(cfg.hidden, cfg.hidden)
