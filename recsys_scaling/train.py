@@ -68,7 +68,20 @@ def evaluate(model: nn.Module, loader: BatchLoader, device: torch.device) -> Dic
     return {"auc": roc_auc(y, p), "logloss": log_loss(y, p)}
 
 
-def train_epoch(model, loader, optimizer, epoch: int, device, progress: bool) -> float:
+def make_optimizers(model: nn.Module, train_cfg) -> List[torch.optim.Optimizer]:
+    """Adam over everything (the paper), or with train.sparse_embedding: SparseAdam on the
+    embedding table (only the rows in a batch are updated, no weight decay on them) and Adam
+    on the dense part."""
+    if not train_cfg.sparse_embedding:
+        return [torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)]
+    table = model.embedding.table
+    table.sparse = True
+    dense = [p for p in model.parameters() if p is not table.weight]
+    return [torch.optim.Adam(dense, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay),
+            torch.optim.SparseAdam([table.weight], lr=train_cfg.lr)]
+
+
+def train_epoch(model, loader, optimizers, epoch: int, device, progress: bool) -> float:
     model.train()
     loss_fn = nn.BCEWithLogitsLoss()
     total, count = 0.0, 0
@@ -78,12 +91,14 @@ def train_epoch(model, loader, optimizer, epoch: int, device, progress: bool) ->
 
         batches = tqdm(batches, total=len(loader), desc=f"epoch {epoch}", unit="batch", leave=False)
     for x, y in batches:
-        optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(x.to(device)), y.to(device))
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite training loss {loss.item()} in epoch {epoch}")
         loss.backward()
-        optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
         total += loss.item() * len(y)
         count += len(y)
     return total / max(count, 1)
@@ -101,7 +116,7 @@ def fit(
     test metrics of the best-validation epoch."""
     device = torch.device(train_cfg.device)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    optimizers = make_optimizers(model, train_cfg)
     train_loader = BatchLoader(data.X, data.y, data.splits["train"], train_cfg.batch_size, shuffle=True, seed=seed)
     valid_loader = BatchLoader(data.X, data.y, data.splits["valid"], train_cfg.eval_batch_size)
     test_loader = BatchLoader(data.X, data.y, data.splits["test"], train_cfg.eval_batch_size)
@@ -112,7 +127,7 @@ def fit(
     started = time.perf_counter()
     for epoch in range(train_cfg.max_epochs):
         epoch_start = time.perf_counter()
-        train_loss = train_epoch(model, train_loader, optimizer, epoch, device, train_cfg.progress)
+        train_loss = train_epoch(model, train_loader, optimizers, epoch, device, train_cfg.progress)
         seconds = time.perf_counter() - epoch_start
         valid = evaluate(model, valid_loader, device)
         metrics = {

@@ -1,0 +1,125 @@
+"""Training throughput of the fused SE/ME models against per-set-loop references.
+
+For each backbone: samples/s of a full training step (forward, backward, Adam step; batch
+2048) for SE d0, SE 4*d0, ME 4 x d0 and ME 10 x d0 (d0 = 10, NFwFM 50) on a Criteo-like
+vocabulary, beside a per-set-loop reference computing each interaction the way the reference
+code does (benchmarks/reference_models.py). Ratios come from the same run. Also: achieved
+GFLOP/s of dcnv2 beside a same-process fp32 matmul peak.
+
+    python benchmarks/bench_models.py --quick      # about a minute
+    python benchmarks/bench_models.py              # every configuration, more steps
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_models import LoopModel  # noqa: E402
+
+from recsys_scaling.budget import count_flops  # noqa: E402
+from recsys_scaling.config import ModelConfig, TrainConfig  # noqa: E402
+from recsys_scaling.models import Shape, build_model  # noqa: E402
+from recsys_scaling.train import make_optimizers  # noqa: E402
+
+CRITEO_LIKE = [105, 83, 71, 46, 50, 24, 27, 21, 37, 101, 84, 111, 70, 12133, 19414, 14590, 12646, 10873,
+               11199, 18701, 5549, 16317, 13418, 57, 7884, 17148, 11087, 674, 15298, 14593, 16931, 3515,
+               1788, 17263, 444, 10830, 1610, 5996, 9622]
+BACKBONES = ["dnn", "ipnn", "nfwfm", "xdeepfm", "dcnv2", "finalmlp"]
+BATCH = 2048
+
+
+def batches(n: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        x = torch.stack([torch.randint(0, dim, (BATCH,), generator=g) for dim in CRITEO_LIKE], 1)
+        y = (torch.rand(BATCH, generator=g) < 0.25).float()
+        out.append((x, y))
+    return out
+
+
+def samples_per_second(model, data, warmup: int, sparse: bool = False) -> float:
+    model.train()
+    if hasattr(model, "embedding"):
+        optimizers = make_optimizers(model, TrainConfig(sparse_embedding=sparse))
+    else:
+        optimizers = [torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)]
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def step(x, y):
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        for opt in optimizers:
+            opt.step()
+
+    for x, y in data[:warmup]:
+        step(x, y)
+    start = time.perf_counter()
+    for x, y in data[warmup:]:
+        step(x, y)
+    return BATCH * (len(data) - warmup) / (time.perf_counter() - start)
+
+
+def fused_model(backbone: str, k: int, d: int, me: bool):
+    torch.manual_seed(0)
+    return build_model(backbone, CRITEO_LIKE, Shape(len(CRITEO_LIKE), d, k, me), ModelConfig(backbone=backbone))
+
+
+def matmul_peak(seconds: float = 1.0) -> float:
+    a, b = torch.randn(2048, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * 2048 * 1024 * 1024 * count / (time.perf_counter() - start) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer steps and configurations (~1 minute)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backbones", nargs="*", default=BACKBONES)
+    parser.add_argument("--sparse", action="store_true", help="also time sparse embedding updates (SparseAdam)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    steps, warmup = (3, 1) if args.quick else (8, 2)
+    data = batches(steps)
+    print(f"torch {torch.__version__}, {args.threads} threads, batch {BATCH}, vocabulary "
+          f"{sum(CRITEO_LIKE):,} rows x {len(CRITEO_LIKE)} fields, {steps - warmup} timed steps")
+    print(f"{'backbone':9} {'config':10} {'fused/s':>9} {'loop/s':>9} {'ratio':>6}")
+    for backbone in args.backbones:
+        d0 = 50 if backbone == "nfwfm" else 10
+        configs = [("se", 1, d0), ("se", 1, 4 * d0), ("me", 4, d0)] + ([] if args.quick else [("me", 10, d0)])
+        for arm, k, d in configs:
+            me = arm == "me"
+            fused = samples_per_second(fused_model(backbone, k, d, me), data, warmup)
+            loop_slow = args.quick and k * d > 4 * d0 and backbone in ("xdeepfm", "nfwfm", "ipnn")
+            loop = None if loop_slow else samples_per_second(
+                LoopModel(backbone, CRITEO_LIKE, k, d, multi_embedding=me), data, warmup)
+            label = f"{arm.upper()} {k}x{d}" if me else f"SE d={d}"
+            ratio = f"{fused / loop:5.2f}x" if loop else "    -"
+            print(f"{backbone:9} {label:10} {fused:9.0f} {(loop or float('nan')):9.0f} {ratio:>6}", flush=True)
+            if args.sparse and me:
+                sparse = samples_per_second(fused_model(backbone, k, d, me), data, warmup, sparse=True)
+                print(f"{backbone:9} {label + ' sp':10} {sparse:9.0f} {'':9} {sparse / fused:5.2f}x (vs dense)")
+    peak = matmul_peak()
+    for k, d in [(1, 10), (1, 40)]:
+        rate = samples_per_second(fused_model("dcnv2", k, d, False), data, warmup)
+        flops = 3 * count_flops("dcnv2", len(CRITEO_LIKE), d, k, multi_embedding=False)  # fwd + 2x bwd
+        achieved = rate * flops / 1e9
+        print(f"dcnv2 SE d={d}: {achieved:.1f} GFLOP/s achieved vs fp32 matmul peak {peak:.1f} GFLOP/s "
+              f"({achieved / peak:.0%})")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    main()
