@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from .runtime import tune_allocator
+
 USAGE_EXAMPLES = """examples:
   recsys-scaling train model=dcnv2 arm=me scale=4 seed=1
   recsys-scaling budget demo
@@ -101,6 +103,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[:1] == ["train"] and any(a in ("-h", "--help") for a in argv[1:]):
         argv = ["train", "--help"]  # Hydra's own help lists the config groups
     args = _parser().parse_args(argv)
+    tune_allocator()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "train":

@@ -49,7 +49,7 @@ def ipnn(tower, e, k):
 
 
 def nfwfm(tower, e, k):
-    r = tower.field_weights[k, 0]
+    r = tower.field_weights[k]
     outer = e.unsqueeze(2) * e.unsqueeze(1)  # (B, F, F, d), as the reference materialises it
     h = (r[None, :, :, None] * outer).sum((1, 2))
     return block(batch_norm(h, tower.norm, k), tower.block, k)
@@ -59,10 +59,10 @@ def cin(module, x0, k):
     b, f, d = x0.shape
     h, pooled = x0, []
     for w, bias in zip(module.weights, module.biases):
-        size = bias.shape[2]
-        conv = w[k, 0].reshape(size, f * h.shape[1])  # 1x1 conv over the F*H_{k-1} channels
+        size = bias.shape[1]
+        conv = w[k].reshape(size, f * h.shape[1])  # 1x1 conv over the F*H_{k-1} channels
         z = torch.einsum("bid,bjd->bijd", x0, h).reshape(b, f * h.shape[1], d)
-        h = F.relu(F.conv1d(z, conv.unsqueeze(-1), bias[k, 0, :, 0]))
+        h = F.relu(F.conv1d(z, conv.unsqueeze(-1), bias[k, :, 0, 0]))
         pooled.append(h.sum(-1))
     return torch.cat(pooled, 1)
 

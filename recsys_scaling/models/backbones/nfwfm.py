@@ -15,14 +15,16 @@ class FieldWeightedTower(nn.Module):
     def __init__(self, shape: Shape, hidden: int, dropout: float):
         super().__init__()
         k, f = shape.num_sets, shape.num_fields
-        self.field_weights = nn.Parameter(torch.randn(k, 1, f, f))
+        self.field_weights = nn.Parameter(torch.randn(k, f, f))
         self.norm = StackedBatchNorm(k, shape.embed_dim)
         self.dropout = dropout
         self.block = StackedBlock(k, shape.embed_dim, hidden, dropout)
 
     def forward(self, emb):  # (K, B, F, d)
-        mixed = torch.matmul(self.field_weights, emb)  # (K, B, F, d): sum_j r_ij e_j
-        h = (emb * mixed).sum(2)  # (K, B, d)
+        k, b, f, d = emb.shape
+        fields_first = emb.transpose(1, 2).reshape(k, f, b * d)
+        mixed = torch.bmm(self.field_weights, fields_first)  # sum_j r_ij e_j, one GEMM per set
+        h = (fields_first * mixed).sum(1).view(k, b, d)
         h = F.dropout(self.norm(h), self.dropout, self.training)
         return self.block(h)
 

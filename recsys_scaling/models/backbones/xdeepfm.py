@@ -19,27 +19,30 @@ from ..layers import MLPHead, StackedBlock, block_params, linear_flops, linear_p
 
 
 class CIN(nn.Module):
+    """K independent CINs. Internally set-first and channel-major, (K, C, B, d), so each layer
+    is one GEMM per set: (H_k*F x H_{k-1}) by (H_{k-1} x B*d)."""
+
     def __init__(self, num_sets: int, num_fields: int, layer_sizes: Sequence[int]):
         super().__init__()
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         previous = num_fields
         for size in layer_sizes:
-            fan_in = num_fields * previous
-            bound = 1.0 / math.sqrt(fan_in)  # as nn.Conv1d's default init
-            self.weights.append(nn.Parameter(torch.empty(num_sets, 1, size * num_fields, previous).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(num_sets, 1, size, 1).uniform_(-bound, bound)))
+            bound = 1.0 / math.sqrt(num_fields * previous)  # as nn.Conv1d's default init
+            # weight[k, o*F + i, j] multiplies x0_i * h_j into output channel o
+            self.weights.append(nn.Parameter(torch.empty(num_sets, size * num_fields, previous).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(num_sets, size, 1, 1).uniform_(-bound, bound)))
             previous = size
-        self.num_fields = num_fields
 
-    def forward(self, x0):  # (K, B, F, d) -> (K, B, sum H_k)
-        k, b, f, d = x0.shape
+    def forward(self, emb):  # (K, B, F, d) -> (K, B, sum H_k)
+        k, b, f, d = emb.shape
+        x0 = emb.transpose(1, 2).contiguous()  # (K, F, B, d)
         h, pooled = x0, []
         for w, bias in zip(self.weights, self.biases):
-            size = bias.shape[2]
-            mixed = torch.matmul(w, h).view(k, b, size, f, d)  # sum_j W[o, i, j] h_j
-            h = F.relu((mixed * x0.unsqueeze(2)).sum(3) + bias)  # (K, B, H_k, d)
-            pooled.append(h.sum(-1))
-        return torch.cat(pooled, dim=-1)
+            size = bias.shape[1]
+            mixed = torch.bmm(w, h.reshape(k, h.shape[1], b * d)).view(k, size, f, b, d)
+            h = F.relu((mixed * x0.unsqueeze(1)).sum(2) + bias)  # (K, H_k, B, d)
+            pooled.append(h.sum(-1))  # (K, H_k, B)
+        return torch.cat(pooled, dim=1).transpose(1, 2)
 
 
 def cin_params(num_fields: int, layer_sizes: Sequence[int]) -> int:
