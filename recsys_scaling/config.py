@@ -51,10 +51,34 @@ class SyntheticConfig:
 
 
 @dataclass
+class SchemaConfig:
+    """Columns of a generic CSV/Parquet file (data.kind=csv)."""
+
+    label: str = ""
+    categorical: List[str] = field(default_factory=list)
+    numeric: List[str] = field(default_factory=list)
+    # Bucketing of numeric columns: criteo_log (the paper's ln^2 rule; integers), log2, identity.
+    numeric_rule: str = "criteo_log"
+    drop: List[str] = field(default_factory=list)
+    delimiter: str = ","
+
+
+@dataclass
 class DataConfig:
     name: str = MISSING
+    # synthetic (generated), or a raw file: criteo, avazu, csv (CSV or Parquet with a schema).
     kind: str = "synthetic"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    path: Optional[str] = None
+    # Values seen fewer times map to the field's OOV index 0; null: criteo 10, avazu 4, csv 1.
+    min_count: Optional[int] = None
+    # all: count values over every row (the paper); train: over the training split only.
+    vocab_scope: str = "all"
+    # Fail on the first bad row (naming file:line) instead of skipping and reporting bad rows.
+    strict: bool = False
+    split_seed: int = 0
+    avazu_hour_features: bool = False
+    schema: SchemaConfig = field(default_factory=SchemaConfig)
     # Declared vocabulary size per field (e.g. of the full dataset): lets `recsys-scaling budget`
     # and budget checks work before the data is prepared. Synthetic data knows its own.
     field_dims: Optional[List[int]] = None

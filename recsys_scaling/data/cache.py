@@ -75,13 +75,15 @@ def seeded_split(rows: int, ratios: Sequence[float], seed: int) -> Dict[str, np.
 class CacheWriter:
     """Builds a cache in a temporary directory; `commit` verifies and renames it into place."""
 
-    def __init__(self, final_dir: Path, rows: int, field_names: Sequence[str]):
+    def __init__(self, final_dir: Path, field_names: Sequence[str]):
         self.final_dir = final_dir
         final_dir.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-", dir=final_dir.parent))
         self.field_names = list(field_names)
+
+    def allocate(self, rows: int) -> None:
         self.X = np.lib.format.open_memmap(
-            self.tmp_dir / "X.npy", mode="w+", dtype=np.int32, shape=(rows, len(field_names))
+            self.tmp_dir / "X.npy", mode="w+", dtype=np.int32, shape=(rows, len(self.field_names))
         )
         self.y = np.lib.format.open_memmap(self.tmp_dir / "y.npy", mode="w+", dtype=np.float32, shape=(rows,))
 
@@ -148,12 +150,16 @@ def open_cache(path: Path, expected_fingerprint: str) -> EncodedData:
     return EncodedData(path=path, X=X, y=y, splits=splits, meta=meta)
 
 
+def cache_path(cache_root, name: str, settings: Mapping) -> Path:
+    return Path(cache_root) / f"{name}-{fingerprint(settings)[:16]}"
+
+
 def open_or_build(
     cache_root: Path, name: str, settings: Mapping, build: Callable[[Path, str], Path]
 ) -> EncodedData:
     """Return the verified cache for `settings`, building (or rebuilding) it when needed."""
     fp = fingerprint(settings)
-    path = Path(cache_root) / f"{name}-{fp[:16]}"
+    path = cache_path(cache_root, name, settings)
     if path.exists():
         try:
             return open_cache(path, fp)

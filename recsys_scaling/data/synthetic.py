@@ -126,8 +126,9 @@ def generator_settings(cfg) -> dict:
 def write_synthetic(path: Path, fp: str, cfg, split: Sequence[float], progress: bool = False) -> Path:
     teacher = make_teacher(cfg)
     names = [f"F{f + 1}" for f in range(len(teacher.cdfs))]
-    writer = CacheWriter(path, cfg.rows, names)
+    writer = CacheWriter(path, names)
     try:
+        writer.allocate(cfg.rows)
         for start in _progress(range(0, cfg.rows, CHUNK_ROWS), progress, cfg.rows):
             stop = min(cfg.rows, start + CHUNK_ROWS)
             key = [cfg.seed, GENERATOR_VERSION, 1, start // CHUNK_ROWS]
