@@ -1,4 +1,4 @@
-"""`recsys-scaling` command line: train, sweep, budget, report."""
+"""`recsys-scaling` command line: train, sweep, budget, data, report."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ from typing import List, Optional
 from .runtime import tune_allocator
 
 USAGE_EXAMPLES = """examples:
+  recsys-scaling data prepare data=criteo data.path=/data/criteo/train.txt
   recsys-scaling train model=dcnv2 arm=me scale=4 seed=1
   recsys-scaling budget demo
   recsys-scaling sweep demo
@@ -35,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     budget.add_argument("args", nargs="*",
                         help="[SWEEP] [overrides...]: a sweep name/file, or only overrides (lists sweep)")
     budget.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
+
+    data = commands.add_parser("data", help="prepare a raw dataset into the encoded cache, or describe one")
+    data.add_argument("action", choices=["prepare", "info"])
+    data.add_argument("overrides", nargs="*", help="data=<criteo|avazu|csv|synthetic...> data.path=FILE ...")
 
     report = commands.add_parser("report", help="fit and plot a sweep's AUC-vs-size curves")
     report.add_argument("sweep", help="the sweep name (its latest parent run is used)")
@@ -85,6 +90,16 @@ def cmd_budget(args: List[str], csv: Optional[Path]) -> int:
     return 0
 
 
+def cmd_data(action: str, overrides: List[str]) -> int:
+    from .data import describe, load_dataset, open_prepared
+    from .sweep.grid import Composer
+
+    cfg = Composer(None)(overrides)
+    data = load_dataset(cfg.data, progress=True) if action == "prepare" else open_prepared(cfg.data)
+    print(describe(data))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     import mlflow
 
@@ -112,6 +127,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return cmd_sweep(args.name, args.overrides)
         if args.command == "budget":
             return cmd_budget(args.args, args.csv)
+        if args.command == "data":
+            return cmd_data(args.action, args.overrides)
         return cmd_report(args)
     except (FileNotFoundError, LookupError, ValueError) as exc:
         print(f"recsys-scaling {args.command}: error: {exc}", file=sys.stderr)

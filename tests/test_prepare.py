@@ -195,3 +195,16 @@ def test_two_processes_encode_identically(tmp_path):
     digests = {subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / f"c{i}")], check=True,
                               capture_output=True, text=True).stdout.strip() for i in range(2)}
     assert len(digests) == 1 and len(digests.pop()) == 64
+
+
+def test_bad_rows_in_blocks_arrow_parses_as_integers(tmp_path):
+    # no non-integer value: the block takes the typed fast path; other kinds are still caught
+    good = criteo_line()
+    lines = [good, "", criteo_line(label="7"), "\t".join(["1"] * 5), good, criteo_line(ints=[""] * 13)]
+    path = write(tmp_path / "train.txt", lines)
+    data = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_count=1"))
+    bad = {k: (v["count"], v["first_lines"]) for k, v in data.meta["bad_rows"].items()}
+    assert bad == {"wrong_column_count": (1, [4]), "non_integer": (0, []), "bad_label": (1, [3]),
+                   "empty_line": (1, [2])}
+    assert data.meta["rows"] == 3
+    assert data.field_dims[data.field_names.index("I1")] == 3  # "1" -> -1 (2x), NULL (1x), plus OOV

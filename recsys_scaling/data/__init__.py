@@ -11,7 +11,8 @@ from .loader import BatchLoader
 from .prepare import prepare_dataset, prepare_settings
 from .synthetic import synthetic_dataset
 
-__all__ = ["BatchLoader", "DataError", "EncodedData", "declared_field_dims", "load_dataset"]
+__all__ = ["BatchLoader", "DataError", "EncodedData", "declared_field_dims", "describe", "load_dataset",
+           "open_prepared"]
 
 
 def declared_field_dims(data_cfg) -> Optional[List[int]]:
@@ -21,6 +22,33 @@ def declared_field_dims(data_cfg) -> Optional[List[int]]:
     if data_cfg.kind == "synthetic":
         return [int(v) for v in data_cfg.synthetic.cardinalities]
     return prepared_field_dims(data_cfg)
+
+
+def open_prepared(data_cfg) -> EncodedData:
+    """The existing cache of a data config (synthetic data is generated when missing)."""
+    if data_cfg.kind == "synthetic":
+        return load_dataset(data_cfg)
+    settings = prepare_settings(data_cfg)
+    path = cache_path(data_cfg.cache_dir, data_cfg.name, settings)
+    try:
+        return open_cache(path, fingerprint(settings))
+    except CacheError as exc:
+        raise DataError(f"{data_cfg.path}: no valid cache ({exc}); run `recsys-scaling data prepare`") from exc
+
+
+def describe(data: EncodedData) -> str:
+    """A human-readable summary: where, how many rows, fields and their sizes, bad rows."""
+    meta = data.meta
+    lines = [f"cache: {data.path}",
+             f"rows: {meta['rows']:,} (train {meta['split_rows']['train']:,}, valid {meta['split_rows']['valid']:,}, "
+             f"test {meta['split_rows']['test']:,}); positive rate {meta['positive_rate']:.4f}",
+             f"fields: {len(data.field_dims)}, vocabulary rows: {sum(data.field_dims):,}",
+             "field_dims: " + ", ".join(f"{n}={d}" for n, d in zip(data.field_names, data.field_dims))]
+    bad = meta.get("bad_rows") or {}
+    counted = {k: v for k, v in bad.items() if v["count"]}
+    lines.append("bad rows: " + ("none" if not counted else "; ".join(
+        f"{k} {v['count']} (first lines {', '.join(map(str, v['first_lines']))})" for k, v in counted.items())))
+    return "\n".join(lines)
 
 
 def prepared_field_dims(data_cfg) -> Optional[List[int]]:

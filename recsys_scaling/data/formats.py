@@ -56,6 +56,9 @@ class Layout:
     column_names: List[str]
     header: bool
     quoting: bool = False
+    # Parsed straight to int64 by Arrow when a block allows it (blank = null); a block with any
+    # other value there is parsed again with every column as text, and checked row by row.
+    integer_columns: List[str] = field(default_factory=list)
 
 
 def open_text_head(path: Path, nbytes: int = 65536) -> str:
@@ -128,14 +131,23 @@ def read_chunks(layout: Layout, block_bytes: int = 32 << 20) -> Iterator[Chunk]:
     names = layout.column_names
     parse = pcsv.ParseOptions(delimiter=layout.delimiter, quote_char='"' if layout.quoting else False,
                               ignore_empty_lines=False, invalid_row_handler=lambda row: "skip")
-    convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                  strings_can_be_null=False, quoted_strings_can_be_null=False)
+    as_text = {n: pa.string() for n in names}
+    typed = {**as_text, **{n: pa.int64() for n in layout.integer_columns}}
+
+    def parse_block(block: bytes, skip: int, types: dict) -> pa.Table:
+        convert = pcsv.ConvertOptions(column_types=types, strings_can_be_null=False,
+                                      quoted_strings_can_be_null=False)
+        return pcsv.read_csv(pa.BufferReader(block), read_options=pcsv.ReadOptions(
+            column_names=names, skip_rows=skip, use_threads=True), parse_options=parse, convert_options=convert)
+
     line = 1
     for number, block in enumerate(_blocks(layout.path, block_bytes)):
         skip = 1 if layout.header and number == 0 else 0
         lines_in_block = block.count(b"\n")
-        table = pcsv.read_csv(pa.BufferReader(block), read_options=pcsv.ReadOptions(
-            column_names=names, skip_rows=skip, use_threads=True), parse_options=parse, convert_options=convert)
+        try:
+            table = parse_block(block, skip, typed)
+        except pa.ArrowInvalid:
+            table = parse_block(block, skip, as_text)
         skipped = np.zeros(0, dtype=np.int64)
         if table.num_rows != lines_in_block - skip:
             offsets = _wrong_count_offsets(block, layout.delimiter, len(names))
@@ -144,12 +156,18 @@ def read_chunks(layout: Layout, block_bytes: int = 32 << 20) -> Iterator[Chunk]:
         line += lines_in_block
 
 
+def blank(column: pa.Array) -> np.ndarray:
+    if pa.types.is_string(column.type):
+        return np.asarray(pc.equal(pc.utf8_length(column), 0))
+    return np.asarray(column.is_null())
+
+
 def is_empty_row(columns: Sequence[pa.Array], label: pa.Array) -> np.ndarray:
     """Rows with every field empty (empty lines); only rows without a label are checked."""
-    empty = np.asarray(pc.equal(pc.utf8_length(label), 0))
+    empty = blank(label)
     if empty.any():
         for column in columns:
-            empty &= np.asarray(pc.equal(pc.utf8_length(column), 0))
+            empty &= blank(column)
     return empty
 
 
@@ -165,6 +183,8 @@ def parse_labels(column: pa.Array) -> Tuple[np.ndarray, np.ndarray]:
 
 def parse_integers(column: pa.Array) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values, missing, ok) for a column of integers: blanks are missing; "260.0" is 260."""
+    if pa.types.is_integer(column.type):  # already parsed by the CSV reader
+        return pc.fill_null(column, 0).to_numpy(), np.asarray(column.is_null()), np.ones(len(column), dtype=bool)
     missing = np.asarray(pc.equal(pc.utf8_length(column), 0))
     try:
         values = pc.cast(pc.if_else(missing, "0", column), pa.int64()).to_numpy()
@@ -251,7 +271,7 @@ class CriteoFormat(RawFormat):
         names = ["label", *CRITEO_INTS, *CRITEO_CATS]
         if header and [c.strip() for c in line.split(delimiter)] != names:
             raise DataError(f"{self.path}:1: header is not label,I1..I13,C1..C26")
-        return Layout(self.path, delimiter, names, header)
+        return Layout(self.path, delimiter, names, header, integer_columns=list(CRITEO_INTS))
 
 
 @dataclass
