@@ -42,11 +42,17 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("overrides", nargs="*", help="data=<criteo|avazu|csv|synthetic...> data.path=FILE ...")
 
     report = commands.add_parser("report", help="fit and plot a sweep's AUC-vs-size curves")
-    report.add_argument("sweep", help="the sweep name (its latest parent run is used)")
+    report.add_argument("sweeps", nargs="*", help="sweep name(s); the latest parent run of each is used")
     report.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI "
                         "or sqlite:///mlflow.db)")
     report.add_argument("--experiment", default="recsys-scaling")
-    report.add_argument("--parent-run-id", default=None, help="report this sweep run instead of the latest")
+    report.add_argument("--parent-run-id", action="append", default=[],
+                        help="report this sweep parent run (repeatable) instead of the latest by name")
+    report.add_argument("--filter", default="", help="MLflow search filter on the runs, e.g. \"tags.backbone='dnn'\"")
+    report.add_argument("--x", default="total", choices=["total", "embedding", "dense", "flops"],
+                        help="size axis for fits and plots (default: total parameters)")
+    report.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    report.add_argument("--ui-url", default="http://127.0.0.1:5000", help="MLflow UI address for run links")
     report.add_argument("--out", type=Path, default=Path("reports"), help="output root (default: reports/)")
     return parser
 
@@ -105,10 +111,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from .report import build_report
 
-    report = build_report(args.sweep, args.tracking_uri, args.experiment, args.out, args.parent_run_id)
-    print(f"report of sweep {args.sweep} ({report.num_runs} runs): {report.index.resolve()}")
-    print(f"  plot: {report.plot.resolve()}")
-    print(f"  table: {report.summary_csv.resolve()}")
+    if not args.sweeps and not args.parent_run_id:
+        raise ValueError("name a sweep (or give --parent-run-id)")
+    report = build_report(args.sweeps, args.tracking_uri, args.experiment, args.out, args.parent_run_id,
+                          x_axis=args.x, resamples=args.resamples, ui_url=args.ui_url, filter_string=args.filter)
+    print(f"report of {'+'.join(args.sweeps) or 'parent runs'} ({report.num_runs} runs): {report.index.resolve()}")
+    for line in report.verdicts:
+        print(f"  {line}")
+    print(f"  plots: {report.plot.resolve().parent}  fits: {report.fits_json.resolve()}")
     print(f"browse the runs: {_ui_command(mlflow.get_tracking_uri())}  then open http://127.0.0.1:5000")
     return 0
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
 import mlflow
 from mlflow.entities import Run, RunStatus
@@ -14,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import resolve_tracking_uri
 
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
 ROLE_TAG = "recsys_scaling.role"
@@ -97,13 +99,17 @@ def job_run(cfg: DictConfig, name: str, tags: Dict[str, str]) -> Iterator[JobRun
         mlflow.end_run(status="FINISHED")
 
 
-def create_sweep_parent(uri: Optional[str], experiment: str, sweep: str, spec_file: Optional[Path]) -> str:
+def create_sweep_parent(uri: Optional[str], experiment: str, sweep: str, spec_file: Optional[Path],
+                        job_names: Sequence[str] = ()) -> str:
+    """The sweep's parent run, with the sweep file and the planned job names as artifacts."""
     experiment_id = use_store(uri, experiment)
     client = MlflowClient()
     run = client.create_run(experiment_id, run_name=f"sweep-{sweep}",
                             tags={"sweep": sweep, ROLE_TAG: "sweep"})
     if spec_file is not None:
         client.log_artifact(run.info.run_id, str(spec_file))
+    client.log_dict(run.info.run_id, list(job_names), "jobs.json")
+    client.log_metric(run.info.run_id, "jobs_planned", len(job_names))
     return run.info.run_id
 
 
@@ -114,14 +120,11 @@ def finish_sweep_parent(run_id: str, ok: bool, summary: Dict[str, int]) -> None:
     client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
 
 
-def child_runs(parent_run_id: str) -> List[Run]:
+def child_runs(parent_run_id: str, filter_string: str = "") -> List[Run]:
     client = MlflowClient()
     parent = client.get_run(parent_run_id)
-    return client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
-        max_results=50_000,
-    )
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" + (f" and {filter_string}" if filter_string else "")
+    return client.search_runs([parent.info.experiment_id], filter_string=query, max_results=50_000)
 
 
 def latest_sweep_parent(uri: Optional[str], experiment: str, sweep: str) -> Run:

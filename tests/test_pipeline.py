@@ -1,11 +1,15 @@
 """End to end through the real components: Hydra app, MLflow sqlite store, multirun, report."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from recsys_scaling import tracking
 from recsys_scaling.cli import main
+
+from conftest import ROOT
 
 TINY = ["data=synthetic_small", "train.max_epochs=3", "train.progress=false"]
 
@@ -92,6 +96,11 @@ def test_sweep_then_report(store_uri, workdir, capsys):
     out = capsys.readouterr().out
     report_dir = workdir / "reports" / "smoke"
     assert str(report_dir / "index.html") in out and "mlflow ui --backend-store-uri" in out
+    fits = json.loads((report_dir / "fits.json").read_text())
+    assert [b["backbone"] for b in fits["backbones"]] == ["dnn"] and fits["missing_jobs"] == []
+    assert "dnn:" in fits["backbones"][0]["verdict"]
+    assert {p.name for p in report_dir.glob("*.svg")} >= {"scaling_grid.svg", "scaling_dnn.svg"}
+    assert len(pd.read_parquet(report_dir / "runs.parquet")) == 2
     png = (report_dir / "auc_vs_params.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     summary = pd.read_csv(report_dir / "summary.csv")
@@ -131,3 +140,21 @@ def test_unknown_sweep_is_a_clear_error(workdir, capsys):
 def test_report_of_unknown_sweep_is_a_clear_error(store_uri, capsys):
     assert main(["report", "nothing", "--tracking-uri", store_uri]) == 2
     assert "no sweep named 'nothing'" in capsys.readouterr().err
+
+
+def test_notebook_runs_against_a_tiny_sweep(store_uri, workdir, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    assert main(["sweep", "smoke", f"tracking.uri={store_uri}", "data=synthetic_small", "train.max_epochs=1",
+                 "scale=1,2,4", "arm=se"]) == 0
+    monkeypatch.setenv("SWEEP", "smoke")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri)
+    monkeypatch.setenv("RESAMPLES", "50")
+    notebook = nbformat.read(ROOT / "notebooks" / "scaling_report.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "3 runs, 3 finished" in text and "dnn:" in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2

@@ -1,20 +1,27 @@
-"""Report stage: MLflow runs -> pandas -> seed aggregation -> plots -> CSV/HTML (+ logged)."""
+"""Report stage: MLflow runs -> pandas -> seed aggregation -> fits + bootstrap -> plots ->
+HTML / CSV / Parquet / JSON, all logged to the sweep's parent run."""
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import mlflow
+import pandas as pd
 
 from .. import tracking
-from .collect import runs_table, seed_summary
-from .plots import auc_vs_params, ia_vs_scale
+from .analysis import X_AXES, analyse, fit_rows
+from .collect import collect_runs, seed_summary
+from .paper import compare_with_paper
+from .plots import auc_vs_params, backbone_fit, ia_vs_scale, paper_comparison, small_multiples
 from .render import write_index
 
 __all__ = ["Report", "build_report"]
+X_LABELS = {"total": "total parameters", "embedding": "embedding parameters", "dense": "dense parameters",
+            "flops": "FLOPs per example"}
 
 
 @dataclass
@@ -24,35 +31,82 @@ class Report:
     plot: Path
     summary_csv: Path
     runs_csv: Path
-    parent_run_id: str
+    fits_json: Path
+    parent_run_ids: List[str]
     num_runs: int
+    verdicts: List[str]
 
 
-def build_report(sweep: str, tracking_uri: Optional[str] = None, experiment: str = "recsys-scaling",
-                 out_root: Path = Path("reports"), parent_run_id: Optional[str] = None) -> Report:
-    """Report the latest sweep named `sweep` (or the given parent run) into out_root/<sweep>/."""
+def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, experiment: str = "recsys-scaling",
+                 out_root: Path = Path("reports"), parent_run_ids: Sequence[str] = (), x_axis: str = "total",
+                 resamples: int = 1000, ui_url: str = "http://127.0.0.1:5000", filter_string: str = "") -> Report:
+    """Report the latest sweep of each name (or the given parent runs) into out_root/<name>/."""
+    if x_axis not in X_AXES:
+        raise ValueError(f"--x {x_axis!r}: choose from {sorted(X_AXES)}")
     tracking.use_store(tracking_uri, experiment)
-    parent = parent_run_id or tracking.latest_sweep_parent(tracking_uri, experiment, sweep).info.run_id
-    runs = runs_table(tracking.child_runs(parent))
+    parents = list(parent_run_ids) or [tracking.latest_sweep_parent(tracking_uri, experiment, s).info.run_id
+                                       for s in sweeps]
+    runs, missing = collect_runs(parents, filter_string)
     if runs.empty:
-        raise LookupError(f"sweep {sweep!r} (parent run {parent}) has no job runs")
-    summary = seed_summary(runs)
-    final_dir = Path(out_root) / sweep
+        raise LookupError(f"sweep(s) {', '.join(sweeps) or parents} have no job runs")
+    name = "+".join(sweeps) if sweeps else parents[0]
+    final_dir = Path(out_root) / name
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     # Built in a scratch folder and moved into place, so a failed report leaves the old one whole.
-    work = Path(tempfile.mkdtemp(prefix=f".{sweep}.tmp-", dir=final_dir.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final_dir.parent))
     try:
-        plot = auc_vs_params(summary, work / "auc_vs_params.png", f"{sweep}: test AUC vs model size")
-        ia_plot = ia_vs_scale(summary, work / "ia_vs_scale.png", f"{sweep}: embedding collapse (IA)")
-        summary.to_csv(work / "summary.csv", index=False)
-        runs.to_csv(work / "runs.csv", index=False)
-        write_index(work, sweep, parent, [plot, ia_plot], summary, runs, mlflow.get_tracking_uri())
-        tracking.log_artifacts_to(parent, work, "report")
+        report = _write(work, name, parents, runs, missing, x_axis, resamples, ui_url)
+        for parent in parents:
+            tracking.log_artifacts_to(parent, work, "report")
         if final_dir.exists():
             shutil.rmtree(final_dir)
         work.rename(final_dir)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return Report(final_dir, final_dir / "index.html", final_dir / "auc_vs_params.png",
-                  final_dir / "summary.csv", final_dir / "runs.csv", parent, len(runs))
+    return Report(final_dir, final_dir / "index.html", final_dir / report["plot"], final_dir / "summary.csv",
+                  final_dir / "runs.csv", final_dir / "fits.json", parents, len(runs), report["verdicts"])
+
+
+def _write(work: Path, name: str, parents: List[str], runs: pd.DataFrame, missing: List[str], x_axis: str,
+           resamples: int, ui_url: str) -> dict:
+    x_column, x_label = X_AXES[x_axis], X_LABELS[x_axis]
+    summary = seed_summary(runs)
+    analyses = analyse(runs, x_axis, resamples)
+    plots = [small_multiples(runs, analyses, x_column, x_label, work / "scaling_grid.png")]
+    plots += [backbone_fit(runs[runs["backbone"] == a.backbone], a, x_column, x_label,
+                           work / f"scaling_{a.backbone}.png") for a in analyses]
+    plots.append(auc_vs_params(summary, work / "auc_vs_params.png", f"{name}: test AUC vs model size"))
+    plots.append(ia_vs_scale(summary, work / "ia_vs_scale.png", f"{name}: embedding collapse (IA)"))
+    paper = _paper_comparison(runs, summary)
+    if paper is not None and len(paper):
+        plots.append(paper_comparison(paper, work / "paper_comparison.png", str(runs["dataset"].iloc[0])))
+        paper.to_csv(work / "paper_comparison.csv", index=False)
+    fits = fit_rows(analyses)
+    gaps = pd.DataFrame([{"backbone": a.backbone, "scale": g["scale"], "me_minus_se_auc": g["gap"],
+                          "ci_low": g["ci"][0], "ci_high": g["ci"][1]} for a in analyses for g in a.gaps])
+    multipliers = pd.DataFrame([{"backbone": a.backbone, **m} for a in analyses for m in a.effective_multiplier])
+    verdicts = [a.verdict for a in analyses]
+    summary.to_csv(work / "summary.csv", index=False)
+    runs.to_csv(work / "runs.csv", index=False)
+    runs.to_parquet(work / "runs.parquet", index=False)
+    (work / "fits.json").write_text(json.dumps({
+        "x_axis": x_axis, "parents": parents, "resamples": resamples, "missing_jobs": missing,
+        "backbones": [a.as_dict() for a in analyses]}, indent=2, default=_json_value))
+    write_index(work, name, parents, mlflow.get_tracking_uri(), ui_url, verdicts, plots, fits, gaps, multipliers,
+                summary, runs, missing, paper, x_label)
+    return {"plot": plots[0].name, "verdicts": verdicts}
+
+
+def _paper_comparison(runs: pd.DataFrame, summary: pd.DataFrame) -> Optional[pd.DataFrame]:
+    datasets = set(runs["dataset"].dropna())
+    if len(datasets) != 1 or not datasets & {"criteo", "avazu"}:
+        return None
+    return compare_with_paper(summary, datasets.pop())
+
+
+def _json_value(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)

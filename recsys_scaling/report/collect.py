@@ -3,31 +3,62 @@ from __future__ import annotations
 
 from typing import List
 
+import json
+from typing import List, Sequence, Tuple
+
 import pandas as pd
 from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from .. import tracking
 
 TAG_COLUMNS = ("backbone", "arm", "scale", "num_embeddings", "embed_dim", "seed", "sweep", "dataset")
 INT_COLUMNS = ("scale", "num_embeddings", "embed_dim", "seed")
 METRIC_COLUMNS = ("test_auc", "test_logloss", "best_valid_auc", "best_valid_logloss", "best_epoch",
                   "epochs_run", "train_seconds", "params_embedding", "params_dense", "params_total",
-                  "ia_mean", "ia_set_mean", "ia_random_mean")
+                  "flops_per_example", "ia_mean", "ia_set_mean", "ia_random_mean")
 
 
 def runs_table(runs: List[Run]) -> pd.DataFrame:
     rows = []
     for run in runs:
         tags, metrics = run.data.tags, run.data.metrics
-        row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
-               "error": tags.get("error", "")}
+        row = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "run_name": run.info.run_name,
+               "status": run.info.status, "error": tags.get("error", "")}
         row.update({c: tags.get(c) for c in TAG_COLUMNS})
         row.update({c: metrics.get(c) for c in METRIC_COLUMNS})
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["run_id", "run_name", "status", "error", *TAG_COLUMNS, *METRIC_COLUMNS])
+    table = pd.DataFrame(rows, columns=["run_id", "experiment_id", "run_name", "status", "error", *TAG_COLUMNS,
+                                        *METRIC_COLUMNS])
     for column in INT_COLUMNS:
         table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
     for column in METRIC_COLUMNS:
         table[column] = pd.to_numeric(table[column], errors="coerce")
     return table.sort_values(["backbone", "arm", "scale", "seed"], ignore_index=True)
+
+
+def collect_runs(parent_run_ids: Sequence[str], filter_string: str = "") -> Tuple[pd.DataFrame, List[str]]:
+    """Every child run of the given sweep parents (optionally filtered, MLflow search syntax),
+    and the names of jobs a parent planned that never got a run."""
+    runs: List[Run] = []
+    missing: List[str] = []
+    for parent in parent_run_ids:
+        children = tracking.child_runs(parent, filter_string)
+        runs.extend(children)
+        if not filter_string:  # a filtered report leaves planned jobs out on purpose
+            recorded = {r.info.run_name for r in children}
+            missing.extend(sorted(set(_planned_jobs(parent)) - recorded))
+    return runs_table(runs), missing
+
+
+def _planned_jobs(parent_run_id: str) -> List[str]:
+    client = MlflowClient()
+    try:
+        path = client.download_artifacts(parent_run_id, "jobs.json")
+    except Exception:  # noqa: BLE001 - older sweeps have no job list
+        return []
+    with open(path) as fh:
+        return list(json.load(fh))
 
 
 def seed_summary(table: pd.DataFrame) -> pd.DataFrame:

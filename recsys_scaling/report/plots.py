@@ -6,7 +6,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 ARM_STYLE = {"se": {"linestyle": "--", "marker": "o"}, "me": {"linestyle": "-", "marker": "s"}}
@@ -35,9 +37,7 @@ def auc_vs_params(summary: pd.DataFrame, path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def ia_vs_scale(summary: pd.DataFrame, path: Path, title: str) -> Path:
@@ -63,6 +63,95 @@ def ia_vs_scale(summary: pd.DataFrame, path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=130)
+    fig.savefig(path.with_suffix(".svg"))
     plt.close(fig)
     return path
+
+
+def _draw_backbone(ax, runs: pd.DataFrame, analysis, x_column: str, color_of) -> None:
+    """Measured AUC (mean ± seed std) per arm, the fitted curve with its band, dashed beyond."""
+    from .fit import bootstrap_band
+
+    done = runs[runs["status"] == "FINISHED"]
+    for arm, curve in done.groupby("arm", sort=True):
+        stats = curve.groupby(x_column)["test_auc"].agg(["mean", "std"]).reset_index().fillna(0.0)
+        color = color_of(arm)
+        ax.errorbar(stats[x_column], stats["mean"], yerr=stats["std"], fmt=ARM_STYLE.get(arm, {}).get("marker", "o"),
+                    color=color, capsize=3, label=f"{arm.upper()} measured")
+        fit = analysis.fits.get("auc", {}).get(arm)
+        if fit is None or fit.law is None:
+            continue
+        law = fit.power_law()
+        inside = np.geomspace(min(fit.sizes), max(fit.sizes), 60)
+        beyond = np.geomspace(max(fit.sizes), 4 * max(fit.sizes), 20)
+        style = "-" if fit.identified else ":"
+        ax.plot(inside, 1 - law.predict(inside), style, color=color, lw=1.2,
+                label=f"{arm.upper()} fit α={law.alpha:.2f}" + ("" if fit.identified else " (flagged)"))
+        ax.plot(beyond, 1 - law.predict(beyond), "--", color=color, lw=1, alpha=0.7)
+        groups = [curve[curve[x_column] == s]["test_auc"].to_numpy() for s in sorted(curve[x_column].unique())]
+        band = bootstrap_band(fit, [1 - g for g in groups], np.concatenate([inside, beyond]))
+        grid = np.concatenate([inside, beyond])
+        ax.fill_between(grid, 1 - band[1], 1 - band[0], color=color, alpha=0.15, lw=0)
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.grid(True, which="both", alpha=0.3)
+
+
+ARM_COLORS = {"se": "#1f77b4", "me": "#d62728"}
+
+
+def backbone_fit(runs: pd.DataFrame, analysis, x_column: str, x_label: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    _draw_backbone(ax, runs, analysis, x_column, lambda arm: ARM_COLORS.get(arm, "k"))
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("test AUC")
+    ax.set_title(f"{analysis.backbone}: AUC vs size (bands: 95% seed bootstrap; dashed: extrapolation)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def small_multiples(runs: pd.DataFrame, analyses, x_column: str, x_label: str, path: Path) -> Path:
+    n = max(1, len(analyses))
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    for ax, analysis in zip(axes.flat, analyses):
+        _draw_backbone(ax, runs[runs["backbone"] == analysis.backbone], analysis, x_column,
+                       lambda arm: ARM_COLORS.get(arm, "k"))
+        ax.set_title(analysis.backbone, fontsize=10)
+        ax.set_xlabel(x_label, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(analyses):]:
+        ax.axis("off")
+    if analyses:
+        axes.flat[0].legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def paper_comparison(comparison: pd.DataFrame, path: Path, dataset: str) -> Path:
+    """Measured mean test AUC beside the published one, per backbone, against scale."""
+    backbones = sorted(comparison["backbone"].unique())
+    fig, axes = plt.subplots(1, max(1, len(backbones)), figsize=(3.6 * max(1, len(backbones)), 3.2), squeeze=False)
+    for ax, backbone in zip(axes.flat, backbones):
+        part = comparison[comparison["backbone"] == backbone]
+        for arm, rows in part.groupby("arm"):
+            rows = rows.sort_values("scale")
+            color = ARM_COLORS.get(arm, "k")
+            ax.plot(rows["scale"], rows["test_auc_mean"], "-o", color=color, label=f"{arm.upper()} measured")
+            ax.plot(rows["scale"], rows["paper_test_auc"], "--", marker="o", mfc="none", color=color,
+                    label=f"{arm.upper()} paper")
+        ax.set_xscale("log", base=2)
+        ax.set_title(backbone, fontsize=9)
+        ax.set_xlabel("scale")
+        ax.grid(True, alpha=0.3)
+    axes.flat[0].set_ylabel(f"test AUC ({dataset})")
+    axes.flat[0].legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -57,7 +57,8 @@ def run_sweep(name: str, overrides: Sequence[str] = ()) -> SweepSummary:
     grid.validate(jobs)
     log.info("sweep %s: %d jobs checked", sweep_name, len(jobs))
     first = jobs[0].cfg
-    parent = tracking.create_sweep_parent(first.tracking.uri, first.tracking.experiment, sweep_name, spec)
+    parent = tracking.create_sweep_parent(first.tracking.uri, first.tracking.experiment, sweep_name, spec,
+                                          [job.name for job in jobs])
     args: List[str] = ["--multirun", "--config-dir", str(spec.parent), "--config-name", spec.stem,
                        f"sweep.name={sweep_name}", f"tracking.parent_run_id={parent}", *overrides]
     try:

@@ -1,0 +1,80 @@
+"""The scaling-law fitter on synthetic points with known parameters."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys_scaling.report.fit import effective_size, fit_curve, fit_power_law, gap_interval
+
+SIZES = np.array([1e5, 2e5, 4e5, 8e5, 1.6e6, 3.2e6])
+TRUE = dict(E=0.18, A=0.02, alpha=0.5)
+
+
+def truth(n):
+    return TRUE["E"] + TRUE["A"] * (n / SIZES[0]) ** (-TRUE["alpha"])
+
+
+def noisy_groups(rng, noise=2e-4, seeds=3):
+    return [truth(n) + rng.normal(0, noise, seeds) for n in SIZES]
+
+
+def test_recovers_known_parameters_from_noisy_points():
+    rng = np.random.default_rng(0)
+    groups = noisy_groups(rng)
+    law = fit_power_law(SIZES, [g.mean() for g in groups])
+    assert law.alpha == pytest.approx(TRUE["alpha"], rel=0.10)
+    assert law.E == pytest.approx(TRUE["E"], abs=2e-3)
+    assert law.A == pytest.approx(TRUE["A"], rel=0.15)
+
+
+def test_bootstrap_interval_covers_the_true_alpha_in_most_trials():
+    covered = 0
+    trials = 20
+    for t in range(trials):
+        fit = fit_curve(SIZES, noisy_groups(np.random.default_rng(100 + t)), resamples=200, seed=t)
+        covered += fit.alpha_ci[0] <= TRUE["alpha"] <= fit.alpha_ci[1]
+    assert covered >= 0.7 * trials
+
+
+def test_predicted_auc_stays_below_one():
+    fit = fit_curve(SIZES, noisy_groups(np.random.default_rng(1)), resamples=100)
+    predicted_error = fit.power_law().predict(np.geomspace(1e5, 1e12, 20))
+    assert (predicted_error > 0).all()  # 1 - AUC > 0  <=>  AUC < 1
+    assert fit.power_law().E >= 0
+
+
+def test_two_point_curve_is_flagged_not_fitted():
+    fit = fit_curve(SIZES[:2], noisy_groups(np.random.default_rng(2))[:2], resamples=50)
+    assert fit.law is None and not fit.identified
+    assert "at least 3" in fit.flags[0]
+
+
+def test_flat_curve_is_flagged():
+    rng = np.random.default_rng(3)
+    fit = fit_curve(SIZES, [0.2 + rng.normal(0, 1e-4, 3) for _ in SIZES], resamples=100)
+    assert not fit.identified
+
+
+def test_holdout_predicts_the_largest_size():
+    fit = fit_curve(SIZES, noisy_groups(np.random.default_rng(4), noise=5e-5), resamples=50)
+    assert abs(fit.holdout["error"]) < 1e-3
+    assert fit.holdout["size"] == SIZES[-1]
+
+
+def test_slope_per_doubling_sign():
+    fit = fit_curve(SIZES, noisy_groups(np.random.default_rng(5)), resamples=100)
+    assert fit.slope_per_doubling < 0 and fit.slope_ci[1] < 0  # the error falls as N doubles
+
+
+def test_effective_size_inverts_the_curve():
+    law = fit_power_law(SIZES, truth(SIZES))
+    n = effective_size(law, float(truth(8e5)))
+    assert n == pytest.approx(8e5, rel=0.02)
+    assert effective_size(law, TRUE["E"] - 0.01) == float("inf")
+
+
+def test_gap_interval():
+    rng = np.random.default_rng(6)
+    out = gap_interval(rng.normal(0.81, 1e-4, 5), rng.normal(0.80, 1e-4, 5))
+    assert out["gap"] == pytest.approx(0.01, abs=2e-4)
+    assert out["ci"][0] > 0
