@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import List, Optional
 
@@ -21,13 +22,39 @@ SWEEPS_DIR = project_root() / "sweeps"
 register_configs()
 
 
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def parallel_jobs(launcher) -> int:
+    """How many jobs the launcher runs at once (joblib's n_jobs; -1 = one per core)."""
+    n_jobs = launcher.get("n_jobs") if launcher is not None else None
+    if not n_jobs:
+        return 1
+    return cpu_count() if n_jobs < 0 else int(n_jobs)
+
+
+def set_execution(cfg: DictConfig, hydra_cfg) -> None:
+    """Threads per job so that parallel jobs x threads fit the cores; the job's device."""
+    if cfg.train.threads == 0 and parallel_jobs(hydra_cfg.launcher) > 1:
+        cfg.train.threads = max(1, cpu_count() // parallel_jobs(hydra_cfg.launcher))
+    if cfg.train.device == "auto":
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        number = hydra_cfg.job.get("num") or 0
+        cfg.train.device = f"cuda:{number % gpus}" if gpus else "cpu"
+
+
 def _task(cfg: DictConfig) -> Optional[dict]:
-    if HydraConfig.get().mode != RunMode.MULTIRUN:
+    hydra_cfg = HydraConfig.get()
+    set_execution(cfg, hydra_cfg)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
         return run_job(cfg)
     # In a sweep one failing job must not stop the others: its run is already marked
     # FAILED with the message and traceback; the sweep summary reports it.
     try:
-        return run_job(cfg)
+        return run_job(cfg, resume=cfg.sweep.resume)
     except Exception as exc:  # noqa: BLE001 - isolation is the point
         log.error("job %s failed: %s: %s", HydraConfig.get().job.num, type(exc).__name__, exc)
         return None

@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="run a sweep from sweeps/<name>.yaml as a Hydra multirun")
     sweep.add_argument("name", help="a sweep name in sweeps/ or a path to a sweep YAML")
-    sweep.add_argument("overrides", nargs=argparse.REMAINDER, help="extra Hydra overrides")
+    sweep.add_argument("--force", action="store_true", help="rerun jobs that finished before (default: skip them)")
+    sweep.add_argument("overrides", nargs="*", help="extra Hydra overrides (key=value, lists sweep)")
 
     budget = commands.add_parser("budget", help="parameter counts of a sweep's jobs, without training")
     budget.add_argument("args", nargs="*",
@@ -71,12 +72,12 @@ def cmd_train(overrides: List[str]) -> int:
     return 0
 
 
-def cmd_sweep(name: str, overrides: List[str]) -> int:
+def cmd_sweep(name: str, overrides: List[str], force: bool) -> int:
     import mlflow
 
     from .sweep import run_sweep
 
-    summary = run_sweep(name, overrides)
+    summary = run_sweep(name, overrides, force=force)
     print(summary.line())
     print(f"browse: {_ui_command(mlflow.get_tracking_uri())}")
     return 0 if summary.ok else 1
@@ -134,7 +135,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "train":
             return cmd_train(args.overrides)
         if args.command == "sweep":
-            return cmd_sweep(args.name, args.overrides)
+            return cmd_sweep(args.name, args.overrides, args.force)
         if args.command == "budget":
             return cmd_budget(args.args, args.csv)
         if args.command == "data":

@@ -97,10 +97,17 @@ class TrainConfig:
     # SparseAdam on the embedding rows of each batch (no weight decay there) + Adam on the rest.
     # Faster on big vocabularies, but NOT the paper's protocol (dense Adam, weight decay on all).
     sparse_embedding: bool = False
-    # torch intra-op threads; 0 = torch's default.
+    # torch intra-op threads; 0 = torch's default, or cores / parallel jobs under a parallel launcher.
     threads: int = 0
+    # cpu, cuda, cuda:N, or auto: job number modulo the visible GPUs when CUDA is present, else cpu.
     device: str = "cpu"
     progress: bool = True
+    # Save the state after every epoch; a killed job rerun with the same config continues from it.
+    checkpoint: bool = True
+    checkpoint_dir: str = "${oc.env:RECSYS_SCALING_CHECKPOINTS,.cache/recsys_scaling/checkpoints}"
+    # Name (tuned/<name>.yaml) or path of tuned hyperparameters written by `recsys-scaling tune`:
+    # the entry of this job's (backbone, arm, scale) cell overrides lr / weight_decay / dropout.
+    tuned: Optional[str] = None
 
 
 @dataclass
@@ -142,6 +149,9 @@ class BudgetConfig:
 @dataclass
 class SweepConfig:
     name: str = "adhoc"
+    # In a sweep, skip jobs whose config fingerprint already has a FINISHED run in the store
+    # (FAILED / KILLED ones run again). `recsys-scaling sweep --force` sets it false.
+    resume: bool = True
 
 
 @dataclass
@@ -156,6 +166,29 @@ class Config:
     arm: str = "se"
     scale: int = 1
     seed: int = 0
+
+
+# Keys that say where or how a job runs, not what it computes: left out of its fingerprint.
+EXECUTION_KEYS = ("tracking", "sweep", "train.progress", "train.threads", "train.device", "train.checkpoint",
+                  "train.checkpoint_dir", "data.cache_dir")
+
+
+def config_fingerprint(cfg) -> str:
+    """sha256 of the resolved config without execution keys: equal for equal jobs."""
+    import hashlib
+    import json
+
+    from omegaconf import OmegaConf
+
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    tree.pop("hydra", None)
+    for key in EXECUTION_KEYS:
+        node, *rest = key.split(".")
+        if rest:
+            tree.get(node, {}).pop(rest[0], None)
+        else:
+            tree.pop(node, None)
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def register_configs() -> None:

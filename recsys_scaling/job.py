@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Dict
+from pathlib import Path
+from typing import Callable, Dict, Optional
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from . import tracking
 from .budget import plan_job
 from .collapse import CollapseProbe
+from .config import config_fingerprint
 from .data import load_dataset
 from .models import Shape, build_model
-from .train import fit, seed_everything
+from .train import Checkpoint, fit, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,25 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def run_job(cfg: DictConfig) -> Dict[str, float]:
-    """Train one model and record it as one MLflow run; returns its final metrics."""
+def run_job(cfg: DictConfig, resume: bool = False,
+            on_epoch_end: Optional[Callable[[int, Dict[str, float]], None]] = None) -> Dict[str, float]:
+    """Train one model and record it as one MLflow run; returns its final metrics.
+
+    resume: skip the job when a FINISHED run with the same config fingerprint exists.
+    on_epoch_end: called after every epoch with its metrics (e.g. an Optuna pruning hook)."""
     set_threads(cfg.train.threads)
+    apply_tuned(cfg)
     name = tracking.run_name(cfg.model.backbone, cfg.arm, cfg.scale, cfg.seed)
-    with tracking.job_run(cfg, name, job_tags(cfg)) as run:
+    fingerprint = config_fingerprint(cfg)
+    if resume:
+        done = tracking.finished_run(cfg.tracking.uri, cfg.tracking.experiment, fingerprint)
+        if done is not None:
+            log.info("%s: skipped, finished before as run %s", name, done)
+            return {"skipped_as": done}
+    checkpoint = Checkpoint(Path(cfg.train.checkpoint_dir) / f"{fingerprint}.pt" if cfg.train.checkpoint else None)
+    with tracking.job_run(cfg, name, {**job_tags(cfg), "fingerprint": fingerprint}) as run:
+        if checkpoint.path is not None and checkpoint.path.is_file():
+            tracking.mark_interrupted(fingerprint, keep=run.run_id)
         data = load_dataset(cfg.data, progress=cfg.train.progress)
         plan = plan_job(cfg.model, cfg.arm, cfg.scale, data.field_dims, cfg.budget, job=name)
         run.set_tags({"num_embeddings": str(plan.num_embeddings), "embed_dim": str(plan.embed_dim)})
@@ -49,8 +65,10 @@ def run_job(cfg: DictConfig) -> Dict[str, float]:
                  plan.embed_dim, f"{plan.counts['total']:,}", f"{plan.counts['embedding']:,}", cfg.data.name,
                  f"{data.meta['rows']:,}")
         probe = CollapseProbe(data, cfg.diagnostics.max_rows) if cfg.diagnostics.enabled else None
-        result = fit(model, data, cfg.train, cfg.seed, logger=run,
-                     on_epoch_end=_periodic_diagnostics(probe, model, run, cfg.diagnostics.every_n_epochs))
+        callbacks = [c for c in (_periodic_diagnostics(probe, model, run, cfg.diagnostics.every_n_epochs),
+                                 on_epoch_end) if c is not None]
+        result = fit(model, data, cfg.train, cfg.seed, logger=run, checkpoint=checkpoint,
+                     on_epoch_end=lambda epoch, metrics: [c(epoch, metrics) for c in callbacks])
         final = result.final_metrics()
         run.log_metrics({**final, **model.diagnostics()})
         if probe is not None:
@@ -59,7 +77,20 @@ def run_job(cfg: DictConfig) -> Dict[str, float]:
                      collapse["ia_random_mean"])
         log.info("%s: test AUC %.5f, logloss %.5f (best epoch %d)", name, result.test_auc,
                  result.test_logloss, result.best_epoch)
-        return final
+    checkpoint.remove()
+    return final
+
+
+def apply_tuned(cfg: DictConfig) -> None:
+    """Override lr / weight_decay / dropout from the tuned file's entry for this job's cell."""
+    if not cfg.train.tuned:
+        return
+    from .tune import tuned_params
+
+    params = tuned_params(cfg.train.tuned, cfg.model.backbone, cfg.arm, cfg.scale)
+    for key, value in params.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    log.info("tuned hyperparameters from %s: %s", cfg.train.tuned, params)
 
 
 def plan_metrics(plan) -> Dict[str, float]:
@@ -75,7 +106,7 @@ def _periodic_diagnostics(probe, model, run, every: int):
     if probe is None or every <= 0:
         return None
 
-    def on_epoch_end(epoch: int) -> None:
+    def on_epoch_end(epoch: int, metrics: Dict[str, float]) -> None:
         if (epoch + 1) % every == 0:
             run.log_epoch(epoch, probe.metrics(model.embedding))
 

@@ -99,9 +99,31 @@ def job_run(cfg: DictConfig, name: str, tags: Dict[str, str]) -> Iterator[JobRun
         mlflow.end_run(status="FINISHED")
 
 
+def finished_run(uri: Optional[str], experiment: str, fingerprint: str) -> Optional[str]:
+    """The id of a FINISHED job run with this config fingerprint, if any."""
+    experiment_id = use_store(uri, experiment)
+    runs = MlflowClient().search_runs([experiment_id], max_results=1,
+                                      filter_string=f"tags.fingerprint = '{fingerprint}' and "
+                                                    "attributes.status = 'FINISHED'")
+    return runs[0].info.run_id if runs else None
+
+
+def mark_interrupted(fingerprint: str, keep: str) -> None:
+    """Runs of this fingerprint left RUNNING by a killed process: mark them KILLED."""
+    client = MlflowClient()
+    active = mlflow.active_run()
+    experiment_id = active.info.experiment_id if active else None
+    for run in client.search_runs([experiment_id], filter_string=f"tags.fingerprint = '{fingerprint}' and "
+                                                                 "attributes.status = 'RUNNING'"):
+        if run.info.run_id != keep:
+            client.set_tag(run.info.run_id, "error", "interrupted; continued from its checkpoint in run " + keep)
+            client.set_terminated(run.info.run_id, "KILLED")
+
+
 def create_sweep_parent(uri: Optional[str], experiment: str, sweep: str, spec_file: Optional[Path],
-                        job_names: Sequence[str] = ()) -> str:
-    """The sweep's parent run, with the sweep file and the planned job names as artifacts."""
+                        job_names: Sequence[str] = (), reused: Optional[Dict[str, str]] = None) -> str:
+    """The sweep's parent run, with the sweep file, the planned job names and the runs reused
+    from earlier launches (job -> run id) as artifacts."""
     experiment_id = use_store(uri, experiment)
     client = MlflowClient()
     run = client.create_run(experiment_id, run_name=f"sweep-{sweep}",
@@ -109,6 +131,7 @@ def create_sweep_parent(uri: Optional[str], experiment: str, sweep: str, spec_fi
     if spec_file is not None:
         client.log_artifact(run.info.run_id, str(spec_file))
     client.log_dict(run.info.run_id, list(job_names), "jobs.json")
+    client.log_dict(run.info.run_id, dict(reused or {}), "reused.json")
     client.log_metric(run.info.run_id, "jobs_planned", len(job_names))
     return run.info.run_id
 
@@ -125,6 +148,22 @@ def child_runs(parent_run_id: str, filter_string: str = "") -> List[Run]:
     parent = client.get_run(parent_run_id)
     query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" + (f" and {filter_string}" if filter_string else "")
     return client.search_runs([parent.info.experiment_id], filter_string=query, max_results=50_000)
+
+
+def parent_json(parent_run_id: str, name: str):
+    """A JSON artifact of a sweep parent (jobs.json, reused.json); None if absent."""
+    import json
+
+    try:
+        with open(MlflowClient().download_artifacts(parent_run_id, name)) as fh:
+            return json.load(fh)
+    except Exception:  # noqa: BLE001 - sweeps from older versions lack them
+        return None
+
+
+def runs_by_id(run_ids: Sequence[str]) -> List[Run]:
+    client = MlflowClient()
+    return [client.get_run(run_id) for run_id in run_ids]
 
 
 def latest_sweep_parent(uri: Optional[str], experiment: str, sweep: str) -> Run:

@@ -8,6 +8,7 @@ import copy
 import logging
 import math
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Protocol
 
@@ -106,28 +107,79 @@ def train_epoch(model, loader, optimizers, epoch: int, device, progress: bool) -
     return total / max(count, 1)
 
 
+@dataclass
+class TrainState:
+    """Everything an interrupted run needs to continue exactly where its last epoch ended."""
+
+    next_epoch: int = 0
+    best_auc: float = -math.inf
+    best_epoch: int = -1
+    best_valid: Dict[str, float] = field(default_factory=dict)
+    best_state: Optional[dict] = None
+    stale: int = 0
+    history: List[Dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+class Checkpoint:
+    """The state after the last finished epoch, written atomically to one file."""
+
+    def __init__(self, path: Optional[Path]):
+        self.path = path
+
+    def load(self, model: nn.Module, optimizers) -> Optional[TrainState]:
+        if self.path is None or not self.path.is_file():
+            return None
+        saved = torch.load(self.path, weights_only=False)
+        model.load_state_dict(saved["model"])
+        for optimizer, state in zip(optimizers, saved["optimizers"]):
+            optimizer.load_state_dict(state)
+        torch.set_rng_state(saved["torch_rng"])
+        return saved["state"]
+
+    def save(self, model: nn.Module, optimizers, state: TrainState) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
+                    "torch_rng": torch.get_rng_state(), "state": state}, tmp)
+        tmp.replace(self.path)
+
+    def remove(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
 def fit(
     model: nn.Module,
     data: EncodedData,
     train_cfg,
     seed: int,
     logger: Optional[EpochLogger] = None,
-    on_epoch_end: Optional[Callable[[int], None]] = None,
+    on_epoch_end: Optional[Callable[[int, Dict[str, float]], None]] = None,
+    checkpoint: Optional[Checkpoint] = None,
 ) -> FitResult:
-    """Adam on the training split; early stopping (patience) on validation AUC;
-    test metrics of the best-validation epoch."""
+    """Adam on the training split; early stopping (patience) on validation AUC; test metrics of
+    the best-validation epoch. With a checkpoint, every finished epoch is saved and a run that
+    was killed continues from its last one (the epoch's shuffling is seeded by (seed, epoch)
+    and the dropout RNG is restored, so the result equals an uninterrupted run)."""
     device = torch.device(train_cfg.device)
     model.to(device)
     optimizers = make_optimizers(model, train_cfg)
     train_loader = BatchLoader(data.X, data.y, data.splits["train"], train_cfg.batch_size, shuffle=True, seed=seed)
     valid_loader = BatchLoader(data.X, data.y, data.splits["valid"], train_cfg.eval_batch_size)
     test_loader = BatchLoader(data.X, data.y, data.splits["test"], train_cfg.eval_batch_size)
-
-    best_auc, best_epoch, best_state, stale = -math.inf, -1, None, 0
-    best_valid: Dict[str, float] = {}
-    history: List[Dict[str, float]] = []
-    started = time.perf_counter()
-    for epoch in range(train_cfg.max_epochs):
+    checkpoint = checkpoint or Checkpoint(None)
+    state = checkpoint.load(model, optimizers) or TrainState()
+    if state.next_epoch:
+        log.info("resuming from the checkpoint after epoch %d", state.next_epoch - 1)
+        for epoch, metrics in enumerate(state.history):
+            if logger is not None:
+                logger.log_epoch(epoch, metrics)
+    for epoch in range(state.next_epoch, train_cfg.max_epochs):
+        if state.stale >= train_cfg.patience:
+            break
         epoch_start = time.perf_counter()
         train_loss = train_epoch(model, train_loader, optimizers, epoch, device, train_cfg.progress)
         seconds = time.perf_counter() - epoch_start
@@ -139,32 +191,34 @@ def fit(
             "epoch_seconds": seconds,
             "train_samples_per_second": len(data.splits["train"]) / max(seconds, 1e-9),
         }
-        history.append(metrics)
+        state.history.append(metrics)
+        state.train_seconds += seconds
         if logger is not None:
             logger.log_epoch(epoch, metrics)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
         log.info("epoch %d: train logloss %.5f, valid AUC %.5f, logloss %.5f",
                  epoch, train_loss, valid["auc"], valid["logloss"])
-        if valid["auc"] > best_auc:
-            best_auc, best_epoch, best_valid, stale = valid["auc"], epoch, valid, 0
-            best_state = copy.deepcopy(model.state_dict())
+        if valid["auc"] > state.best_auc:
+            state.best_auc, state.best_epoch, state.best_valid, state.stale = valid["auc"], epoch, valid, 0
+            state.best_state = copy.deepcopy(model.state_dict())
         else:
-            stale += 1
-            if stale >= train_cfg.patience:
-                log.info("early stop after epoch %d (best %d)", epoch, best_epoch)
-                break
-    train_seconds = time.perf_counter() - started
-    if best_state is not None:
-        model.load_state_dict(best_state)
+            state.stale += 1
+        state.next_epoch = epoch + 1
+        checkpoint.save(model, optimizers, state)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, metrics)
+        if state.stale >= train_cfg.patience:
+            log.info("early stop after epoch %d (best %d)", epoch, state.best_epoch)
+            break
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
     test = evaluate(model, test_loader, device)
     return FitResult(
-        best_epoch=best_epoch,
-        epochs_run=len(history),
-        valid_auc=best_valid.get("auc", float("nan")),
-        valid_logloss=best_valid.get("logloss", float("nan")),
+        best_epoch=state.best_epoch,
+        epochs_run=len(state.history),
+        valid_auc=state.best_valid.get("auc", float("nan")),
+        valid_logloss=state.best_valid.get("logloss", float("nan")),
         test_auc=test["auc"],
         test_logloss=test["logloss"],
-        train_seconds=train_seconds,
-        history=history,
+        train_seconds=state.train_seconds,
+        history=state.history,
     )

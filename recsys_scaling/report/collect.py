@@ -3,12 +3,10 @@ from __future__ import annotations
 
 from typing import List
 
-import json
 from typing import List, Sequence, Tuple
 
 import pandas as pd
 from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
 
 from .. import tracking
 
@@ -44,21 +42,14 @@ def collect_runs(parent_run_ids: Sequence[str], filter_string: str = "") -> Tupl
     missing: List[str] = []
     for parent in parent_run_ids:
         children = tracking.child_runs(parent, filter_string)
+        reused = tracking.parent_json(parent, "reused.json") or {}
+        if reused and not filter_string:  # skipped jobs: their earlier runs stand for them
+            children += tracking.runs_by_id(list(reused.values()))
         runs.extend(children)
         if not filter_string:  # a filtered report leaves planned jobs out on purpose
             recorded = {r.info.run_name for r in children}
-            missing.extend(sorted(set(_planned_jobs(parent)) - recorded))
+            missing.extend(sorted(set(tracking.parent_json(parent, "jobs.json") or []) - recorded))
     return runs_table(runs), missing
-
-
-def _planned_jobs(parent_run_id: str) -> List[str]:
-    client = MlflowClient()
-    try:
-        path = client.download_artifacts(parent_run_id, "jobs.json")
-    except Exception:  # noqa: BLE001 - older sweeps have no job list
-        return []
-    with open(path) as fh:
-        return list(json.load(fh))
 
 
 def seed_summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import List, Sequence
 
 from .. import tracking
-from ..app import SWEEPS_DIR, launch
+from ..app import SWEEPS_DIR, cpu_count, launch, parallel_jobs
+from ..config import config_fingerprint
 from . import grid
 
 log = logging.getLogger(__name__)
@@ -21,16 +22,17 @@ class SweepSummary:
     finished: int
     failed: int
     other: int
+    skipped: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.other == 0 and self.finished > 0
+        return self.failed == 0 and self.other == 0 and self.finished + self.skipped > 0
 
     def line(self) -> str:
-        total = self.finished + self.failed + self.other
+        total = self.finished + self.failed + self.other + self.skipped
         extra = f", {self.other} not finished" if self.other else ""
-        return (f"sweep {self.sweep}: {total} jobs: {self.finished} finished, {self.failed} failed{extra} "
-                f"(parent run {self.parent_run_id})")
+        return (f"sweep {self.sweep}: {total} jobs: {self.finished} finished, {self.skipped} skipped "
+                f"(finished before), {self.failed} failed{extra} (parent run {self.parent_run_id})")
 
 
 def resolve_sweep_file(name: str) -> Path:
@@ -49,28 +51,58 @@ def compose_sweep(spec: Path, overrides: Sequence[str] = ()):
     return grid.Composer(spec)(overrides, hydra_config=True)
 
 
-def run_sweep(name: str, overrides: Sequence[str] = ()) -> SweepSummary:
-    """Expand and check every job, then open the parent run and launch the multirun."""
+def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False) -> SweepSummary:
+    """Expand and check every job, then open the parent run and launch the multirun. Jobs whose
+    config already has a FINISHED run are skipped (their runs are reused) unless `force`."""
     spec = resolve_sweep_file(name)
     sweep_name = spec.stem
+    overrides = [*overrides, *(["sweep.resume=false"] if force else [])]
     jobs = grid.expand(spec, overrides)
     grid.validate(jobs)
+    check_parallelism(spec, overrides, jobs)
     log.info("sweep %s: %d jobs checked", sweep_name, len(jobs))
     first = jobs[0].cfg
+    reused = {} if force else _finished_before(jobs)
     parent = tracking.create_sweep_parent(first.tracking.uri, first.tracking.experiment, sweep_name, spec,
-                                          [job.name for job in jobs])
+                                          [job.name for job in jobs], reused)
+    if reused:
+        log.info("sweep %s: %d of %d jobs finished before and are skipped (--force reruns them)",
+                 sweep_name, len(reused), len(jobs))
     args: List[str] = ["--multirun", "--config-dir", str(spec.parent), "--config-name", spec.stem,
                        f"sweep.name={sweep_name}", f"tracking.parent_run_id={parent}", *overrides]
     try:
         launch(args)
     finally:
-        summary = summarize(sweep_name, parent)
-        tracking.finish_sweep_parent(parent, summary.ok, {"finished": summary.finished,
-                                                           "failed": summary.failed})
+        summary = summarize(sweep_name, parent, len(reused))
+        tracking.finish_sweep_parent(parent, summary.ok, {"finished": summary.finished, "failed": summary.failed,
+                                                           "skipped": summary.skipped})
     return summary
 
 
-def summarize(sweep_name: str, parent_run_id: str) -> SweepSummary:
+def _finished_before(jobs: Sequence[grid.Job]) -> dict:
+    """job name + fingerprint -> id of its earlier FINISHED run."""
+    reused = {}
+    for job in jobs:
+        fingerprint = config_fingerprint(job.cfg)
+        done = tracking.finished_run(job.cfg.tracking.uri, job.cfg.tracking.experiment, fingerprint)
+        if done is not None:
+            reused[f"{job.name}#{fingerprint[:12]}"] = done
+    return reused
+
+
+def check_parallelism(spec: Path, overrides: Sequence[str], jobs: Sequence[grid.Job]) -> None:
+    """Parallel jobs x torch threads per job must not exceed the cores."""
+    base = compose_sweep(spec, [o for o in overrides if "," not in o.split("=", 1)[-1]])
+    parallel = parallel_jobs(base.hydra.launcher)
+    for job in jobs:
+        threads = job.cfg.train.threads
+        if threads and parallel * threads > cpu_count():
+            raise grid.SweepConfigError(
+                f"{job.describe()}: hydra.launcher.n_jobs={parallel} x train.threads={threads} exceeds the "
+                f"{cpu_count()} cores; lower one (train.threads=0 divides the cores automatically)")
+
+
+def summarize(sweep_name: str, parent_run_id: str, skipped: int = 0) -> SweepSummary:
     statuses = Counter(run.info.status for run in tracking.child_runs(parent_run_id))
     finished, failed = statuses.pop("FINISHED", 0), statuses.pop("FAILED", 0)
-    return SweepSummary(sweep_name, parent_run_id, finished, failed, sum(statuses.values()))
+    return SweepSummary(sweep_name, parent_run_id, finished, failed, sum(statuses.values()), skipped)

@@ -1,0 +1,101 @@
+"""Sweep orchestration with real processes: resume, checkpoints, parallel launchers."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from recsys_scaling import tracking
+from recsys_scaling.cli import main
+from recsys_scaling.sweep import SweepConfigError, run_sweep
+
+TINY = ["data=synthetic_small", "train.max_epochs=1", "train.progress=false"]
+
+
+def children(store_uri, sweep="smoke"):
+    parent = tracking.latest_sweep_parent(store_uri, "recsys-scaling", sweep)
+    return parent, tracking.child_runs(parent.info.run_id)
+
+
+def test_relaunch_skips_finished_jobs_and_reruns_failed_ones(store_uri, workdir, capsys):
+    args = ["sweep", "smoke", f"tracking.uri={store_uri}", *TINY, "arm=se", "train.lr=0.001,1e30"]
+    assert main(args) == 1  # the second job fails
+    assert "1 finished, 0 skipped (finished before), 1 failed" in capsys.readouterr().out
+    assert main(args) == 1  # the finished one is skipped, the failed one runs (and fails) again
+    assert "0 finished, 1 skipped (finished before), 1 failed" in capsys.readouterr().out
+    parent, runs = children(store_uri)
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert main(["report", "smoke", "--tracking-uri", store_uri, "--resamples", "20"]) == 0
+    runs_csv = (workdir / "reports" / "smoke" / "runs.csv").read_text()
+    assert runs_csv.count("FINISHED") == 1 and runs_csv.count("FAILED") == 1  # the reused run is reported
+    assert main([*args, "--force"]) == 1
+    assert "1 finished, 0 skipped" in capsys.readouterr().out
+
+
+def test_parallel_joblib_jobs_into_one_sqlite_store(store_uri, workdir, capsys):
+    assert main(["sweep", "smoke", f"tracking.uri={store_uri}", *TINY, "hydra/launcher=joblib",
+                 "hydra.launcher.n_jobs=4", "seed=0,1"]) == 0
+    assert "4 finished, 0 skipped (finished before), 0 failed" in capsys.readouterr().out
+    _, runs = children(store_uri)
+    client = MlflowClient(store_uri)
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert {"test_auc", "params_total", "ia_mean", "valid_auc"} <= set(run.data.metrics)
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "valid_auc")] == [0]
+        assert run.data.params["train.threads"] == str(max(1, (os.cpu_count() or 1) // 4))
+
+
+def test_submitit_local_runs_two_jobs(store_uri, workdir, capsys):
+    assert main(["sweep", "smoke", f"tracking.uri={store_uri}", *TINY, "hydra/launcher=submitit_local",
+                 "hydra.launcher.timeout_min=10"]) == 0
+    _, runs = children(store_uri)
+    assert sorted(r.info.run_name for r in runs) == ["dnn-me-2x-s0", "dnn-se-2x-s0"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_too_many_threads_for_the_cores_fails_before_launching(store_uri, workdir):
+    with pytest.raises(SweepConfigError, match=r"hydra.launcher.n_jobs=4 x train.threads=64"):
+        run_sweep("smoke", [f"tracking.uri={store_uri}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
+                            "train.threads=64"])
+    assert not (workdir / "mlflow.db").exists()
+
+
+def _train(store_uri, workdir, epochs, extra=()):
+    return [sys.executable, "-m", "recsys_scaling.cli", "train", "data=synthetic", "data.synthetic.rows=60000",
+            f"train.max_epochs={epochs}", "train.patience=100", "train.progress=false", "train.threads=1",
+            "train.batch_size=256", "model=dcnv2", "diagnostics.enabled=false", f"tracking.uri={store_uri}",
+            f"train.checkpoint_dir={workdir / 'ckpt'}", *extra]
+
+
+def test_killed_job_resumes_from_its_checkpoint_with_identical_results(store_uri, workdir):
+    env = {**os.environ, "RECSYS_SCALING_CACHE": os.environ["RECSYS_SCALING_CACHE"]}
+    reference = subprocess.run(_train(store_uri, workdir, 3, ["seed=7", "train.checkpoint=false"]), env=env,
+                               cwd=workdir, capture_output=True, text=True)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    job = subprocess.Popen(_train(store_uri, workdir, 3, ["seed=7"]), env=env, cwd=workdir,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    checkpoints = workdir / "ckpt"
+    while time.time() < deadline and not any(checkpoints.glob("*.pt")):
+        time.sleep(0.2)
+    assert any(checkpoints.glob("*.pt")), "no checkpoint written"
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    resumed = subprocess.run(_train(store_uri, workdir, 3, ["seed=7"]), env=env, cwd=workdir,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from the checkpoint" in resumed.stdout + resumed.stderr
+    client = MlflowClient(store_uri)
+    runs = client.search_runs([client.get_experiment_by_name("recsys-scaling").experiment_id],
+                              order_by=["attributes.start_time ASC"])
+    first, killed, continued = runs
+    assert killed.info.status == "KILLED" and continued.info.status == "FINISHED"
+    assert continued.data.metrics["test_auc"] == first.data.metrics["test_auc"]
+    assert continued.data.metrics["test_logloss"] == first.data.metrics["test_logloss"]
+    assert [m.step for m in client.get_metric_history(continued.info.run_id, "valid_auc")] == [0, 1, 2]
+    assert not any(checkpoints.glob("*.pt")), "a finished job removes its checkpoint"
