@@ -69,7 +69,7 @@ class DataConfig:
     # synthetic (generated), or a raw file: criteo, avazu, csv (CSV or Parquet with a schema).
     kind: str = "synthetic"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    path: Optional[str] = None
+    path: Optional[str] = MISSING  # required for raw files; synthetic data sets it null
     # Values seen fewer times map to the field's OOV index 0; null: criteo 10, avazu 4, csv 1.
     min_count: Optional[int] = None
     # all: count values over every row (the paper); train: over the training split only.

@@ -32,6 +32,9 @@ def test_every_group_option_is_covered():
 @pytest.mark.parametrize("group,option", GROUP_OPTIONS, ids=[f"{g}/{o}" for g, o in GROUP_OPTIONS])
 def test_group_option_composes(group, option):
     cfg = _compose([f"{group}={option}"])
+    if cfg.data.kind != "synthetic":  # a raw file is the one thing the user must name
+        assert OmegaConf.is_missing(cfg.data, "path")
+        cfg.data.path = "train.txt"
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     if group == "model":
         assert cfg.model.backbone in BACKBONES

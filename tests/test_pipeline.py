@@ -85,7 +85,7 @@ def test_sweep_then_report(store_uri, workdir, capsys):
     code = main(["sweep", "smoke", f"tracking.uri={store_uri}", "data=synthetic_small"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "2 jobs: 2 finished, 0 failed" in out
+    assert "2 jobs: 2 finished, 0 skipped (finished before), 0 failed" in out
     parent = tracking.latest_sweep_parent(store_uri, "recsys-scaling", "smoke")
     assert parent.info.status == "FINISHED"
     children = tracking.child_runs(parent.info.run_id)

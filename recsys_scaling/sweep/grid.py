@@ -12,9 +12,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ..app import CONF_DIR
-from ..budget import BudgetError, JobPlan, plan_job
+from ..budget import JobPlan, plan_job
 from ..config import embedding_shape
 from ..data import declared_field_dims
 from ..models import get_backbone
@@ -125,9 +126,7 @@ def plan(job: Job) -> Optional[JobPlan]:
         if field_dims is None:
             return None
         return plan_job(cfg.model, cfg.arm, cfg.scale, field_dims, cfg.budget, job=job.name)
-    except BudgetError as exc:
-        raise SweepConfigError(f"{job.describe()}: {exc}") from exc
-    except (ValueError, HydraException) as exc:
+    except (ValueError, HydraException, OmegaConfBaseException) as exc:
         raise SweepConfigError(f"{job.describe()}: {exc}") from exc
 
 
