@@ -1,4 +1,4 @@
-"""`recsys-scaling` command line: train, sweep, budget, data, report."""
+"""`recsys-scaling` command line: train, sweep, budget, data, report, tune, ui."""
 from __future__ import annotations
 
 import argparse
@@ -34,9 +34,26 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("overrides", nargs="*", help="extra Hydra overrides (key=value, lists sweep)")
 
     budget = commands.add_parser("budget", help="parameter counts of a sweep's jobs, without training")
-    budget.add_argument("args", nargs="*",
+    budget.add_argument("overrides", nargs="*",
                         help="[SWEEP] [overrides...]: a sweep name/file, or only overrides (lists sweep)")
     budget.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
+
+    tune = commands.add_parser("tune", help="Optuna studies (lr, weight decay) per cell of a sweep's grid")
+    tune.add_argument("name", help="a sweep name or YAML; one study per backbone x arm x scale")
+    tune.add_argument("overrides", nargs="*", help="extra Hydra overrides")
+    tune.add_argument("--trials", type=int, default=20, help="trials per study in this process (default 20)")
+    tune.add_argument("--storage", default=None, help="Optuna RDB URL shared by workers (default: optuna.db "
+                      "beside the MLflow store)")
+    tune.add_argument("--pruner", default="median", choices=["median", "none"])
+    tune.add_argument("--tune-dropout", action="store_true", help="also search model.dropout")
+    tune.add_argument("--timeout", type=float, default=None, help="seconds per study")
+
+    ui = commands.add_parser("ui", help="start an MLflow tracking server and UI on the project's store")
+    ui.add_argument("--backend-store-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--artifacts", type=Path, default=Path("mlartifacts"), help="where the server keeps artifacts")
+    ui.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
 
     data = commands.add_parser("data", help="prepare a raw dataset into the encoded cache, or describe one")
     data.add_argument("action", choices=["prepare", "info"])
@@ -97,6 +114,36 @@ def cmd_budget(args: List[str], csv: Optional[Path]) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tune import tune_sweep
+
+    path = tune_sweep(args.name, args.overrides, args.trials, args.storage, args.pruner, args.tune_dropout,
+                      args.timeout)
+    print(f"tuned parameters: {path.resolve()}  (use them with train.tuned={path.stem})")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from . import tracking
+    from .config import resolve_tracking_uri
+
+    backend = args.backend_store_uri or resolve_tracking_uri(None)
+    if backend.startswith("http"):
+        raise ValueError(f"--backend-store-uri {backend}: give the store itself (e.g. sqlite:///mlflow.db)")
+    server = tracking.start_server(backend, args.host, args.port, args.artifacts, args.allow_remote)
+    url = f"http://{args.host}:{args.port}"
+    try:
+        tracking.wait_for_server(url, process=server)
+        print(f"MLflow UI: {url}  (server pid {server.pid}, store {backend}); Ctrl-C stops it")
+        print(f"jobs log to it with: tracking=server  (RECSYS_SCALING_UI_PORT={args.port} if not 5000)", flush=True)
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        tracking.stop_server(server)
+    return 0
+
+
 def cmd_data(action: str, overrides: List[str]) -> int:
     from .data import describe, load_dataset, open_prepared
     from .sweep.grid import Composer
@@ -128,7 +175,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"] and any(a in ("-h", "--help") for a in argv[1:]):
         argv = ["train", "--help"]  # Hydra's own help lists the config groups
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # Hydra overrides may follow options (`sweep demo --force seed=0,1`): argparse leaves them over.
+    unknown = [a for a in extra if a.startswith("-")]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     tune_allocator()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -137,7 +191,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "sweep":
             return cmd_sweep(args.name, args.overrides, args.force)
         if args.command == "budget":
-            return cmd_budget(args.args, args.csv)
+            return cmd_budget(args.overrides, args.csv)
+        if args.command == "tune":
+            return cmd_tune(args)
+        if args.command == "ui":
+            return cmd_ui(args)
         if args.command == "data":
             return cmd_data(args.action, args.overrides)
         return cmd_report(args)

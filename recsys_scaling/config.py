@@ -92,6 +92,8 @@ class TrainConfig:
     weight_decay: float = 1e-6
     batch_size: int = 2048
     eval_batch_size: int = 8192
+    # Batches gathered ahead in a background thread (0: none).
+    prefetch: int = 2
     max_epochs: int = 100
     patience: int = 3
     # SparseAdam on the embedding rows of each batch (no weight decay there) + Adam on the rest.
@@ -196,6 +198,7 @@ def register_configs() -> None:
     cs.store(name="config_schema", node=Config)
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
 
 
 def project_root() -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
 import mlflow
-from mlflow.entities import Run, RunStatus
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -20,6 +20,14 @@ log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
 ROLE_TAG = "recsys_scaling.role"
 MAX_PARAM_LENGTH = 6000
+
+
+def absolute_store(uri: str) -> str:
+    """A relative sqlite URI made absolute, so jobs in other directories share the store."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
 
 
 def use_store(uri: Optional[str], experiment: str) -> str:
@@ -92,8 +100,9 @@ def job_run(cfg: DictConfig, name: str, tags: Dict[str, str]) -> Iterator[JobRun
     except BaseException as exc:
         mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
         mlflow.log_text(traceback.format_exc(), "traceback.txt")
-        mlflow.end_run(status=RunStatus.to_string(RunStatus.KILLED if isinstance(exc, KeyboardInterrupt)
-                                                  else RunStatus.FAILED))
+        # An exception may say how its run ends (a pruned trial is KILLED, not FAILED).
+        status = getattr(exc, "run_status", "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        mlflow.end_run(status=status)
         raise
     else:
         mlflow.end_run(status="FINISHED")
@@ -150,14 +159,14 @@ def child_runs(parent_run_id: str, filter_string: str = "") -> List[Run]:
     return client.search_runs([parent.info.experiment_id], filter_string=query, max_results=50_000)
 
 
-def parent_json(parent_run_id: str, name: str):
-    """A JSON artifact of a sweep parent (jobs.json, reused.json); None if absent."""
+def run_json(run_id: str, name: str):
+    """A JSON artifact of a run (a sweep's jobs.json, a job's collapse.json); None if absent."""
     import json
 
     try:
-        with open(MlflowClient().download_artifacts(parent_run_id, name)) as fh:
+        with open(MlflowClient().download_artifacts(run_id, name)) as fh:
             return json.load(fh)
-    except Exception:  # noqa: BLE001 - sweeps from older versions lack them
+    except Exception:  # noqa: BLE001 - older runs, or diagnostics switched off
         return None
 
 
@@ -182,3 +191,51 @@ def latest_sweep_parent(uri: Optional[str], experiment: str, sweep: str) -> Run:
 
 def log_artifacts_to(run_id: str, folder: Path, artifact_path: str) -> None:
     MlflowClient().log_artifacts(run_id, str(folder), artifact_path)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def start_server(backend_uri: str, host: str = "127.0.0.1", port: int = 5000,
+                 artifacts: Path = Path("mlartifacts"), allow_remote: bool = False):
+    """Start `mlflow server` on the project's store in its own process group; returns the Popen.
+    Binds to loopback unless `allow_remote`."""
+    import subprocess
+    import sys
+
+    if host not in LOOPBACK and not allow_remote:
+        raise ValueError(f"--host {host}: not a loopback address; pass --allow-remote to expose the server")
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri, "--host", host,
+               "--port", str(port), "--artifacts-destination", str(Path(artifacts).resolve()), "--workers", "1"]
+    return subprocess.Popen(command, start_new_session=True)
+
+
+def wait_for_server(url: str, timeout: float = 60.0, process=None) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"no MLflow server answered at {url} within {timeout:.0f} s")
+
+
+def stop_server(process, timeout: float = 15.0) -> None:
+    import signal
+    import subprocess
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -167,7 +167,8 @@ def fit(
     device = torch.device(train_cfg.device)
     model.to(device)
     optimizers = make_optimizers(model, train_cfg)
-    train_loader = BatchLoader(data.X, data.y, data.splits["train"], train_cfg.batch_size, shuffle=True, seed=seed)
+    train_loader = BatchLoader(data.X, data.y, data.splits["train"], train_cfg.batch_size, shuffle=True, seed=seed,
+                               prefetch=train_cfg.prefetch)
     valid_loader = BatchLoader(data.X, data.y, data.splits["valid"], train_cfg.eval_batch_size)
     test_loader = BatchLoader(data.X, data.y, data.splits["test"], train_cfg.eval_batch_size)
     checkpoint = checkpoint or Checkpoint(None)

@@ -25,7 +25,7 @@ def _compose(overrides):
 
 
 def test_every_group_option_is_covered():
-    assert {g for g, _ in GROUP_OPTIONS} == {"model", "data"}
+    assert {g for g, _ in GROUP_OPTIONS} == {"model", "data", "tracking"}
     assert len(SWEEPS) >= 2
 
 

@@ -126,3 +126,11 @@ def test_loader_shuffles_per_epoch_and_covers_every_row(tmp_path):
     assert not np.array_equal(epochs[0][0].numpy(), epochs[1][0].numpy())
     again = [x for x, _ in loader.epoch(0)]
     assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(epochs[0], again))
+
+
+def test_prefetching_loader_yields_the_same_batches(tmp_path):
+    data = build(tmp_path)
+    plain = BatchLoader(data.X, data.y, data.splits["train"], batch_size=300, shuffle=True, seed=3)
+    ahead = BatchLoader(data.X, data.y, data.splits["train"], batch_size=300, shuffle=True, seed=3, prefetch=2)
+    for (xa, ya), (xb, yb) in zip(plain.epoch(1), ahead.epoch(1), strict=True):
+        assert np.array_equal(xa.numpy(), xb.numpy()) and np.array_equal(ya.numpy(), yb.numpy())

@@ -78,3 +78,20 @@ def test_gap_interval():
     out = gap_interval(rng.normal(0.81, 1e-4, 5), rng.normal(0.80, 1e-4, 5))
     assert out["gap"] == pytest.approx(0.01, abs=2e-4)
     assert out["ci"][0] > 0
+
+
+def test_paper_table_and_comparison():
+    import pandas as pd
+
+    from recsys_scaling.report.paper import compare_with_paper, paper_table
+
+    table = paper_table()
+    criteo = table[table.dataset == "criteo"]
+    assert len(criteo) == 6 * 10  # 5 SE cells and 5 ME cells (base shared) per backbone
+    row = criteo[(criteo.backbone == "dcnv2") & (criteo.arm == "me") & (criteo.scale == 10)]
+    assert row.paper_test_auc.item() == 0.81385
+    assert table[(table.dataset == "avazu") & (table.backbone == "nfwfm") & (table.scale == 10)].empty
+    summary = pd.DataFrame({"backbone": ["dnn", "dnn"], "arm": ["se", "me"], "scale": [1, 4], "seeds": [3, 3],
+                            "test_auc_mean": [0.81, 0.815]})
+    compared = compare_with_paper(summary, "criteo")
+    assert compared.difference.round(5).tolist() == [round(0.81 - 0.81228, 5), round(0.815 - 0.81289, 5)]

@@ -99,3 +99,86 @@ def test_killed_job_resumes_from_its_checkpoint_with_identical_results(store_uri
     assert continued.data.metrics["test_logloss"] == first.data.metrics["test_logloss"]
     assert [m.step for m in client.get_metric_history(continued.info.run_id, "valid_auc")] == [0, 1, 2]
     assert not any(checkpoints.glob("*.pt")), "a finished job removes its checkpoint"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_server_receives_a_parallel_sweep(workdir, capsys, monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("RECSYS_SCALING_UI_PORT", str(port))
+    server = tracking.start_server(f"sqlite:///{workdir / 'server.db'}", port=port, artifacts=workdir / "artifacts")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        tracking.wait_for_server(url, timeout=120, process=server)
+        assert main(["sweep", "smoke", "tracking=server", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
+                     "seed=0,1"]) == 0
+        assert "4 finished" in capsys.readouterr().out
+        parent, runs = children(url)
+        assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+        client = MlflowClient(url)
+        for run in runs:
+            assert {"test_auc", "params_total", "ia_mean"} <= set(run.data.metrics)
+            assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    finally:
+        tracking.stop_server(server)
+    assert server.poll() is not None
+    with pytest.raises(OSError):
+        import urllib.request
+
+        urllib.request.urlopen(f"{url}/health", timeout=2)
+
+
+def test_server_refuses_a_non_loopback_host(workdir):
+    with pytest.raises(ValueError, match="not a loopback address"):
+        tracking.start_server("sqlite:///x.db", host="0.0.0.0", port=free_port())
+
+
+def test_tuning_study_with_pruning_writes_best_parameters(store_uri, workdir, capsys):
+    import optuna
+    import yaml
+
+    code = main(["tune", "smoke", "--trials", "2", f"tracking.uri={store_uri}", "data=synthetic_small",
+                 "train.max_epochs=3", "train.progress=false", "arm=se", "diagnostics.enabled=false"])
+    assert code == 0
+    tuned = workdir / "tuned" / "smoke.yaml"
+    assert str(tuned) in capsys.readouterr().out
+    entry = yaml.safe_load(tuned.read_text())["cells"][0]
+    assert (entry["backbone"], entry["arm"], entry["scale"]) == ("dnn", "se", 2)
+    assert set(entry["params"]) == {"train.lr", "train.weight_decay"}
+    study = optuna.load_study(study_name="smoke/dnn-se-2x", storage=f"sqlite:///{workdir / 'optuna.db'}")
+    assert len(study.trials) == 2
+    assert {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
+    _, runs = children(store_uri, "tune-smoke")
+    assert len(runs) == 2 and {r.info.status for r in runs} <= {"FINISHED", "KILLED"}
+    # a sweep picks the tuned values up
+    assert main(["train", "data=synthetic_small", "train.max_epochs=1", "train.progress=false", "scale=2",
+                 f"tracking.uri={store_uri}", "train.tuned=smoke"]) == 0
+    client = MlflowClient(store_uri)
+    last = client.search_runs([client.get_experiment_by_name("recsys-scaling").experiment_id],
+                              order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert float(last.data.params["train.lr"]) == pytest.approx(entry["params"]["train.lr"])
+
+
+def test_pruned_trials_end_killed(store_uri, workdir):
+    import optuna
+
+    from recsys_scaling import tune
+
+    tune.make_pruner = lambda name: optuna.pruners.ThresholdPruner(lower=0.999)  # prunes every trial
+    try:
+        tune.tune_sweep("smoke", [f"tracking.uri={store_uri}", "data=synthetic_small", "train.max_epochs=3",
+                                  "train.progress=false", "arm=me", "diagnostics.enabled=false"], trials=1,
+                        out_dir=workdir / "tuned")
+    finally:
+        import importlib
+
+        importlib.reload(tune)
+    _, runs = children(store_uri, "tune-smoke")
+    (run,) = runs
+    assert run.info.status == "KILLED" and "pruned after epoch 0" in run.data.tags["error"]

@@ -99,7 +99,7 @@ def test_sweep_then_report(store_uri, workdir, capsys):
     fits = json.loads((report_dir / "fits.json").read_text())
     assert [b["backbone"] for b in fits["backbones"]] == ["dnn"] and fits["missing_jobs"] == []
     assert "dnn:" in fits["backbones"][0]["verdict"]
-    assert {p.name for p in report_dir.glob("*.svg")} >= {"scaling_grid.svg", "scaling_dnn.svg"}
+    assert {p.name for p in report_dir.glob("*.svg")} >= {"scaling_grid.svg", "scaling_dnn.svg", "spectra.svg"}
     assert len(pd.read_parquet(report_dir / "runs.parquet")) == 2
     png = (report_dir / "auc_vs_params.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from .cache import CacheWriter, EncodedData, open_or_build, seeded_split
 from .formats import BAD_KINDS, MISSING, Batch, DataError, RawFormat, make_format
+from .prefetch import prefetched
 
 log = logging.getLogger(__name__)
 DEFAULT_MIN_COUNT = {"criteo": 10, "avazu": 4, "csv": 1}
@@ -283,34 +284,6 @@ class BufferedRows:
     def remove(self) -> None:
         self.x_path.unlink(missing_ok=True)
         self.y_path.unlink(missing_ok=True)
-
-
-def prefetched(items: Iterator, depth: int = 2) -> Iterator:
-    """Iterate with the next items produced in a background thread (Arrow's parsing releases
-    the GIL, so reading the next block overlaps with encoding this one)."""
-    import queue
-    import threading
-
-    done = object()
-    buffer: "queue.Queue" = queue.Queue(maxsize=depth)
-    failure: List[BaseException] = []
-
-    def produce():
-        try:
-            for item in items:
-                buffer.put(item)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            failure.append(exc)
-        finally:
-            buffer.put(done)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    while (item := buffer.get()) is not done:
-        yield item
-    thread.join()
-    if failure:
-        raise failure[0]
 
 
 def _count_training_rows(counter: ValueCounter, spill: DictionarySpill, local: BufferedRows,

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .embedding import MultiEmbedding
+from .layers import MLPHead, mlp_head_flops
 
 BACKBONES: Dict[str, Type["Backbone"]] = {}
 
@@ -86,6 +87,26 @@ class Backbone:
     @classmethod
     def flops(cls, shape: Shape, cfg) -> int:
         return cls.tower_flops(shape, cfg) + cls.head_flops(shape, cfg)
+
+
+class MLPHeadBackbone(Backbone):
+    """A backbone whose tower ends in block(H) and whose head is block(H) -> Linear(H, 1)."""
+
+    @classmethod
+    def tower_width(cls, shape, cfg):
+        return cfg.hidden
+
+    @classmethod
+    def head(cls, shape, cfg):
+        return MLPHead(cfg.hidden, cfg.hidden, cfg.dropout)
+
+    @classmethod
+    def head_params(cls, shape, cfg):
+        return MLPHead.num_params(cfg.hidden, cfg.hidden)
+
+    @classmethod
+    def head_flops(cls, shape, cfg):
+        return mlp_head_flops(cfg.hidden, cfg.hidden)
 
 
 def get_backbone(name: str) -> Type[Backbone]:

@@ -14,9 +14,9 @@ import pandas as pd
 
 from .. import tracking
 from .analysis import X_AXES, analyse, fit_rows
-from .collect import collect_runs, seed_summary
+from .collect import collect_runs, largest_scale_spectra, seed_summary
 from .paper import compare_with_paper
-from .plots import auc_vs_params, backbone_fit, ia_vs_scale, paper_comparison, small_multiples
+from .plots import auc_vs_params, backbone_fit, ia_vs_scale, paper_comparison, small_multiples, spectra
 from .render import write_index
 
 __all__ = ["Report", "build_report"]
@@ -78,6 +78,8 @@ def _write(work: Path, name: str, parents: List[str], runs: pd.DataFrame, missin
                            work / f"scaling_{a.backbone}.png") for a in analyses]
     plots.append(auc_vs_params(summary, work / "auc_vs_params.png", f"{name}: test AUC vs model size"))
     plots.append(ia_vs_scale(summary, work / "ia_vs_scale.png", f"{name}: embedding collapse (IA)"))
+    plots.append(spectra(largest_scale_spectra(runs), work / "spectra.png",
+                         f"{name}: embedding spectra at the largest scale (flatter = less collapse)"))
     paper = _paper_comparison(runs, summary)
     if paper is not None and len(paper):
         plots.append(paper_comparison(paper, work / "paper_comparison.png", str(runs["dataset"].iloc[0])))

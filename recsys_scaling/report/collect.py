@@ -1,10 +1,9 @@
 """MLflow runs of a sweep -> one tidy pandas table, a row per job."""
 from __future__ import annotations
 
-from typing import List
-
 from typing import List, Sequence, Tuple
 
+import numpy as np
 import pandas as pd
 from mlflow.entities import Run
 
@@ -42,13 +41,13 @@ def collect_runs(parent_run_ids: Sequence[str], filter_string: str = "") -> Tupl
     missing: List[str] = []
     for parent in parent_run_ids:
         children = tracking.child_runs(parent, filter_string)
-        reused = tracking.parent_json(parent, "reused.json") or {}
+        reused = tracking.run_json(parent, "reused.json") or {}
         if reused and not filter_string:  # skipped jobs: their earlier runs stand for them
             children += tracking.runs_by_id(list(reused.values()))
         runs.extend(children)
         if not filter_string:  # a filtered report leaves planned jobs out on purpose
             recorded = {r.info.run_name for r in children}
-            missing.extend(sorted(set(tracking.parent_json(parent, "jobs.json") or []) - recorded))
+            missing.extend(sorted(set(tracking.run_json(parent, "jobs.json") or []) - recorded))
     return runs_table(runs), missing
 
 
@@ -72,3 +71,22 @@ def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
         ia_random_mean=("ia_random_mean", "mean"),
     ).reset_index()
     return summary.fillna({"test_auc_std": 0.0, "test_logloss_std": 0.0, "ia_mean_std": 0.0})
+
+
+def largest_scale_spectra(runs: pd.DataFrame) -> dict:
+    """(backbone, arm, scale) -> the mean over fields of the normalised singular-value spectrum of
+    the embedding tables (all sets concatenated), from the lowest-seed finished run at each
+    curve's largest scale."""
+    spectra = {}
+    done = runs[runs["status"] == "FINISHED"]
+    for (backbone, arm), curve in done.groupby(["backbone", "arm"], sort=True):
+        top = curve[curve["scale"] == curve["scale"].max()].sort_values("seed").iloc[0]
+        payload = tracking.run_json(top["run_id"], "diagnostics/collapse.json")
+        fields = [f["spectrum"] for f in (payload or {}).get("fields", []) if f.get("spectrum")]
+        if fields:
+            width = max(len(f) for f in fields)
+            padded = np.full((len(fields), width), np.nan)
+            for i, f in enumerate(fields):
+                padded[i, : len(f)] = f
+            spectra[(backbone, arm, int(top["scale"]))] = np.nanmean(padded, axis=0)
+    return spectra

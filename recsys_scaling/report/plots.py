@@ -155,3 +155,24 @@ def paper_comparison(comparison: pd.DataFrame, path: Path, dataset: str) -> Path
     axes.flat[0].legend(fontsize=6)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def spectra(curves: dict, path: Path, title: str) -> Path:
+    """Mean normalised singular-value spectrum per (backbone, arm) at its largest scale."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    backbones = sorted({b for b, _, _ in curves})
+    for (backbone, arm, scale), spectrum in sorted(curves.items()):
+        ax.plot(np.arange(1, len(spectrum) + 1), spectrum, color=colors[backbones.index(backbone) % len(colors)],
+                linestyle="-" if arm == "me" else "--", label=f"{backbone} {arm.upper()} {scale}x")
+    if curves:
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no spectra logged", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("singular value index")
+    ax.set_ylabel("σ / σ_max (mean over fields)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -9,7 +9,7 @@ from typing import List, Sequence
 
 from .. import tracking
 from ..app import SWEEPS_DIR, cpu_count, launch, parallel_jobs
-from ..config import config_fingerprint
+from ..config import config_fingerprint, resolve_tracking_uri
 from . import grid
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,11 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False) -> 
     if reused:
         log.info("sweep %s: %d of %d jobs finished before and are skipped (--force reruns them)",
                  sweep_name, len(reused), len(jobs))
+    # Jobs log to exactly the parent's store, whatever their process's environment or cwd.
+    store = tracking.absolute_store(resolve_tracking_uri(first.tracking.uri))
     args: List[str] = ["--multirun", "--config-dir", str(spec.parent), "--config-name", spec.stem,
-                       f"sweep.name={sweep_name}", f"tracking.parent_run_id={parent}", *overrides]
+                       f"sweep.name={sweep_name}", f"tracking.parent_run_id={parent}", *overrides,
+                       f"tracking.uri='{store}'"]
     try:
         launch(args)
     finally:

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from ..base import Backbone, Shape
-from ..layers import MLPHead, linear_flops, mlp_head_flops, StackedBlock, block_params
+from ..base import MLPHeadBackbone, Shape
+from ..layers import StackedBlock, block_params, linear_flops
 
 
 class CrossTower(nn.Module):
@@ -30,16 +30,12 @@ class CrossTower(nn.Module):
         return self.block(x)
 
 
-class DCNv2(Backbone):
+class DCNv2(MLPHeadBackbone):
     name = "dcnv2"
 
     @classmethod
     def tower(cls, shape, cfg):
         return CrossTower(shape, cfg.cross_layers, cfg.hidden, cfg.dropout)
-
-    @classmethod
-    def tower_width(cls, shape, cfg):
-        return cfg.hidden
 
     @classmethod
     def tower_params(cls, shape, cfg):
@@ -48,19 +44,6 @@ class DCNv2(Backbone):
         return shape.num_sets * (cross + block_params(dim, cfg.hidden))
 
     @classmethod
-    def head(cls, shape, cfg):
-        return MLPHead(cfg.hidden, cfg.hidden, cfg.dropout)
-
-    @classmethod
-    def head_params(cls, shape, cfg):
-        return MLPHead.num_params(cfg.hidden, cfg.hidden)
-
-
-    @classmethod
     def tower_flops(cls, shape, cfg):
         return shape.num_sets * (cfg.cross_layers * (linear_flops(shape.flat_dim, shape.flat_dim) + 2 * shape.flat_dim)
                                  + linear_flops(shape.flat_dim, cfg.hidden))
-
-    @classmethod
-    def head_flops(cls, shape, cfg):
-        return mlp_head_flops(cfg.hidden, cfg.hidden)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..base import Backbone, Shape
-from ..layers import MLPHead, linear_flops, mlp_head_flops, StackedBlock, block_params
+from ..base import MLPHeadBackbone, Shape
+from ..layers import StackedBlock, block_params, linear_flops
 
 
 class FlatTower(nn.Module):
@@ -16,7 +16,7 @@ class FlatTower(nn.Module):
         return self.block(emb.flatten(2))
 
 
-class DNN(Backbone):
+class DNN(MLPHeadBackbone):
     name = "dnn"
 
     @classmethod
@@ -24,26 +24,9 @@ class DNN(Backbone):
         return FlatTower(shape, cfg.hidden, cfg.dropout)
 
     @classmethod
-    def tower_width(cls, shape, cfg):
-        return cfg.hidden
-
-    @classmethod
     def tower_params(cls, shape, cfg):
         return shape.num_sets * block_params(shape.flat_dim, cfg.hidden)
 
     @classmethod
-    def head(cls, shape, cfg):
-        return MLPHead(cfg.hidden, cfg.hidden, cfg.dropout)
-
-    @classmethod
-    def head_params(cls, shape, cfg):
-        return MLPHead.num_params(cfg.hidden, cfg.hidden)
-
-
-    @classmethod
     def tower_flops(cls, shape, cfg):
         return shape.num_sets * linear_flops(shape.flat_dim, cfg.hidden)
-
-    @classmethod
-    def head_flops(cls, shape, cfg):
-        return mlp_head_flops(cfg.hidden, cfg.hidden)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..base import Backbone, Shape
-from ..layers import StackedBlock, block_params, linear_flops, linear_params, mlp_head_flops
+from ..layers import StackedBlock, block_params, linear_flops, linear_params
 
 
 class TwoStreamTower(nn.Module):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..base import Backbone, Shape
-from ..layers import MLPHead, linear_flops, mlp_head_flops, StackedBlock, block_params
+from ..base import MLPHeadBackbone, Shape
+from ..layers import StackedBlock, block_params, linear_flops
 
 
 def num_pairs(num_fields: int) -> int:
@@ -31,7 +31,7 @@ class InnerProductTower(nn.Module):
         return self.block(features)
 
 
-class IPNN(Backbone):
+class IPNN(MLPHeadBackbone):
     name = "ipnn"
 
     @classmethod
@@ -39,28 +39,11 @@ class IPNN(Backbone):
         return InnerProductTower(shape, cfg.hidden, cfg.dropout)
 
     @classmethod
-    def tower_width(cls, shape, cfg):
-        return cfg.hidden
-
-    @classmethod
     def tower_params(cls, shape, cfg):
         width = num_pairs(shape.num_fields) + (0 if shape.multi_embedding else shape.flat_dim)
         return shape.num_sets * block_params(width, cfg.hidden)
 
     @classmethod
-    def head(cls, shape, cfg):
-        return MLPHead(cfg.hidden, cfg.hidden, cfg.dropout)
-
-    @classmethod
-    def head_params(cls, shape, cfg):
-        return MLPHead.num_params(cfg.hidden, cfg.hidden)
-
-
-    @classmethod
     def tower_flops(cls, shape, cfg):
         return shape.num_sets * (2 * num_pairs(shape.num_fields) * shape.embed_dim + linear_flops(
             num_pairs(shape.num_fields) + (0 if shape.multi_embedding else shape.flat_dim), cfg.hidden))
-
-    @classmethod
-    def head_flops(cls, shape, cfg):
-        return mlp_head_flops(cfg.hidden, cfg.hidden)

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..base import Backbone, Shape
-from ..layers import MLPHead, linear_flops, mlp_head_flops, StackedBatchNorm, StackedBlock, block_params
+from ..base import MLPHeadBackbone, Shape
+from ..layers import StackedBatchNorm, StackedBlock, block_params, linear_flops
 
 
 class FieldWeightedTower(nn.Module):
@@ -29,16 +29,12 @@ class FieldWeightedTower(nn.Module):
         return self.block(h)
 
 
-class NFwFM(Backbone):
+class NFwFM(MLPHeadBackbone):
     name = "nfwfm"
 
     @classmethod
     def tower(cls, shape, cfg):
         return FieldWeightedTower(shape, cfg.hidden, cfg.dropout)
-
-    @classmethod
-    def tower_width(cls, shape, cfg):
-        return cfg.hidden
 
     @classmethod
     def tower_params(cls, shape, cfg):
@@ -47,19 +43,6 @@ class NFwFM(Backbone):
         return shape.num_sets * per_set
 
     @classmethod
-    def head(cls, shape, cfg):
-        return MLPHead(cfg.hidden, cfg.hidden, cfg.dropout)
-
-    @classmethod
-    def head_params(cls, shape, cfg):
-        return MLPHead.num_params(cfg.hidden, cfg.hidden)
-
-
-    @classmethod
     def tower_flops(cls, shape, cfg):
         return shape.num_sets * (2 * shape.num_fields**2 * shape.embed_dim + 2 * shape.flat_dim
                                  + linear_flops(shape.embed_dim, cfg.hidden))
-
-    @classmethod
-    def head_flops(cls, shape, cfg):
-        return mlp_head_flops(cfg.hidden, cfg.hidden)
