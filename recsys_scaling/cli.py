@@ -173,8 +173,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["train"] and any(a in ("-h", "--help") for a in argv[1:]):
-        argv = ["train", "--help"]  # Hydra's own help lists the config groups
+    if argv[:1] == ["train"]:  # everything after `train` is Hydra's: overrides, --help, --cfg job, ...
+        tune_allocator()
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return cmd_train(argv[1:])
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # Hydra overrides may follow options (`sweep demo --force seed=0,1`): argparse leaves them over.
@@ -186,8 +188,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     tune_allocator()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        if args.command == "train":
-            return cmd_train(args.overrides)
         if args.command == "sweep":
             return cmd_sweep(args.name, args.overrides, args.force)
         if args.command == "budget":

@@ -158,3 +158,9 @@ def test_notebook_runs_against_a_tiny_sweep(store_uri, workdir, monkeypatch):
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "3 runs, 3 finished" in text and "dnn:" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
+
+
+def test_train_help_lists_the_config_groups(capsys):
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "model: dcnv2, dnn, finalmlp, hetero_moe, ipnn" in out and "tracking: local, server" in out

@@ -55,6 +55,8 @@ def ia_vs_scale(summary: pd.DataFrame, path: Path, title: str) -> Path:
         ax.plot(reference.index.astype(float), reference.values, color="grey", lw=1, linestyle=":",
                 label="random matrix (largest shape)")
         ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(measured["scale"].astype(float).unique()))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%gx"))
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no IA measured", ha="center", va="center", transform=ax.transAxes)
