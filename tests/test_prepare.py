@@ -208,3 +208,20 @@ def test_bad_rows_in_blocks_arrow_parses_as_integers(tmp_path):
                    "empty_line": (1, [2])}
     assert data.meta["rows"] == 3
     assert data.field_dims[data.field_names.index("I1")] == 3  # "1" -> -1 (2x), NULL (1x), plus OOV
+
+
+def test_buffered_codes_spill_to_disk_beyond_the_memory_budget(tmp_path):
+    from recsys_scaling.data.prepare import BufferedRows
+
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 50, (3, n)).astype(np.int32) for n in (5, 7, 4)]
+    for budget, spilled in ((1 << 20, False), (100, True)):
+        rows = BufferedRows(tmp_path, 3, memory_bytes=budget)
+        for codes in batches:
+            rows.append(codes, np.ones(codes.shape[1]))
+        assert len(rows.finish()) == 16
+        assert (tmp_path / "codes.int32").exists() == spilled
+        back = list(rows.batches())
+        assert [start for start, _ in back] == [0, 5, 12]
+        assert all(np.array_equal(a, b) for (_, a), b in zip(back, batches))
+        rows.remove()

@@ -75,7 +75,7 @@ class Scan:
 
     def __iter__(self) -> Iterator[Batch]:
         bar = _progress_bar("parsing" if self.progress else None)
-        for chunk in self.fmt.chunks():
+        for chunk in prefetched(self.fmt.chunks()):  # parse the next block while this one is encoded
             batch = self.fmt.transform(chunk.table)
             found = {"wrong_column_count": chunk.skipped_lines}
             line_map = LineMap(chunk.first_line, chunk.skipped_lines)
@@ -210,7 +210,7 @@ def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -
         counter = ValueCounter(len(names))
         scan = Scan(fmt, strict=data_cfg.strict, progress=progress)
         local = BufferedRows(writer.tmp_dir, len(names))
-        for batch in prefetched(scan):
+        for batch in scan:
             codes = np.empty((len(names), len(batch.labels)), dtype=np.int32)  # field-major
             for f, column in enumerate(batch.fields):
                 encoded = pc.dictionary_encode(column, null_encoding="encode")
@@ -253,27 +253,42 @@ def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -
 
 
 class BufferedRows:
-    """Each batch's field-major dictionary codes and its labels, appended to raw files and read
-    back batch by batch."""
+    """Each batch's field-major dictionary codes and its labels, kept in memory up to
+    `memory_bytes` and appended to a raw file beyond it, then read back batch by batch."""
 
-    def __init__(self, folder: Path, num_fields: int):
-        self.num_fields = num_fields
-        self.x_path, self.y_path = folder / "codes.int32", folder / "labels.float32"
-        self.x_file, self.y_file = self.x_path.open("wb"), self.y_path.open("wb")
+    def __init__(self, folder: Path, num_fields: int, memory_bytes: int = 512 << 20):
+        self.num_fields, self.memory_bytes = num_fields, memory_bytes
+        self.x_path = folder / "codes.int32"
+        self.in_memory: List[np.ndarray] = []
+        self.buffered_bytes = 0
+        self.x_file = None
+        self.labels: List[np.ndarray] = []
         self.batch_rows: List[int] = []
 
     def append(self, codes: np.ndarray, labels: np.ndarray) -> None:
-        codes.tofile(self.x_file)
-        labels.astype(np.float32).tofile(self.y_file)
+        if self.x_file is None and self.buffered_bytes + codes.nbytes > self.memory_bytes:
+            self.x_file = self.x_path.open("wb")
+            for held in self.in_memory:
+                held.tofile(self.x_file)
+            self.in_memory = []
+        if self.x_file is None:
+            self.in_memory.append(codes)
+            self.buffered_bytes += codes.nbytes
+        else:
+            codes.tofile(self.x_file)
+        self.labels.append(labels.astype(np.float32))
         self.batch_rows.append(len(labels))
 
     def finish(self) -> np.ndarray:
-        self.x_file.close()
-        self.y_file.close()
-        return np.fromfile(self.y_path, dtype=np.float32)
+        if self.x_file is not None:
+            self.x_file.close()
+        return np.concatenate(self.labels) if self.labels else np.zeros(0, dtype=np.float32)
 
     def batches(self) -> Iterator[Tuple[int, np.ndarray]]:
         """(first row, codes of shape fields x rows) per batch."""
+        if self.x_file is None:
+            yield from zip(np.cumsum([0, *self.batch_rows[:-1]]).tolist(), self.in_memory)
+            return
         codes = np.memmap(self.x_path, dtype=np.int32, mode="r")
         start = 0
         for n in self.batch_rows:
@@ -282,8 +297,8 @@ class BufferedRows:
             start += n
 
     def remove(self) -> None:
+        self.in_memory = []
         self.x_path.unlink(missing_ok=True)
-        self.y_path.unlink(missing_ok=True)
 
 
 def _count_training_rows(counter: ValueCounter, spill: DictionarySpill, local: BufferedRows,
