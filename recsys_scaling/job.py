@@ -13,7 +13,7 @@ from .budget import plan_job
 from .collapse import CollapseProbe
 from .config import config_fingerprint
 from .data import load_dataset
-from .models import Shape, build_model
+from .models import Shape, build_model, model_label
 from .train import Checkpoint, fit, seed_everything
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def job_tags(cfg: DictConfig) -> Dict[str, str]:
     return {
-        "backbone": cfg.model.backbone,
+        "backbone": model_label(cfg.model),
         "arm": cfg.arm,
         "scale": str(cfg.scale),
         "seed": str(cfg.seed),
@@ -43,7 +43,7 @@ def run_job(cfg: DictConfig, resume: bool = False,
     on_epoch_end: called after every epoch with its metrics (e.g. an Optuna pruning hook)."""
     set_threads(cfg.train.threads)
     apply_tuned(cfg)
-    name = tracking.run_name(cfg.model.backbone, cfg.arm, cfg.scale, cfg.seed)
+    name = tracking.run_name(model_label(cfg.model), cfg.arm, cfg.scale, cfg.seed)
     fingerprint = config_fingerprint(cfg)
     if resume:
         done = tracking.finished_run(cfg.tracking.uri, cfg.tracking.experiment, fingerprint)

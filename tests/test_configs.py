@@ -75,3 +75,11 @@ def test_bad_arm_and_scale_are_clear_errors():
         embedding_shape(model, "xx", 1)
     with pytest.raises(ValueError, match="scale=0"):
         embedding_shape(model, "se", 0)
+
+
+def test_hetero_moe_variants_get_their_own_run_names():
+    from recsys_scaling.sweep import grid, resolve_sweep_file
+
+    names = sorted(job.name for job in grid.expand(resolve_sweep_file("hetero_moe")))
+    assert names == ["hetero_moe-gate-me-1x-s0", "hetero_moe-gate-me-1x-s1",
+                     "hetero_moe-mean-me-1x-s0", "hetero_moe-mean-me-1x-s1"]

@@ -65,6 +65,11 @@ class Backbone:
     def head_params(cls, shape: Shape, cfg) -> int:
         raise NotImplementedError
 
+    @classmethod
+    def label(cls, cfg) -> str:
+        """The name runs and reports use for this model (variants may extend it)."""
+        return cls.name
+
     # -- whole model ------------------------------------------------------------------
     @classmethod
     def build(cls, field_dims: Sequence[int], shape: Shape, cfg) -> nn.Module:

@@ -85,6 +85,11 @@ class HeteroMoE(Backbone):
     name = "hetero_moe"
 
     @classmethod
+    def label(cls, cfg) -> str:
+        """e.g. hetero_moe-gate: mean and gated mixtures are different models in a report."""
+        return f"{cls.name}-{cfg.aggregation}"
+
+    @classmethod
     def build(cls, field_dims, shape, cfg):
         return HeteroMoEModel(field_dims, shape, cfg)
 

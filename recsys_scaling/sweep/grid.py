@@ -18,7 +18,7 @@ from ..app import CONF_DIR
 from ..budget import JobPlan, plan_job
 from ..config import embedding_shape
 from ..data import declared_field_dims
-from ..models import get_backbone
+from ..models import get_backbone, model_label
 from ..tracking import run_name
 
 
@@ -35,7 +35,7 @@ class Job:
     @property
     def name(self) -> str:
         c = self.cfg
-        return run_name(c.model.backbone, c.arm, c.scale, c.seed)
+        return run_name(model_label(c.model), c.arm, c.scale, c.seed)
 
     def describe(self) -> str:
         return f"job #{self.number} {self.name} ({' '.join(self.overrides)})"
