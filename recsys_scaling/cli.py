@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Does your CTR model scale? SE-vs-ME sweeps tracked in MLflow, with scaling reports.")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    # listed for --help only: main() hands everything after `train` to Hydra itself
     train = commands.add_parser("train", help="one training run (Hydra overrides: key=value ...)",
                                 add_help=False)
     train.add_argument("overrides", nargs=argparse.REMAINDER)

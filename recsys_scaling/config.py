@@ -5,13 +5,15 @@ so a misspelt key or a wrong type fails at composition, naming the key.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 ARMS = ("se", "me")
 
@@ -70,8 +72,8 @@ class DataConfig:
     kind: str = "synthetic"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     path: Optional[str] = MISSING  # required for raw files; synthetic data sets it null
-    # Values seen fewer times map to the field's OOV index 0; null: criteo 10, avazu 4, csv 1.
-    min_count: Optional[int] = None
+    # Values seen fewer times map to the field's OOV index 0 (data/criteo.yaml: 10, avazu.yaml: 4).
+    min_count: int = 1
     # all: count values over every row (the paper); train: over the training split only.
     vocab_scope: str = "all"
     # Fail on the first bad row (naming file:line) instead of skipping and reporting bad rows.
@@ -177,11 +179,6 @@ EXECUTION_KEYS = ("tracking", "sweep", "train.progress", "train.threads", "train
 
 def config_fingerprint(cfg) -> str:
     """sha256 of the resolved config without execution keys: equal for equal jobs."""
-    import hashlib
-    import json
-
-    from omegaconf import OmegaConf
-
     tree = OmegaConf.to_container(cfg, resolve=True)
     tree.pop("hydra", None)
     for key in EXECUTION_KEYS:

@@ -65,10 +65,8 @@ def run_job(cfg: DictConfig, resume: bool = False,
                  plan.embed_dim, f"{plan.counts['total']:,}", f"{plan.counts['embedding']:,}", cfg.data.name,
                  f"{data.meta['rows']:,}")
         probe = CollapseProbe(data, cfg.diagnostics.max_rows) if cfg.diagnostics.enabled else None
-        callbacks = [c for c in (_periodic_diagnostics(probe, model, run, cfg.diagnostics.every_n_epochs),
-                                 on_epoch_end) if c is not None]
-        result = fit(model, data, cfg.train, cfg.seed, logger=run, checkpoint=checkpoint,
-                     on_epoch_end=lambda epoch, metrics: [c(epoch, metrics) for c in callbacks])
+        callbacks = _chain(_periodic_diagnostics(probe, model, run, cfg.diagnostics.every_n_epochs), on_epoch_end)
+        result = fit(model, data, cfg.train, cfg.seed, logger=run, checkpoint=checkpoint, on_epoch_end=callbacks)
         final = result.final_metrics()
         run.log_metrics({**final, **model.diagnostics()})
         if probe is not None:
@@ -100,6 +98,19 @@ def plan_metrics(plan) -> Dict[str, float]:
         metrics["budget_reference_total"] = plan.reference_total
         metrics["budget_mismatch"] = plan.mismatch
     return metrics
+
+
+def _chain(*callbacks):
+    """One epoch callback calling the given ones (None entries skipped); None if there are none."""
+    active = [c for c in callbacks if c is not None]
+    if not active:
+        return None
+
+    def call_all(epoch: int, metrics: Dict[str, float]) -> None:
+        for callback in active:
+            callback(epoch, metrics)
+
+    return call_all
 
 
 def _periodic_diagnostics(probe, model, run, every: int):

@@ -73,9 +73,6 @@ class JobRun:
     def set_tags(self, tags: Dict[str, str]) -> None:
         mlflow.set_tags(tags)
 
-    def log_text(self, text: str, name: str) -> None:
-        mlflow.log_text(text, name)
-
     def log_dict(self, payload: dict, name: str) -> None:
         mlflow.log_dict(payload, name)
 

@@ -97,12 +97,13 @@ def train_epoch(model, loader, optimizers, epoch: int, device, progress: bool) -
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(x.to(device)), y.to(device))
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"non-finite training loss {loss.item()} in epoch {epoch}")
+        value = loss.item()  # one device sync per step, shared by the check and the running mean
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"non-finite training loss {value} in epoch {epoch}")
         loss.backward()
         for optimizer in optimizers:
             optimizer.step()
-        total += loss.item() * len(y)
+        total += value * len(y)
         count += len(y)
     return total / max(count, 1)
 

@@ -27,7 +27,6 @@ from .formats import BAD_KINDS, MISSING, Batch, DataError, RawFormat, make_forma
 from .prefetch import prefetched
 
 log = logging.getLogger(__name__)
-DEFAULT_MIN_COUNT = {"criteo": 10, "avazu": 4, "csv": 1}
 FIRST_LINES_KEPT = 10
 MERGE_EVERY = 8  # batches between merges of partial value counts
 
@@ -183,17 +182,13 @@ def prepare_settings(data_cfg) -> dict:
     return {
         "kind": data_cfg.kind,
         "input": input_fingerprint(fmt.path),
-        "min_count": min_count_of(data_cfg),
+        "min_count": int(data_cfg.min_count),
         "vocab_scope": data_cfg.vocab_scope,
         "split": list(data_cfg.split),
         "split_seed": int(data_cfg.split_seed),
         "avazu_hour_features": bool(data_cfg.avazu_hour_features),
         "schema": OmegaConf.to_container(data_cfg.schema, resolve=True) if data_cfg.kind == "csv" else None,
     }
-
-
-def min_count_of(data_cfg) -> int:
-    return int(data_cfg.min_count if data_cfg.min_count is not None else DEFAULT_MIN_COUNT[data_cfg.kind])
 
 
 def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -> Path:
@@ -229,7 +224,7 @@ def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -
         y = local.finish()
         if scope == "train":
             _count_training_rows(counter, spill, local, splits["train"], rows)
-        vocabularies = counter.vocabularies(min_count_of(data_cfg))
+        vocabularies = counter.vocabularies(int(data_cfg.min_count))
         writer.allocate(rows)
         _remap(writer, spill, local, vocabularies)
         writer.y[:] = y

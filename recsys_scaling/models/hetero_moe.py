@@ -55,7 +55,8 @@ class HeteroMoEModel(nn.Module):
         self.gate = (nn.Linear(shape.num_sets * shape.flat_dim, shape.num_sets)
                      if cfg.aggregation == "gate" else None)
         self.head = MLPHead(cfg.hidden, cfg.hidden, cfg.dropout)
-        self._gate_sum = torch.zeros(shape.num_sets)
+        # kept on the model's device: no host sync per training step
+        self.register_buffer("_gate_sum", torch.zeros(shape.num_sets), persistent=False)
         self._gate_count = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,7 +68,7 @@ class HeteroMoEModel(nn.Module):
         if self.gate is None:
             return self.head(outputs.mean(1))
         weights = torch.softmax(self.gate(emb.permute(1, 0, 2, 3).flatten(1)), dim=-1)  # (B, E)
-        self._gate_sum += weights.detach().sum(0).cpu()
+        self._gate_sum += weights.detach().sum(0)
         self._gate_count += weights.shape[0]
         return self.head((weights.unsqueeze(-1) * outputs).sum(1))
 
@@ -75,7 +76,7 @@ class HeteroMoEModel(nn.Module):
         """Mean gate weight per expert over the examples seen since the last call."""
         if not self._gate_count:
             return {}
-        means = self._gate_sum / self._gate_count
+        means = (self._gate_sum / self._gate_count).cpu()
         self._gate_sum.zero_()
         self._gate_count = 0
         return {f"gate_{e}_{name}": float(w) for e, (name, w) in enumerate(zip(self.expert_names, means))}
@@ -95,28 +96,24 @@ class HeteroMoE(Backbone):
 
     @classmethod
     def dense_params(cls, shape, cfg):
-        _check(cfg, shape)
-        one = _expert_shape(shape)
-        total = MLPHead.num_params(cfg.hidden, cfg.hidden)
-        for name in cfg.experts:
-            backbone = get_backbone(name)
-            total += backbone.tower_params(one, cfg)
-            width = backbone.tower_width(one, cfg)
-            total += 0 if width == cfg.hidden else linear_params(width, cfg.hidden)
-        if cfg.aggregation == "gate":
-            total += linear_params(shape.num_sets * shape.flat_dim, shape.num_sets)
-        return total
+        return _cost(shape, cfg, lambda b, s: b.tower_params(s, cfg), linear_params, MLPHead.num_params)
 
     @classmethod
     def flops(cls, shape, cfg):
-        _check(cfg, shape)
-        one = _expert_shape(shape)
-        total = mlp_head_flops(cfg.hidden, cfg.hidden)
-        for name in cfg.experts:
-            backbone = get_backbone(name)
-            total += backbone.tower_flops(one, cfg)
-            width = backbone.tower_width(one, cfg)
-            total += 0 if width == cfg.hidden else linear_flops(width, cfg.hidden)
-        if cfg.aggregation == "gate":
-            total += linear_flops(shape.num_sets * shape.flat_dim, shape.num_sets)
-        return total
+        return _cost(shape, cfg, lambda b, s: b.tower_flops(s, cfg), linear_flops, mlp_head_flops)
+
+
+def _cost(shape: Shape, cfg, tower_cost, linear_cost, head_cost) -> int:
+    """Parameters or FLOPs of HeteroMoEModel, summed the way it is built: expert towers, their
+    projections to H, the gate, the head."""
+    _check(cfg, shape)
+    one = _expert_shape(shape)
+    total = head_cost(cfg.hidden, cfg.hidden)
+    for name in cfg.experts:
+        backbone = get_backbone(name)
+        total += tower_cost(backbone, one)
+        width = backbone.tower_width(one, cfg)
+        total += 0 if width == cfg.hidden else linear_cost(width, cfg.hidden)
+    if cfg.aggregation == "gate":
+        total += linear_cost(shape.num_sets * shape.flat_dim, shape.num_sets)
+    return total

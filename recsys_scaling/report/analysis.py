@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List
 
-import numpy as np
 import pandas as pd
 
 from .fit import CurveFit, effective_size, fit_curve, gap_interval
@@ -118,7 +117,3 @@ def fit_rows(results: List[BackboneAnalysis]) -> pd.DataFrame:
                              "holdout_error": (f.holdout or {}).get("error"), "flags": "; ".join(f.flags)})
     return pd.DataFrame(rows)
 
-
-def best_multiplier(result: BackboneAnalysis) -> Optional[float]:
-    values = [m["multiplier"] for m in result.effective_multiplier if np.isfinite(m["multiplier"])]
-    return max(values) if values else None

@@ -14,19 +14,27 @@ import pandas as pd  # noqa: E402
 ARM_STYLE = {"se": {"linestyle": "--", "marker": "o"}, "me": {"linestyle": "-", "marker": "s"}}
 
 
+def _arm_curves(ax, summary: pd.DataFrame, x: str, y: str, yerr: str):
+    """One error-bar line per (backbone, arm): a colour per backbone, a line style per arm.
+    Returns the drawn curves (each sorted by x) for callers that annotate points."""
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    curves = []
+    for i, (backbone, by_backbone) in enumerate(summary.groupby("backbone", sort=True)):
+        for arm, curve in by_backbone.groupby("arm", sort=True):
+            curve = curve.sort_values(x)
+            ax.errorbar(curve[x], curve[y], yerr=curve[yerr], color=colors[i % len(colors)], capsize=3,
+                        label=f"{backbone} {arm.upper()}", **ARM_STYLE.get(arm, {}))
+            curves.append(curve)
+    return curves
+
+
 def auc_vs_params(summary: pd.DataFrame, path: Path, title: str) -> Path:
     """Test AUC against total parameters (log x): a line per (backbone, arm), seed std as error bars."""
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (backbone, by_backbone) in enumerate(summary.groupby("backbone", sort=True)):
-        for arm, curve in by_backbone.groupby("arm", sort=True):
-            curve = curve.sort_values("params_total")
-            ax.errorbar(curve["params_total"], curve["test_auc_mean"], yerr=curve["test_auc_std"],
-                        color=colors[i % len(colors)], capsize=3, label=f"{backbone} {arm.upper()}",
-                        **ARM_STYLE.get(arm, {}))
-            for _, point in curve.iterrows():
-                ax.annotate(f"{point['scale']}x", (point["params_total"], point["test_auc_mean"]),
-                            textcoords="offset points", xytext=(4, 4), fontsize=7, alpha=0.7)
+    for curve in _arm_curves(ax, summary, "params_total", "test_auc_mean", "test_auc_std"):
+        for _, point in curve.iterrows():
+            ax.annotate(f"{point['scale']}x", (point["params_total"], point["test_auc_mean"]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=7, alpha=0.7)
     if summary.empty:
         ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes)
     else:
@@ -43,13 +51,8 @@ def auc_vs_params(summary: pd.DataFrame, path: Path, title: str) -> Path:
 def ia_vs_scale(summary: pd.DataFrame, path: Path, title: str) -> Path:
     """Mean information abundance (all sets concatenated) against scale, per backbone and arm."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    measured = summary.dropna(subset=["ia_mean"])
-    for i, (backbone, by_backbone) in enumerate(measured.groupby("backbone", sort=True)):
-        for arm, curve in by_backbone.groupby("arm", sort=True):
-            curve = curve.sort_values("scale")
-            ax.errorbar(curve["scale"].astype(float), curve["ia_mean"], yerr=curve["ia_mean_std"], capsize=3,
-                        color=colors[i % len(colors)], label=f"{backbone} {arm.upper()}", **ARM_STYLE.get(arm, {}))
+    measured = summary.dropna(subset=["ia_mean"]).astype({"scale": float})
+    _arm_curves(ax, measured, "scale", "ia_mean", "ia_mean_std")
     if not measured.empty:
         reference = measured.groupby("scale")["ia_random_mean"].max().sort_index()
         ax.plot(reference.index.astype(float), reference.values, color="grey", lw=1, linestyle=":",

@@ -31,6 +31,7 @@ class Job:
     number: int
     overrides: List[str]
     cfg: DictConfig
+    launcher: Optional[DictConfig] = None  # the sweep's hydra.launcher, shared by all its jobs
 
     @property
     def name(self) -> str:
@@ -111,21 +112,26 @@ def expand(spec: Optional[Path], overrides: Sequence[str] = ()) -> List[Job]:
             cfg = compose_job(combo)
         except HydraException as exc:
             raise SweepConfigError(f"job #{number} ({' '.join(combo)}): {exc}") from exc
-        jobs.append(Job(number, combo, cfg))
+        jobs.append(Job(number, combo, cfg, base.hydra.launcher))
     return jobs
 
 
-def plan(job: Job) -> Optional[JobPlan]:
-    """Check a job's model and budget; its plan when the vocabulary sizes are known."""
+def plan(job: Job, field_dims_cache: Optional[dict] = None) -> Optional[JobPlan]:
+    """Check a job's model and budget; its plan when the vocabulary sizes are known.
+    `field_dims_cache` (data config YAML -> field_dims) spares re-reading a prepared cache's
+    input fingerprint for every job of a grid."""
     cfg = job.cfg
+    cache = {} if field_dims_cache is None else field_dims_cache
     try:
-        get_backbone(cfg.model.backbone)
-        embedding_shape(cfg.model, cfg.arm, cfg.scale)
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-        field_dims = declared_field_dims(cfg.data)
-        if field_dims is None:
+        key = OmegaConf.to_yaml(cfg.data)
+        if key not in cache:
+            cache[key] = declared_field_dims(cfg.data)
+        if cache[key] is None:  # no vocabulary sizes yet: check what can be checked without them
+            get_backbone(cfg.model.backbone)
+            embedding_shape(cfg.model, cfg.arm, cfg.scale)
             return None
-        return plan_job(cfg.model, cfg.arm, cfg.scale, field_dims, cfg.budget, job=job.name)
+        return plan_job(cfg.model, cfg.arm, cfg.scale, cache[key], cfg.budget, job=job.name)
     except (ValueError, HydraException, OmegaConfBaseException) as exc:
         raise SweepConfigError(f"{job.describe()}: {exc}") from exc
 
@@ -133,4 +139,5 @@ def plan(job: Job) -> Optional[JobPlan]:
 def validate(jobs: Sequence[Job]) -> List[Optional[JobPlan]]:
     if not jobs:
         raise SweepConfigError("the sweep expands to no jobs")
-    return [plan(job) for job in jobs]
+    cache: dict = {}
+    return [plan(job, cache) for job in jobs]

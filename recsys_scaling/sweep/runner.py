@@ -59,7 +59,7 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False) -> 
     overrides = [*overrides, *(["sweep.resume=false"] if force else [])]
     jobs = grid.expand(spec, overrides)
     grid.validate(jobs)
-    check_parallelism(spec, overrides, jobs)
+    check_parallelism(jobs)
     log.info("sweep %s: %d jobs checked", sweep_name, len(jobs))
     first = jobs[0].cfg
     reused = {} if force else _finished_before(jobs)
@@ -93,10 +93,9 @@ def _finished_before(jobs: Sequence[grid.Job]) -> dict:
     return reused
 
 
-def check_parallelism(spec: Path, overrides: Sequence[str], jobs: Sequence[grid.Job]) -> None:
+def check_parallelism(jobs: Sequence[grid.Job]) -> None:
     """Parallel jobs x torch threads per job must not exceed the cores."""
-    base = compose_sweep(spec, [o for o in overrides if "," not in o.split("=", 1)[-1]])
-    parallel = parallel_jobs(base.hydra.launcher)
+    parallel = parallel_jobs(jobs[0].launcher)
     for job in jobs:
         threads = job.cfg.train.threads
         if threads and parallel * threads > cpu_count():
