@@ -34,10 +34,24 @@ def parallel_jobs(launcher) -> int:
     return cpu_count() if n_jobs < 0 else int(n_jobs)
 
 
+def reserved_cpus(launcher) -> int:
+    """CPUs a cluster launcher reserves per job (Ray's cpus_per_job); 0 when it reserves none."""
+    return int(launcher.get("cpus_per_job") or 0) if launcher is not None else 0
+
+
+def default_threads(launcher) -> int:
+    """Torch threads for a job with train.threads=0: the CPUs reserved for it, or the local cores
+    shared among parallel jobs; 0 (torch's default) for a job that runs alone."""
+    if reserved_cpus(launcher):
+        return reserved_cpus(launcher)
+    parallel = parallel_jobs(launcher)
+    return max(1, cpu_count() // parallel) if parallel > 1 else 0
+
+
 def set_execution(cfg: DictConfig, hydra_cfg) -> None:
     """Threads per job so that parallel jobs x threads fit the cores; the job's device."""
-    if cfg.train.threads == 0 and parallel_jobs(hydra_cfg.launcher) > 1:
-        cfg.train.threads = max(1, cpu_count() // parallel_jobs(hydra_cfg.launcher))
+    if cfg.train.threads == 0:
+        cfg.train.threads = default_threads(hydra_cfg.launcher)
     if cfg.train.device == "auto":
         import torch
 

@@ -13,5 +13,5 @@ else
 fi
 "$PY" -m pip install --quiet --upgrade pip
 "$PY" -m pip install --quiet torch==2.13.0
-"$PY" -m pip install --quiet -e ".[dev]"
+"$PY" -m pip install --quiet -e ".[dev,ray]"
 echo "$PY"

@@ -182,3 +182,51 @@ def test_pruned_trials_end_killed(store_uri, workdir):
     _, runs = children(store_uri, "tune-smoke")
     (run,) = runs
     assert run.info.status == "KILLED" and "pruned after epoch 0" in run.data.tags["error"]
+
+
+@pytest.fixture
+def ray_cluster():
+    """A real one-node Ray cluster on loopback (`ray start --head --block`), stopped afterwards."""
+    import shutil
+    import tempfile
+
+    port = free_port()
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    head = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head", "--block",
+                             f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        for line in head.stdout:
+            if "Ray runtime started" in line:
+                break
+        else:
+            pytest.fail(f"ray start exited with {head.wait()}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_ray_launcher_runs_a_sweep_on_an_existing_cluster(ray_cluster, store_uri, workdir, capsys):
+    args = ["sweep", "smoke", f"tracking.uri={store_uri}", *TINY, "hydra/launcher=ray",
+            f"hydra.launcher.address={ray_cluster}", "arm=se", "seed=0,1", "train.lr=0.001,1e30"]
+    assert main(args) == 1  # the lr=1e30 jobs fail; the others are unaffected
+    assert "2 finished, 0 skipped (finished before), 2 failed" in capsys.readouterr().out
+    _, runs = children(store_uri)
+    by_status = {}
+    for run in runs:
+        by_status.setdefault(run.info.status, []).append(run)
+        assert run.data.params["train.threads"] == "1"  # the one CPU Ray reserves per job
+    assert {float(r.data.params["train.lr"]) for r in by_status["FINISHED"]} == {0.001}
+    assert all("loss" in r.data.tags["error"].lower() for r in by_status["FAILED"])
+    assert main(args) == 1  # relaunching on the cluster skips the finished jobs
+    assert "0 finished, 2 skipped (finished before), 2 failed" in capsys.readouterr().out
+
+
+def test_ray_launcher_checks_threads_against_reserved_cpus(store_uri, workdir):
+    with pytest.raises(SweepConfigError, match=r"train.threads=4 exceeds hydra.launcher.cpus_per_job=2"):
+        run_sweep("smoke", [f"tracking.uri={store_uri}", "hydra/launcher=ray", "hydra.launcher.cpus_per_job=2",
+                            "train.threads=4"])
+    assert not (workdir / "mlflow.db").exists()

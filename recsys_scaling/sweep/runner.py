@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import List, Sequence
 
 from .. import tracking
-from ..app import SWEEPS_DIR, cpu_count, launch, parallel_jobs
+from ..app import SWEEPS_DIR, cpu_count, launch, parallel_jobs, reserved_cpus
 from ..config import config_fingerprint, resolve_tracking_uri
 from . import grid
 
@@ -94,10 +94,18 @@ def _finished_before(jobs: Sequence[grid.Job]) -> dict:
 
 
 def check_parallelism(jobs: Sequence[grid.Job]) -> None:
-    """Parallel jobs x torch threads per job must not exceed the cores."""
+    """Parallel jobs x torch threads per job must not exceed the cores (on a cluster: the CPUs
+    reserved per job)."""
+    reserved = reserved_cpus(jobs[0].launcher)
     parallel = parallel_jobs(jobs[0].launcher)
     for job in jobs:
         threads = job.cfg.train.threads
+        if reserved and threads > reserved:
+            raise grid.SweepConfigError(
+                f"{job.describe()}: train.threads={threads} exceeds hydra.launcher.cpus_per_job={reserved}; "
+                "raise cpus_per_job or use train.threads=0")
+        if reserved:
+            continue
         if threads and parallel * threads > cpu_count():
             raise grid.SweepConfigError(
                 f"{job.describe()}: hydra.launcher.n_jobs={parallel} x train.threads={threads} exceeds the "
