@@ -75,6 +75,8 @@ import json, resource, sys, time
 from hydra import compose, initialize_config_dir
 from recsys_scaling.app import CONF_DIR
 from recsys_scaling.data import load_dataset
+from recsys_scaling.runtime import tune_allocator
+tune_allocator()  # as `recsys-scaling data prepare` does
 with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
     cfg = compose(config_name="config", overrides=["data=criteo", "data.path=" + sys.argv[1],
                                                    "data.cache_dir=" + sys.argv[2]])

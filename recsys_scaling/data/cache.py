@@ -88,8 +88,8 @@ class CacheWriter:
         self.y = np.lib.format.open_memmap(self.tmp_dir / "y.npy", mode="w+", dtype=np.float32, shape=(rows,))
 
     def commit(self, field_dims: Sequence[int], splits: Dict[str, np.ndarray], meta: dict) -> Path:
-        self.X.flush()
-        self.y.flush()
+        # No msync: the page cache already holds what every reader sees, and a cache damaged by
+        # a crash before the kernel writes it back fails its checksums and is rebuilt.
         del self.X, self.y
         for name, idx in splits.items():
             np.save(self.tmp_dir / f"split_{name}.npy", idx.astype(np.int64))

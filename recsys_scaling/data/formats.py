@@ -41,7 +41,7 @@ class DataError(ValueError):
 class Batch:
     """The valid rows of one record batch, transformed."""
 
-    fields: List[pa.Array]  # one string array per output field
+    fields: List[pa.DictionaryArray]  # per output field: codes into a batch-local dictionary of keys
     labels: np.ndarray  # float32 0/1
     bad: Dict[str, np.ndarray]  # kind -> row positions within the raw batch
     raw_rows: int
@@ -49,16 +49,33 @@ class Batch:
 
 @dataclass
 class Layout:
-    """How to split a delimited text file into columns."""
+    """How to split a delimited text file into columns, and what Arrow's reader parses them to."""
 
     path: Path
     delimiter: str
     column_names: List[str]
     header: bool
     quoting: bool = False
-    # Parsed straight to int64 by Arrow when a block allows it (blank = null); a block with any
-    # other value there is parsed again with every column as text, and checked row by row.
+    label: str = ""  # parsed straight to int8 when a block allows it
+    # Parsed straight to int64 when a block allows it (blank = null); a block with any other
+    # value in the label or these columns is parsed again with them as text, checked row by row.
     integer_columns: List[str] = field(default_factory=list)
+    # Dictionary-encoded by the (multithreaded) reader itself, never materialised as strings.
+    categorical_columns: List[str] = field(default_factory=list)
+    unused_columns: List[str] = field(default_factory=list)  # split, never converted
+
+    def column_types(self, typed: bool) -> Dict[str, pa.DataType]:
+        types = {n: pa.string() for n in self.column_names}
+        types.update({n: pa.dictionary(pa.int32(), pa.string()) for n in self.categorical_columns})
+        if typed:
+            types.update({n: pa.int64() for n in self.integer_columns})
+            if self.label:
+                types[self.label] = pa.int8()
+        return types
+
+    @property
+    def used_columns(self) -> List[str]:
+        return [n for n in self.column_names if n not in self.unused_columns]
 
 
 def open_text_head(path: Path, nbytes: int = 65536) -> str:
@@ -125,29 +142,28 @@ def _wrong_count_offsets(block: bytes, delimiter: str, expected_fields: int) -> 
 
 
 def read_chunks(layout: Layout, block_bytes: int = 32 << 20) -> Iterator[Chunk]:
-    """The file in newline-aligned blocks, each parsed by Arrow's multithreaded CSV reader with
-    every column as strings, with exact line numbers. (Quoted fields must not contain newlines;
-    CTR datasets have none.)"""
+    """The file in newline-aligned blocks, each parsed by Arrow's multithreaded CSV reader, with
+    exact line numbers. (Quoted fields must not contain newlines; CTR datasets have none.)"""
     names = layout.column_names
     parse = pcsv.ParseOptions(delimiter=layout.delimiter, quote_char='"' if layout.quoting else False,
                               ignore_empty_lines=False, invalid_row_handler=lambda row: "skip")
-    as_text = {n: pa.string() for n in names}
-    typed = {**as_text, **{n: pa.int64() for n in layout.integer_columns}}
 
-    def parse_block(block: bytes, skip: int, types: dict) -> pa.Table:
-        convert = pcsv.ConvertOptions(column_types=types, strings_can_be_null=False,
-                                      quoted_strings_can_be_null=False)
+    def parse_block(block: bytes, skip: int, typed: bool) -> pa.Table:
+        convert = pcsv.ConvertOptions(column_types=layout.column_types(typed), strings_can_be_null=False,
+                                      quoted_strings_can_be_null=False, include_columns=layout.used_columns)
+        # 4 MB parse blocks: both cores busy on a 32 MB block, few per-block dictionaries to unify
         return pcsv.read_csv(pa.BufferReader(block), read_options=pcsv.ReadOptions(
-            column_names=names, skip_rows=skip, use_threads=True), parse_options=parse, convert_options=convert)
+            column_names=names, skip_rows=skip, use_threads=True, block_size=4 << 20),
+            parse_options=parse, convert_options=convert)
 
     line = 1
     for number, block in enumerate(_blocks(layout.path, block_bytes)):
         skip = 1 if layout.header and number == 0 else 0
         lines_in_block = block.count(b"\n")
         try:
-            table = parse_block(block, skip, typed)
+            table = parse_block(block, skip, typed=True)
         except pa.ArrowInvalid:
-            table = parse_block(block, skip, as_text)
+            table = parse_block(block, skip, typed=False)
         skipped = np.zeros(0, dtype=np.int64)
         if table.num_rows != lines_in_block - skip:
             offsets = _wrong_count_offsets(block, layout.delimiter, len(names))
@@ -156,7 +172,16 @@ def read_chunks(layout: Layout, block_bytes: int = 32 << 20) -> Iterator[Chunk]:
         line += lines_in_block
 
 
+def as_dictionary(column: pa.Array) -> pa.DictionaryArray:
+    """The column as codes into a dictionary of its distinct values (null is a value too)."""
+    if pa.types.is_dictionary(column.type):
+        return column
+    return pc.dictionary_encode(column, null_encoding="encode")
+
+
 def blank(column: pa.Array) -> np.ndarray:
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
     if pa.types.is_string(column.type):
         return np.asarray(pc.equal(pc.utf8_length(column), 0))
     return np.asarray(column.is_null())
@@ -177,6 +202,9 @@ _POSITIVE = pa.array(["1", "1.0"])
 
 def parse_labels(column: pa.Array) -> Tuple[np.ndarray, np.ndarray]:
     """(labels, ok): 0/1 labels ("1.0"-style accepted) and which rows have one."""
+    if pa.types.is_integer(column.type):  # already parsed by the CSV reader
+        values = pc.fill_null(column, -1).to_numpy()
+        return (values == 1).astype(np.float32), (values == 0) | (values == 1)
     ok = np.asarray(pc.is_in(column, value_set=_LABELS))
     return np.asarray(pc.is_in(column, value_set=_POSITIVE)).astype(np.float32), ok
 
@@ -224,13 +252,21 @@ class RawFormat:
     def chunks(self) -> Iterator[Chunk]:
         return read_chunks(self.layout())
 
-    def integer_field(self, column: pa.Array) -> Tuple[pa.Array, np.ndarray]:
-        values, missing, ok = parse_integers(column)
-        return criteo_int_transform(values, missing), ok
+    def integer_field(self, column: pa.Array) -> Tuple[pa.DictionaryArray, np.ndarray]:
+        """(bucketed field, ok per row): parsed, validated and bucketed once per distinct value."""
+        encoded = as_dictionary(column)
+        keys, ok = self.bucket(encoded.dictionary)
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        return pa.DictionaryArray.from_arrays(encoded.indices, keys), ok[codes]
+
+    def bucket(self, values: pa.Array) -> Tuple[pa.Array, np.ndarray]:
+        """(bucket keys, ok) of distinct integer-column values: the paper's ln^2 rule."""
+        parsed, missing, ok = parse_integers(values)
+        return criteo_int_transform(parsed, missing), ok
 
     def transform(self, table: pa.Table) -> Batch:
-        """Valid rows as fields: integer keys for integer columns (null = missing), the strings
-        themselves for categorical ones (the empty string is the missing category)."""
+        """Valid rows as dictionary-encoded fields: integer keys for integer columns (null =
+        missing), the strings themselves for categorical ones ("" is the missing category)."""
         column = {name: table.column(name).combine_chunks() for name in table.column_names}
         label = column[self.label]
         empty = is_empty_row(list(column.values()), label)
@@ -241,7 +277,7 @@ class RawFormat:
             values, ok = self.integer_field(column[name])
             integer_ok &= ok
             fields.append(values)
-        fields.extend(column[name] for name in self.categorical_columns)
+        fields.extend(as_dictionary(column[name]) for name in self.categorical_columns)
         bad = {
             "empty_line": np.flatnonzero(empty),
             "bad_label": np.flatnonzero(~empty & ~label_ok),
@@ -271,7 +307,8 @@ class CriteoFormat(RawFormat):
         names = ["label", *CRITEO_INTS, *CRITEO_CATS]
         if header and [c.strip() for c in line.split(delimiter)] != names:
             raise DataError(f"{self.path}:1: header is not label,I1..I13,C1..C26")
-        return Layout(self.path, delimiter, names, header, integer_columns=list(CRITEO_INTS))
+        return Layout(self.path, delimiter, names, header, label="label", integer_columns=list(CRITEO_INTS),
+                      categorical_columns=list(CRITEO_CATS))
 
 
 @dataclass
@@ -294,7 +331,9 @@ class AvazuFormat(RawFormat):
         missing = [c for c in AVAZU_COLUMNS if c not in names]
         if missing:
             raise DataError(f"{self.path}:1: header lacks Avazu columns {missing}")
-        return Layout(self.path, ",", names, header=True)
+        return Layout(self.path, ",", names, header=True, label=self.label,
+                      categorical_columns=list(self.categorical_columns),
+                      unused_columns=[c for c in names if c not in (self.label, *self.categorical_columns)])
 
     def transform(self, table: pa.Table) -> Batch:
         out = super().transform(table)
@@ -303,15 +342,17 @@ class AvazuFormat(RawFormat):
         return out
 
 
-def _hour_features(hour: pa.Array) -> List[pa.Array]:
-    """YYMMDDHH -> hour of day and weekday (2000-based dates); unparsable -> "NULL"."""
-    text = np.asarray(hour.to_numpy(zero_copy_only=False), dtype=str)
+def _hour_features(hour: pa.DictionaryArray) -> List[pa.DictionaryArray]:
+    """YYMMDDHH -> hour of day and weekday (2000-based dates); unparsable -> "NULL". Computed
+    once per distinct hour."""
+    text = np.asarray(hour.dictionary.to_numpy(zero_copy_only=False), dtype=str)
     ok = np.char.str_len(text) == 8
     digits = np.where(ok, text, "00010100")
     days = np.array([f"20{d[:2]}-{d[2:4]}-{d[4:6]}" for d in digits], dtype="datetime64[D]")
     weekday = ((days.astype(np.int64) + 3) % 7).astype(str)  # 1970-01-01 was a Thursday (3)
     hod = np.array([d[6:8] for d in digits])
-    return [pa.array(np.where(ok, hod, MISSING)), pa.array(np.where(ok, weekday, MISSING))]
+    return [pa.DictionaryArray.from_arrays(hour.indices, pa.array(np.where(ok, keys, MISSING), pa.string()))
+            for keys in (hod, weekday)]
 
 
 NUMERIC_RULES = ("criteo_log", "log2", "identity")
@@ -351,7 +392,10 @@ class TableFormat(RawFormat):
     def layout(self) -> Layout:
         names = [c.strip().strip('"') for c in first_line(self.path).split(self.delimiter)]
         self._check_schema(names)
-        return Layout(self.path, self.delimiter, names, header=True, quoting=True)
+        used = (self.label, *self.numeric_columns, *self.categorical_columns)
+        return Layout(self.path, self.delimiter, names, header=True, quoting=True, label=self.label,
+                      categorical_columns=list(self.categorical_columns),
+                      unused_columns=[c for c in names if c not in used])
 
     def chunks(self) -> Iterator[Chunk]:
         if not self.is_parquet:
@@ -368,9 +412,9 @@ class TableFormat(RawFormat):
             yield Chunk(pa.Table.from_arrays(arrays, names=columns), row, np.zeros(0, dtype=np.int64))
             row += batch.num_rows
 
-    def integer_field(self, column: pa.Array) -> Tuple[pa.Array, np.ndarray]:
+    def bucket(self, column: pa.Array) -> Tuple[pa.Array, np.ndarray]:
         if self.numeric_rule == "criteo_log":
-            return super().integer_field(column)
+            return super().bucket(column)
         missing = np.asarray(pc.equal(pc.utf8_length(column), 0))
         ok = np.asarray(pc.match_substring_regex(column, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")) | missing
         values = pc.cast(pc.if_else(pa.array(ok & ~missing), column, "0"), pa.float64()).to_numpy()

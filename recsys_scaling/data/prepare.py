@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -208,11 +210,10 @@ def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -
         for batch in scan:
             codes = np.empty((len(names), len(batch.labels)), dtype=np.int32)  # field-major
             for f, column in enumerate(batch.fields):
-                encoded = pc.dictionary_encode(column, null_encoding="encode")
-                codes[f] = encoded.indices.to_numpy(zero_copy_only=False)
-                spill.append(f, encoded.dictionary)
+                codes[f] = column.indices.to_numpy(zero_copy_only=False)
+                spill.append(f, column.dictionary)
                 if scope == "all":
-                    counter.add(f, encoded.dictionary, np.bincount(codes[f], minlength=len(encoded.dictionary)))
+                    counter.add(f, column.dictionary, np.bincount(codes[f], minlength=len(column.dictionary)))
             local.append(codes, batch.labels)
         spill.close()
         rows = scan.valid_rows
@@ -307,14 +308,27 @@ def _count_training_rows(counter: ValueCounter, spill: DictionarySpill, local: B
 
 
 def _remap(writer: CacheWriter, spill: DictionarySpill, local: BufferedRows, vocabularies: List[pa.Table]) -> None:
-    """Batch-local dictionary codes -> global indices (0 = OOV, then 1.. in vocabulary order)."""
+    """Batch-local dictionary codes -> global indices (0 = OOV, then 1.. in vocabulary order),
+    written into X. Batches are independent, so they are remapped on every core (numpy's
+    gathers and Arrow's lookups release the GIL); at most two per core are in flight."""
     value_sets = [v["value"].combine_chunks() for v in vocabularies]
-    for (start, codes), dictionaries in zip(local.batches(), spill.batches()):
+
+    def remap_batch(start: int, codes: np.ndarray, dictionaries: List[pa.Array]) -> None:
         encoded = np.empty_like(codes)
         for f, dictionary in enumerate(dictionaries):
             lookup = pc.fill_null(pc.index_in(dictionary, value_set=value_sets[f], skip_nulls=False), -1)
-            encoded[f] = (lookup.to_numpy(zero_copy_only=False).astype(np.int32) + 1)[codes[f]]
+            np.take(lookup.to_numpy(zero_copy_only=False).astype(np.int32) + 1, codes[f], out=encoded[f])
         writer.X[start:start + codes.shape[1]] = encoded.T
+
+    workers = max(1, len(os.sched_getaffinity(0)))
+    with ThreadPoolExecutor(workers) as pool:
+        in_flight: List[Future] = []
+        for (start, codes), dictionaries in zip(local.batches(), spill.batches()):
+            in_flight.append(pool.submit(remap_batch, start, codes, dictionaries))
+            if len(in_flight) >= 2 * workers:
+                in_flight.pop(0).result()
+        for future in in_flight:
+            future.result()
 
 
 def _write_vocabularies(path: Path, names: List[str], vocabularies: List[pa.Table]) -> None:
