@@ -97,3 +97,18 @@ def test_fused_equals_per_set_loop(backbone, k, me, training):
         assert (a is None) == (b is None)
         if a is not None:
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_dropout_matches_the_inverted_dropout_distribution():
+    from recsys_scaling.models.layers import dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(400_000, requires_grad=True)
+    y = dropout(x, 0.2, training=True)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.8) < 0.003
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1.25))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # gradient: the same mask and scale
+    assert dropout(x, 0.2, training=False) is x
+    assert torch.equal(dropout(x, 1.0, training=True), torch.zeros_like(x))

@@ -15,6 +15,25 @@ def num_pairs(num_fields: int) -> int:
     return num_fields * (num_fields - 1) // 2
 
 
+class PairwiseInnerProducts(torch.autograd.Function):
+    """(N, F, d) -> (N, pairs): e_i . e_j for i < j, from one batched Gram matrix. The Gram
+    matrix is symmetric, so its gradient w.r.t. e is (S + S^T) e with S the scattered pair
+    gradients: one batched matmul instead of autograd's two."""
+
+    @staticmethod
+    def forward(ctx, emb: torch.Tensor, pair_index: torch.Tensor) -> torch.Tensor:
+        n, f, _ = emb.shape
+        ctx.save_for_backward(emb, pair_index)
+        return torch.bmm(emb, emb.transpose(1, 2)).view(n, f * f).index_select(1, pair_index)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        emb, pair_index = ctx.saved_tensors
+        n, f, _ = emb.shape
+        scattered = grad.new_zeros(n, f * f).index_copy_(1, pair_index, grad).view(n, f, f)
+        return torch.bmm(scattered + scattered.transpose(1, 2), emb), None
+
+
 class InnerProductTower(nn.Module):
     def __init__(self, shape: Shape, hidden: int, dropout: float):
         super().__init__()
@@ -25,8 +44,8 @@ class InnerProductTower(nn.Module):
         self.block = StackedBlock(shape.num_sets, width, hidden, dropout)
 
     def forward(self, emb):  # (K, B, F, d)
-        gram = torch.matmul(emb, emb.transpose(-1, -2))  # (K, B, F, F)
-        products = gram.flatten(2).index_select(2, self.pair_index)
+        k, b, f, d = emb.shape
+        products = PairwiseInnerProducts.apply(emb.reshape(k * b, f, d), self.pair_index).view(k, b, -1)
         features = torch.cat([emb.flatten(2), products], dim=2) if self.with_flat else products
         return self.block(features)
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..base import MLPHeadBackbone, Shape
-from ..layers import StackedBatchNorm, StackedBlock, block_params, linear_flops
+from ..layers import StackedBatchNorm, StackedBlock, block_params, dropout, linear_flops
 
 
 class FieldWeightedTower(nn.Module):
@@ -25,7 +24,7 @@ class FieldWeightedTower(nn.Module):
         fields_first = emb.transpose(1, 2).reshape(k, f, b * d)
         mixed = torch.bmm(self.field_weights, fields_first)  # sum_j r_ij e_j, one GEMM per set
         h = (fields_first * mixed).sum(1).view(k, b, d)
-        h = F.dropout(self.norm(h), self.dropout, self.training)
+        h = dropout(self.norm(h), self.dropout, self.training)
         return self.block(h)
 
 
