@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_models import CRITEO_LIKE, batches, fused_model, samples_per_second  # noqa: E402
+from bench_models import CRITEO_LIKE, batches, best_rates, fused_model, training_step  # noqa: E402
 
 from recsys_scaling.runtime import tune_allocator  # noqa: E402
 
@@ -110,7 +110,8 @@ PEERS = {"dnn": DNNPeer, "ipnn": IPNNPeer, "xdeepfm": XDeepFMPeer, "dcnv2": DCNv
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per model")
+    parser.add_argument("--seconds", type=float, default=1.5, help="timed seconds per model and round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is kept")
     parser.add_argument("--backbones", nargs="*", default=list(PEERS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -119,9 +120,10 @@ def main() -> None:
     print(f"{'backbone':9} {'recsys-scaling/s':>17} {'FuxiCTR/s':>10} {'ratio':>6}   (SE d=10, batch 2048, "
           f"{args.threads} threads, {sum(CRITEO_LIKE):,} vocabulary rows)")
     for backbone in args.backbones:
-        ours = samples_per_second(fused_model(backbone, 1, 10, False), data, 1, min_seconds=args.seconds)
+        ours_step = training_step(fused_model(backbone, 1, 10, False))
         torch.manual_seed(0)
-        peer = samples_per_second(PEERS[backbone](CRITEO_LIKE), data, 1, min_seconds=args.seconds)
+        peer_step = training_step(PEERS[backbone](CRITEO_LIKE))
+        ours, peer = best_rates([ours_step, peer_step], data, 1, args.rounds, args.seconds)
         print(f"{backbone:9} {ours:17.0f} {peer:10.0f} {ours / peer:5.2f}x", flush=True)
 
 
