@@ -223,6 +223,21 @@ def test_ray_launcher_runs_a_sweep_on_an_existing_cluster(ray_cluster, store_uri
     assert all("loss" in r.data.tags["error"].lower() for r in by_status["FAILED"])
     assert main(args) == 1  # relaunching on the cluster skips the finished jobs
     assert "0 finished, 2 skipped (finished before), 2 failed" in capsys.readouterr().out
+    _a_dead_worker_is_reported_not_raised(ray_cluster)
+
+
+def _a_dead_worker_is_reported_not_raised(address):
+    import ray
+    from hydra.core.utils import JobStatus
+    from hydra_plugins.recsys_scaling_ray_launcher.ray_launcher import RayLauncher
+
+    ray.init(address=address)
+    try:
+        dies = ray.remote(max_retries=0)(lambda: os._exit(1)).remote()
+        lost = RayLauncher._result(ray, dies, 3, ["seed=1"])
+        assert lost.status == JobStatus.COMPLETED and lost.return_value is None  # the summary counts it
+    finally:
+        ray.shutdown()
 
 
 def test_ray_launcher_checks_threads_against_reserved_cpus(store_uri, workdir):
