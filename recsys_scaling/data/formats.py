@@ -256,8 +256,10 @@ class RawFormat:
         """(bucketed field, ok per row): parsed, validated and bucketed once per distinct value."""
         encoded = as_dictionary(column)
         keys, ok = self.bucket(encoded.dictionary)
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
-        return pa.DictionaryArray.from_arrays(encoded.indices, keys), ok[codes]
+        field = pa.DictionaryArray.from_arrays(encoded.indices, keys)
+        if ok.all():
+            return field, np.ones(len(encoded), dtype=bool)
+        return field, ok[encoded.indices.to_numpy(zero_copy_only=False)]
 
     def bucket(self, values: pa.Array) -> Tuple[pa.Array, np.ndarray]:
         """(bucket keys, ok) of distinct integer-column values: the paper's ln^2 rule."""

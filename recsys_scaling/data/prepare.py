@@ -221,13 +221,15 @@ def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -
             raise DataError(f"{fmt.path}: no valid rows")
         if scan.bad.total:
             log.warning("%s: skipped %d bad rows: %s", fmt.path, scan.bad.total, scan.bad.summary())
-        splits = seeded_split(rows, list(data_cfg.split), int(data_cfg.split_seed))
-        y = local.finish()
-        if scope == "train":
-            _count_training_rows(counter, spill, local, splits["train"], rows)
-        vocabularies = counter.vocabularies(int(data_cfg.min_count))
-        writer.allocate(rows)
-        _remap(writer, spill, local, vocabularies)
+        with ThreadPoolExecutor(1) as background:  # the split is drawn while X is remapped
+            split = background.submit(seeded_split, rows, list(data_cfg.split), int(data_cfg.split_seed))
+            y = local.finish()
+            if scope == "train":
+                _count_training_rows(counter, spill, local, split.result()["train"], rows)
+            vocabularies = counter.vocabularies(int(data_cfg.min_count))
+            writer.allocate(rows)
+            _remap(writer, spill, local, vocabularies)
+            splits = split.result()
         writer.y[:] = y
         local.remove()
         spill.remove()
