@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import List, Optional
 
@@ -14,16 +13,13 @@ from omegaconf import DictConfig
 
 from .config import project_root, register_configs
 from .job import run_job
+from .runtime import cpu_count
 
 log = logging.getLogger(__name__)
 CONF_DIR = project_root() / "conf"
 SWEEPS_DIR = project_root() / "sweeps"
 
 register_configs()
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def parallel_jobs(launcher) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..runtime import cpu_count
 from .cache import CacheWriter, EncodedData, open_or_build, seeded_split
 from .formats import BAD_KINDS, MISSING, Batch, DataError, RawFormat, make_format
 from .prefetch import prefetched
@@ -322,7 +322,7 @@ def _remap(writer: CacheWriter, spill: DictionarySpill, local: BufferedRows, voc
             np.take(lookup.to_numpy(zero_copy_only=False).astype(np.int32) + 1, codes[f], out=encoded[f])
         writer.X[start:start + codes.shape[1]] = encoded.T
 
-    workers = max(1, len(os.sched_getaffinity(0)))
+    workers = cpu_count()
     with ThreadPoolExecutor(workers) as pool:
         in_flight: List[Future] = []
         for (start, codes), dictionaries in zip(local.batches(), spill.batches()):

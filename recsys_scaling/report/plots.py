@@ -40,12 +40,7 @@ def auc_vs_params(summary: pd.DataFrame, path: Path, title: str) -> Path:
     else:
         ax.set_xscale("log")
         ax.legend(fontsize=8)
-    ax.set_xlabel("total parameters")
-    ax.set_ylabel("test AUC (mean ± std over seeds)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, ax, "total parameters", "test AUC (mean ± std over seeds)", title, path)
 
 
 def ia_vs_scale(summary: pd.DataFrame, path: Path, title: str) -> Path:
@@ -63,9 +58,14 @@ def ia_vs_scale(summary: pd.DataFrame, path: Path, title: str) -> Path:
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no IA measured", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("scale (SE: d = s·d0; ME: K = s sets of d0)")
-    ax.set_ylabel("mean IA per field")
-    ax.set_title(title)
+    return _finish(fig, ax, "scale (SE: d = s·d0; ME: K = s sets of d0)", "mean IA per field", title, path)
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, path: Path, title_size=None) -> Path:
+    """Labels, title and grid of a single-axes plot, then saved."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=title_size)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
@@ -175,9 +175,4 @@ def spectra(curves: dict, path: Path, title: str) -> Path:
         ax.legend(fontsize=7)
     else:
         ax.text(0.5, 0.5, "no spectra logged", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("singular value index")
-    ax.set_ylabel("σ / σ_max (mean over fields)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, ax, "singular value index", "σ / σ_max (mean over fields)", title, path, title_size=10)

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import List, Sequence
 
 from .. import tracking
-from ..app import SWEEPS_DIR, cpu_count, launch, parallel_jobs, reserved_cpus
+from ..app import SWEEPS_DIR, launch, parallel_jobs, reserved_cpus
 from ..config import config_fingerprint, resolve_tracking_uri
+from ..runtime import cpu_count
 from . import grid
 
 log = logging.getLogger(__name__)

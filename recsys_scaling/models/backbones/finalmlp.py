@@ -64,7 +64,6 @@ class FinalMLP(Backbone):
     def head_params(cls, shape, cfg):
         return 2 * linear_params(cfg.hidden, 1) + cfg.hidden**2
 
-
     @classmethod
     def tower_flops(cls, shape, cfg):
         stream = linear_flops(shape.flat_dim, cfg.hidden) + linear_flops(cfg.hidden, cfg.hidden)

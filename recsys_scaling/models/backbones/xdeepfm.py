@@ -98,7 +98,6 @@ class XDeepFM(Backbone):
     def head_params(cls, shape, cfg):
         return linear_params(sum(cfg.cin_layers), 1) + MLPHead.num_params(cfg.hidden, cfg.hidden)
 
-
     @classmethod
     def tower_flops(cls, shape, cfg):
         f, d = shape.num_fields, shape.embed_dim
