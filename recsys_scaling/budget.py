@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Dict, Optional, Sequence
 
 from .config import ModelConfig, embedding_shape
-from .models import Shape, get_backbone
+from .models import Shape, get_backbone, uses_me_form
 
 MATCHES = ("embedding", "total")
 SOLVES = ("se_dim", "me_dim")
@@ -36,13 +36,12 @@ def count_params(
 ) -> Dict[str, int]:
     """{"embedding", "dense", "total"} parameter counts of a model.
 
-    `multi_embedding` picks the ME form (default: K > 1; it matters for IPNN only);
+    `multi_embedding`: the job's arm is ME (default: K > 1); a single set is always the SE base
+    (see `uses_me_form`; it matters for IPNN only);
     `options` are ModelConfig fields (hidden, dropout, cross_layers, cin_layers, experts, ...).
     """
     cfg = _model_config(backbone, options)
-    if multi_embedding is None:
-        multi_embedding = num_embeddings > 1
-    shape = Shape(len(field_dims), embed_dim, num_embeddings, multi_embedding)
+    shape = _shape(len(field_dims), embed_dim, num_embeddings, multi_embedding)
     embedding = int(sum(int(v) for v in field_dims)) * num_embeddings * embed_dim
     dense = int(get_backbone(backbone).dense_params(shape, cfg))
     return {"embedding": embedding, "dense": dense, "total": embedding + dense}
@@ -51,10 +50,13 @@ def count_params(
 def count_flops(backbone: str, num_fields: int, embed_dim: int, num_embeddings: int,
                 multi_embedding: bool | None = None, **options) -> int:
     """Forward FLOPs per example of the dense part (see Backbone.flops)."""
-    if multi_embedding is None:
-        multi_embedding = num_embeddings > 1
-    shape = Shape(num_fields, embed_dim, num_embeddings, multi_embedding)
+    shape = _shape(num_fields, embed_dim, num_embeddings, multi_embedding)
     return int(get_backbone(backbone).flops(shape, _model_config(backbone, options)))
+
+
+def _shape(num_fields: int, embed_dim: int, num_embeddings: int, multi_embedding: bool | None) -> Shape:
+    arm = "se" if multi_embedding is False else "me"
+    return Shape(num_fields, embed_dim, num_embeddings, uses_me_form(arm, num_embeddings))
 
 
 def closest_integer(total_of: Callable[[int], int], target: float, low: int = 1) -> int:

@@ -70,7 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--filter", default="", help="MLflow search filter on the runs, e.g. \"tags.backbone='dnn'\"")
     report.add_argument("--x", default="total", choices=["total", "embedding", "dense", "flops"],
                         help="size axis for fits and plots (default: total parameters)")
-    report.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    report.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the fits (default 1000)")
+    report.add_argument("--pairing", default="welch", choices=["welch", "seed"],
+                        help="ME - SE gap test: welch (default) or seed (paired t when both arms ran the same seeds)")
+    report.add_argument("--holm", action="store_true",
+                        help="Holm's correction across every claim of the report (off by default)")
     report.add_argument("--ui-url", default="http://127.0.0.1:5000", help="MLflow UI address for run links")
     report.add_argument("--out", type=Path, default=Path("reports"), help="output root (default: reports/)")
     return parser
@@ -163,7 +167,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not args.sweeps and not args.parent_run_id:
         raise ValueError("name a sweep (or give --parent-run-id)")
     report = build_report(args.sweeps, args.tracking_uri, args.experiment, args.out, args.parent_run_id,
-                          x_axis=args.x, resamples=args.resamples, ui_url=args.ui_url, filter_string=args.filter)
+                          x_axis=args.x, resamples=args.resamples, ui_url=args.ui_url, filter_string=args.filter,
+                          pairing=args.pairing, holm=args.holm)
     print(f"report of {'+'.join(args.sweeps) or 'parent runs'} ({report.num_runs} runs): {report.index.resolve()}")
     for line in report.verdicts:
         print(f"  {line}")

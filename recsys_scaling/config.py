@@ -44,7 +44,15 @@ class SyntheticConfig:
     cardinalities: List[int] = field(default_factory=lambda: [3, 10, 50, 1000])
     zipf_exponent: float = 1.1
     teacher_rank: int = 16
-    # Fraction of field pairs that interact in the teacher (all low x high pairs always do).
+    # Column k of the teacher embeddings has scale k^-spectrum_decay (0: isotropic). With a
+    # decay, every extra student dimension is worth a diminishing but real amount.
+    spectrum_decay: float = 0.0
+    # Every (< low_cardinality) x (>= high_cardinality) field pair interacts: the pattern Guo
+    # et al. blame for embedding collapse. false: no such pairs are forced (a negative control).
+    low_high_pairs: bool = True
+    low_cardinality: int = 100
+    high_cardinality: int = 1000
+    # Fraction of the other field pairs that interact in the teacher.
     pair_density: float = 0.3
     interaction_scale: float = 1.0
     first_order_scale: float = 0.5
@@ -156,6 +164,9 @@ class SweepConfig:
     # In a sweep, skip jobs whose config fingerprint already has a FINISHED run in the store
     # (FAILED / KILLED ones run again). `recsys-scaling sweep --force` sets it false.
     resume: bool = True
+    # Names of this sweep's ME jobs with one embedding set whose SE twin (the same model: the
+    # paper's shared 1x base) is in the sweep too: they are not trained twice. Set by the runner.
+    shared_base: List[str] = field(default_factory=list)
 
 
 @dataclass

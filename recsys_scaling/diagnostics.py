@@ -25,6 +25,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+# Fields with at least this many values: their IA can exceed any student width in a sweep, so
+# collapse shows there; a small field's IA is capped by its cardinality.
+LARGE_FIELD = 200
 CARDINALITY_GROUPS = (("lt100", 0, 100), ("100_10k", 100, 10_000), ("ge10k", 10_000, None))
 
 
@@ -145,6 +148,10 @@ def summary_metrics(fields: Sequence[FieldDiagnostics]) -> Dict[str, float]:
         group = [f.ia_effective for f in fields if f.cardinality >= low and (high is None or f.cardinality < high)]
         if group:
             metrics[f"ia_mean_card_{label}"] = float(np.mean(group))
+    for label, group in (("large", [f for f in fields if f.cardinality >= LARGE_FIELD]),
+                         ("small", [f for f in fields if f.cardinality < LARGE_FIELD])):
+        if group:  # the all-field mean hides collapse of the large fields behind the small ones
+            metrics[f"ia_mean_{label}"] = float(np.mean([f.ia_effective for f in group]))
     angles = [f.angles_mean for f in fields if f.angles_mean is not None]
     if angles:
         metrics["principal_angle_mean_deg"] = float(np.mean(angles))

@@ -13,7 +13,7 @@ from .budget import plan_job
 from .collapse import CollapseProbe
 from .config import config_fingerprint
 from .data import load_dataset
-from .models import Shape, build_model, model_label
+from .models import Shape, build_model, model_label, uses_me_form
 from .train import Checkpoint, fit, seed_everything
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,9 @@ def run_job(cfg: DictConfig, resume: bool = False,
     set_threads(cfg.train.threads)
     apply_tuned(cfg)
     name = tracking.run_name(model_label(cfg.model), cfg.arm, cfg.scale, cfg.seed)
+    if name in cfg.sweep.shared_base:
+        log.info("%s: not trained: ME with one set is the SE base, which this sweep trains once", name)
+        return {"shared_base": 1.0}
     fingerprint = config_fingerprint(cfg)
     if resume:
         done = tracking.finished_run(cfg.tracking.uri, cfg.tracking.experiment, fingerprint)
@@ -57,8 +60,9 @@ def run_job(cfg: DictConfig, resume: bool = False,
         data = load_dataset(cfg.data, progress=cfg.train.progress)
         plan = plan_job(cfg.model, cfg.arm, cfg.scale, data.field_dims, cfg.budget, job=name)
         run.set_tags({"num_embeddings": str(plan.num_embeddings), "embed_dim": str(plan.embed_dim)})
-        run.log_metrics(plan_metrics(plan))
-        shape = Shape(len(data.field_dims), plan.embed_dim, plan.num_embeddings, cfg.arm == "me")
+        run.log_metrics({**plan_metrics(plan), **oracle_metrics(data.meta)})
+        shape = Shape(len(data.field_dims), plan.embed_dim, plan.num_embeddings,
+                      uses_me_form(cfg.arm, plan.num_embeddings))
         seed_everything(cfg.seed)
         model = build_model(cfg.model.backbone, data.field_dims, shape, cfg.model)
         log.info("%s: K=%d, d=%d, %s parameters (%s embedding) on %s (%s rows)", name, plan.num_embeddings,
@@ -97,6 +101,14 @@ def plan_metrics(plan) -> Dict[str, float]:
     if plan.mismatch is not None:
         metrics["budget_reference_total"] = plan.reference_total
         metrics["budget_mismatch"] = plan.mismatch
+    return metrics
+
+
+def oracle_metrics(meta: dict) -> Dict[str, float]:
+    """The synthetic teacher's oracle test AUCs (Bayes, truncated widths), for the report."""
+    oracle = meta.get("oracle") or {}
+    metrics = {"oracle_bayes_auc": oracle["bayes_auc"]} if "bayes_auc" in oracle else {}
+    metrics.update({f"oracle_auc_width_{w}": auc for w, auc in oracle.get("truncated_auc", {}).items()})
     return metrics
 
 

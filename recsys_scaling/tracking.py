@@ -43,6 +43,10 @@ def use_store(uri: Optional[str], experiment: str) -> str:
         return mlflow.get_experiment_by_name(experiment).experiment_id
 
 
+def current_uri() -> str:
+    return mlflow.get_tracking_uri()
+
+
 def flatten(tree: Mapping, prefix: str = "") -> Dict[str, str]:
     flat: Dict[str, str] = {}
     for key, value in tree.items():
@@ -165,6 +169,12 @@ def run_json(run_id: str, name: str):
             return json.load(fh)
     except Exception:  # noqa: BLE001 - older runs, or diagnostics switched off
         return None
+
+
+def sweep_name(run_id: str) -> str:
+    """The sweep a parent run belongs to (its `sweep` tag, else its name)."""
+    run = MlflowClient().get_run(run_id)
+    return run.data.tags.get("sweep") or run.info.run_name or run_id
 
 
 def runs_by_id(run_ids: Sequence[str]) -> List[Run]:

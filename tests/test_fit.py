@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys_scaling.report.fit import effective_size, fit_curve, fit_power_law, gap_interval
+from recsys_scaling.report.fit import effective_size, effective_size_multiplier, fit_curve, fit_power_law
 
 SIZES = np.array([1e5, 2e5, 4e5, 8e5, 1.6e6, 3.2e6])
 TRUE = dict(E=0.18, A=0.02, alpha=0.5)
@@ -46,7 +46,19 @@ def test_predicted_auc_stays_below_one():
 def test_two_point_curve_is_flagged_not_fitted():
     fit = fit_curve(SIZES[:2], noisy_groups(np.random.default_rng(2))[:2], resamples=50)
     assert fit.law is None and not fit.identified
-    assert "at least 3" in fit.flags[0]
+    assert "at least 4" in fit.flags[0]
+
+
+def test_three_sizes_interpolate_so_alpha_is_not_reported():
+    fit = fit_curve(SIZES[:3], noisy_groups(np.random.default_rng(2))[:3], resamples=50)
+    assert fit.law is None and not fit.identified and not fit.alpha_ci
+    assert "interpolated exactly" in fit.flags[0]
+
+
+def test_noisy_alpha_is_flagged_on_a_log_scale():
+    fit = fit_curve(SIZES[:4], noisy_groups(np.random.default_rng(7), noise=3e-3)[:4], resamples=200)
+    assert not fit.identified
+    assert any("too noisy" in f or "alpha not identified" in f or "held-out" in f for f in fit.flags)
 
 
 def test_flat_curve_is_flagged():
@@ -56,14 +68,19 @@ def test_flat_curve_is_flagged():
 
 
 def test_holdout_predicts_the_largest_size():
-    fit = fit_curve(SIZES, noisy_groups(np.random.default_rng(4), noise=5e-5), resamples=50)
+    fit = fit_curve(SIZES, noisy_groups(np.random.default_rng(4), noise=5e-5), resamples=200)
     assert abs(fit.holdout["error"]) < 1e-3
     assert fit.holdout["size"] == SIZES[-1]
+    assert not fit.holdout["missed"] and fit.identified
 
 
-def test_slope_per_doubling_sign():
-    fit = fit_curve(SIZES, noisy_groups(np.random.default_rng(5)), resamples=100)
-    assert fit.slope_per_doubling < 0 and fit.slope_ci[1] < 0  # the error falls as N doubles
+def test_holdout_miss_is_flagged():
+    rng = np.random.default_rng(8)
+    groups = noisy_groups(rng, noise=2e-5)
+    groups[-1] = groups[-1] - 0.01  # the largest model is far better than the curve predicts
+    fit = fit_curve(SIZES, groups, resamples=200)
+    assert fit.holdout["missed"] and not fit.identified
+    assert any("held-out miss" in f for f in fit.flags)
 
 
 def test_effective_size_inverts_the_curve():
@@ -73,11 +90,17 @@ def test_effective_size_inverts_the_curve():
     assert effective_size(law, TRUE["E"] - 0.01) == float("inf")
 
 
-def test_gap_interval():
+def test_effective_size_multiplier_interval_and_flags():
     rng = np.random.default_rng(6)
-    out = gap_interval(rng.normal(0.81, 1e-4, 5), rng.normal(0.80, 1e-4, 5))
-    assert out["gap"] == pytest.approx(0.01, abs=2e-4)
-    assert out["ci"][0] > 0
+    se_groups = noisy_groups(rng, noise=5e-5)
+    inside = effective_size_multiplier(SIZES, se_groups, 2e5, truth(8e5) + rng.normal(0, 5e-5, 3), resamples=300)
+    assert inside["reached"] and not inside["extrapolated"]
+    assert inside["multiplier"] == pytest.approx(4.0, rel=0.2)
+    assert inside["multiplier_ci"][0] < inside["multiplier"] < inside["multiplier_ci"][1]
+    beyond = effective_size_multiplier(SIZES, se_groups, 2e5, truth(2e7) + rng.normal(0, 5e-5, 3), resamples=300)
+    assert beyond["reached"] and beyond["extrapolated"] and beyond["se_size_needed"] > SIZES[-1]
+    never = effective_size_multiplier(SIZES, se_groups, 2e5, np.full(3, TRUE["E"] - 0.01), resamples=100)
+    assert not never["reached"] and never["multiplier"] is None and never["multiplier_ci"][1] is None
 
 
 def test_paper_table_and_comparison():

@@ -6,7 +6,7 @@ import torch
 
 from recsys_scaling.budget import count_params
 from recsys_scaling.config import ModelConfig
-from recsys_scaling.models import BACKBONES, Shape, build_model
+from recsys_scaling.models import BACKBONES, Shape, build_model, uses_me_form
 
 import loop_reference
 
@@ -31,16 +31,22 @@ def test_reference_counts_from_the_issue():
 @pytest.mark.parametrize("k,d,me", [(1, 10, False), (1, 10, True), (2, 10, True), (4, 6, True), (3, 50, True)])
 def test_count_params_equals_instantiated(backbone, k, d, me):
     cfg = ModelConfig(backbone=backbone)
-    model = build_model(backbone, SMALL, Shape(len(SMALL), d, k, me), cfg)
+    model = build_model(backbone, SMALL, Shape(len(SMALL), d, k, uses_me_form("me" if me else "se", k)), cfg)
     counts = count_params(backbone, SMALL, d, k, multi_embedding=me)
     assert counts["total"] == n_params(model)
     assert counts["embedding"] == model.embedding.table.weight.numel()
 
 
-def test_ipnn_se_and_me_forms_differ_at_k1():
-    se = count_params("ipnn", SMALL, 10, 1, multi_embedding=False)
-    me = count_params("ipnn", SMALL, 10, 1, multi_embedding=True)
-    assert se["dense"] - me["dense"] == len(SMALL) * 10 * 400
+def test_me_with_one_set_is_the_se_base():
+    """The paper's shared 1x column: ME with K = 1 is the SE base for every backbone (IPNN's ME
+    form, inner products only, is taken from K = 2 on)."""
+    assert not uses_me_form("me", 1) and uses_me_form("me", 2) and not uses_me_form("se", 4)
+    for backbone in PLAIN:
+        assert (count_params(backbone, SMALL, 10, 1, multi_embedding=True)
+                == count_params(backbone, SMALL, 10, 1, multi_embedding=False))
+    ipnn_se = count_params("ipnn", SMALL, 10, 2, multi_embedding=False)
+    ipnn_me = count_params("ipnn", SMALL, 10, 2, multi_embedding=True)
+    assert ipnn_se["dense"] - ipnn_me["dense"] == 2 * len(SMALL) * 10 * 400
 
 
 @pytest.mark.parametrize("aggregation", ["mean", "gate"])

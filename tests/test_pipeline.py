@@ -115,6 +115,31 @@ def test_sweep_then_report(store_uri, workdir, capsys):
     assert "report/auc_vs_params.png" in logged and "report/index.html" in logged
 
 
+def test_shared_base_claims_and_verdict_table(store_uri, workdir, capsys):
+    """ME 1x is the SE base: trained once; the report's claims come with calibrated intervals."""
+    code = main(["sweep", "smoke", f"tracking.uri={store_uri}", "data=synthetic_small", "scale=1,2",
+                 "seed=0,1,2", "train.max_epochs=1"])
+    out = capsys.readouterr().out
+    assert code == 0 and "9 jobs: 9 finished" in out
+    parent = tracking.latest_sweep_parent(store_uri, "recsys-scaling", "smoke")
+    names = sorted(r.info.run_name for r in tracking.child_runs(parent.info.run_id))
+    assert not [n for n in names if n.startswith("dnn-me-1x")] and len(names) == 9
+    assert main(["report", "smoke", "--tracking-uri", store_uri, "--resamples", "50", "--pairing", "seed",
+                 "--holm"]) == 0
+    fits = json.loads((workdir / "reports" / "smoke" / "fits.json").read_text())
+    assert fits["missing_jobs"] == [] and fits["claims_method"] == {"pairing": "seed", "holm": True, "level": 0.95}
+    gap = next(c for c in fits["claims"] if c["kind"] == "gap")
+    assert gap["scale"] == 2 and gap["n_me"] == 3 and gap["n_se"] == 3 and gap["low"] < gap["high"]
+    assert gap["method"].startswith("paired") and "Holm" in gap["method"]
+    assert gap["verdict"] in {"me_ahead", "me_behind", "no_difference"}
+    me_fit = fits["backbones"][0]["fits"]["auc"]["me"]
+    se_fit = fits["backbones"][0]["fits"]["auc"]["se"]
+    assert me_fit["sizes"][0] == se_fit["sizes"][0] and me_fit["means"][0] == se_fit["means"][0]
+    page = (workdir / "reports" / "smoke" / "index.html").read_text()
+    assert page.index('<table class="v">') < page.index("<h2>")  # the verdict table comes first
+    assert "Holm-adjusted" in page
+
+
 def test_sweep_with_a_failing_job_goes_on_and_reports_it(store_uri, workdir, capsys):
     # the second job's learning rate makes its loss NaN
     code = main(["sweep", "smoke", f"tracking.uri={store_uri}", "data=synthetic_small",

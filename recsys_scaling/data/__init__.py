@@ -44,6 +44,11 @@ def describe(data: EncodedData) -> str:
              f"test {meta['split_rows']['test']:,}); positive rate {meta['positive_rate']:.4f}",
              f"fields: {len(data.field_dims)}, vocabulary rows: {sum(data.field_dims):,}",
              "field_dims: " + ", ".join(f"{n}={d}" for n, d in zip(data.field_names, data.field_dims))]
+    oracle = meta.get("oracle")
+    if oracle:
+        truncated = ", ".join(f"width {w}: {auc:.4f}" for w, auc in oracle["truncated_auc"].items())
+        lines.append(f"oracle test AUC: Bayes {oracle['bayes_auc']:.4f}; teacher (rank {oracle['teacher_rank']}) "
+                     f"truncated to {truncated or 'no smaller width'}")
     bad = meta.get("bad_rows") or {}
     counted = {k: v for k, v in bad.items() if v["count"]}
     lines.append("bad rows: " + ("none" if not counted else "; ".join(

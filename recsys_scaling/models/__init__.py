@@ -7,9 +7,9 @@ from torch import nn
 
 from . import backbones as _backbones  # noqa: F401  (registers the backbones)
 from . import hetero_moe as _hetero_moe  # noqa: F401
-from .base import BACKBONES, Backbone, Shape, get_backbone
+from .base import BACKBONES, Backbone, Shape, get_backbone, uses_me_form
 
-__all__ = ["BACKBONES", "Backbone", "Shape", "build_model", "get_backbone", "model_label"]
+__all__ = ["BACKBONES", "Backbone", "Shape", "build_model", "get_backbone", "model_label", "uses_me_form"]
 
 
 def model_label(model_cfg) -> str:

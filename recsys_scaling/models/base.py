@@ -25,12 +25,18 @@ class Shape:
     num_fields: int
     embed_dim: int
     num_sets: int
-    # arm == "me"; only IPNN's tower differs between its SE and ME forms.
+    # The ME form (see `uses_me_form`); only IPNN's tower differs between its SE and ME forms.
     multi_embedding: bool
 
     @property
     def flat_dim(self) -> int:
         return self.num_fields * self.embed_dim
+
+
+def uses_me_form(arm: str, num_sets: int) -> bool:
+    """ME with a single set is the SE base model (the paper's shared 1x column), so a backbone
+    takes its ME form only with K > 1."""
+    return arm == "me" and num_sets > 1
 
 
 class Backbone:

@@ -9,17 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-import mlflow
 import pandas as pd
 
 from .. import tracking
-from .analysis import X_AXES, analyse, fit_rows
-from .collect import collect_runs, largest_scale_spectra, seed_summary
+from .analysis import X_AXES, analyse, arm_curves, claim_rows, fit_rows
+from .claims import PAIRINGS
+from .collect import collect_runs, distinct_runs, largest_scale_spectra, oracle_aucs, seed_summary
 from .paper import compare_with_paper
 from .plots import auc_vs_params, backbone_fit, ia_vs_scale, paper_comparison, small_multiples, spectra
 from .render import write_index
 
-__all__ = ["Report", "build_report"]
+__all__ = ["Report", "analyse", "build_report"]
 X_LABELS = {"total": "total parameters", "embedding": "embedding parameters", "dense": "dense parameters",
             "flops": "FLOPs per example"}
 
@@ -39,10 +39,13 @@ class Report:
 
 def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, experiment: str = "recsys-scaling",
                  out_root: Path = Path("reports"), parent_run_ids: Sequence[str] = (), x_axis: str = "total",
-                 resamples: int = 1000, ui_url: str = "http://127.0.0.1:5000", filter_string: str = "") -> Report:
+                 resamples: int = 1000, ui_url: str = "http://127.0.0.1:5000", filter_string: str = "",
+                 pairing: str = "welch", holm: bool = False) -> Report:
     """Report the latest sweep of each name (or the given parent runs) into out_root/<name>/."""
     if x_axis not in X_AXES:
         raise ValueError(f"--x {x_axis!r}: choose from {sorted(X_AXES)}")
+    if pairing not in PAIRINGS:
+        raise ValueError(f"--pairing {pairing!r}: choose from {PAIRINGS}")
     tracking.use_store(tracking_uri, experiment)
     parents = list(parent_run_ids) or [tracking.latest_sweep_parent(tracking_uri, experiment, s).info.run_id
                                        for s in sweeps]
@@ -55,7 +58,7 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
     # Built in a scratch folder and moved into place, so a failed report leaves the old one whole.
     work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final_dir.parent))
     try:
-        report = _write(work, name, parents, runs, missing, x_axis, resamples, ui_url)
+        report = _write(work, name, parents, runs, missing, x_axis, resamples, ui_url, pairing, holm)
         for parent in parents:
             tracking.log_artifacts_to(parent, work, "report")
         if final_dir.exists():
@@ -69,35 +72,55 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
 
 
 def _write(work: Path, name: str, parents: List[str], runs: pd.DataFrame, missing: List[str], x_axis: str,
-           resamples: int, ui_url: str) -> dict:
+           resamples: int, ui_url: str, pairing: str, holm: bool) -> dict:
     x_column, x_label = X_AXES[x_axis], X_LABELS[x_axis]
-    summary = seed_summary(runs)
-    analyses = analyse(runs, x_axis, resamples)
+    runs = distinct_runs(runs)
+    analyses = analyse(runs, x_axis, resamples, pairing=pairing, holm=holm)
+    shown = _display_runs(runs)
+    summary = seed_summary(shown)
     plots = [small_multiples(runs, analyses, x_column, x_label, work / "scaling_grid.png")]
-    plots += [backbone_fit(runs[runs["backbone"] == a.backbone], a, x_column, x_label,
-                           work / f"scaling_{a.backbone}.png") for a in analyses]
-    plots.append(auc_vs_params(summary, work / "auc_vs_params.png", f"{name}: test AUC vs model size"))
+    plots += [backbone_fit(runs, a, x_column, x_label, work / f"scaling_{_slug(a.label)}.png") for a in analyses]
+    plots.append(auc_vs_params(summary, work / "auc_vs_params.png", f"{name}: test AUC vs model size",
+                               oracle_aucs(runs)))
     plots.append(ia_vs_scale(summary, work / "ia_vs_scale.png", f"{name}: embedding collapse (IA)"))
-    plots.append(spectra(largest_scale_spectra(runs), work / "spectra.png",
+    plots.append(spectra(largest_scale_spectra(shown), work / "spectra.png",
                          f"{name}: embedding spectra at the largest scale (flatter = less collapse)"))
     paper = _paper_comparison(runs, summary)
     if paper is not None and len(paper):
         plots.append(paper_comparison(paper, work / "paper_comparison.png", str(runs["dataset"].iloc[0])))
         paper.to_csv(work / "paper_comparison.csv", index=False)
-    fits = fit_rows(analyses)
-    gaps = pd.DataFrame([{"backbone": a.backbone, "scale": g["scale"], "me_minus_se_auc": g["gap"],
-                          "ci_low": g["ci"][0], "ci_high": g["ci"][1]} for a in analyses for g in a.gaps])
-    multipliers = pd.DataFrame([{"backbone": a.backbone, **m} for a in analyses for m in a.effective_multiplier])
+    claims = claim_rows(analyses)
+    multipliers = pd.DataFrame([{"backbone": a.label, **m} for a in analyses for m in a.effective_multiplier])
     verdicts = [a.verdict for a in analyses]
     summary.to_csv(work / "summary.csv", index=False)
+    claims.to_csv(work / "claims.csv", index=False)
     runs.to_csv(work / "runs.csv", index=False)
     runs.to_parquet(work / "runs.parquet", index=False)
+    method = {"pairing": pairing, "holm": holm, "level": 0.95}
     (work / "fits.json").write_text(json.dumps({
-        "x_axis": x_axis, "parents": parents, "resamples": resamples, "missing_jobs": missing,
-        "backbones": [a.as_dict() for a in analyses]}, indent=2, default=_json_value))
-    write_index(work, name, parents, mlflow.get_tracking_uri(), ui_url, verdicts, plots, fits, gaps, multipliers,
-                summary, runs, missing, paper, x_label)
+        "x_axis": x_axis, "parents": parents, "resamples": resamples, "missing_jobs": missing, "claims_method": method,
+        "claims": [{"series": a.series, "backbone": a.backbone, **c.as_dict()} for a in analyses for c in a.claims],
+        "oracle": oracle_aucs(runs), "backbones": [a.as_dict() for a in analyses]}, indent=2, default=_json_value))
+    write_index(work, name, parents, tracking.current_uri(), ui_url, analyses, plots, fit_rows(analyses), claims,
+                multipliers, summary, runs, missing, paper, x_label, method, oracle_aucs(runs))
     return {"plot": plots[0].name, "verdicts": verdicts}
+
+
+def _display_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs for the overview tables and plots: the ME curve gets the SE base as its 1x point,
+    and with several sweeps each backbone is labelled with its sweep (never pooled)."""
+    parts = []
+    several = runs["series"].nunique() > 1
+    for (series, backbone), part in runs.groupby(["series", "backbone"], sort=True, dropna=False):
+        done = part[part["status"] == "FINISHED"]
+        curves = arm_curves(done) if len(done) else {}
+        merged = pd.concat([*curves.values(), part[part["status"] != "FINISHED"]]) if curves else part
+        parts.append(merged.assign(backbone=f"{series} / {backbone}" if several else backbone))
+    return pd.concat(parts, ignore_index=True) if parts else runs
+
+
+def _slug(label: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
 
 
 def _paper_comparison(runs: pd.DataFrame, summary: pd.DataFrame) -> Optional[pd.DataFrame]:

@@ -1,12 +1,21 @@
-"""Per-backbone scaling analysis: fits per arm, ME - SE gaps, effective size, a verdict."""
+"""Per-backbone scaling analysis: claims (ME − SE gaps, trends), power-law fits per arm,
+effective-size multipliers, and a verdict written from the claims.
+
+Each sweep is its own series: runs of different sweeps are never pooled as seeds, and a run
+that appears twice in one series (same config fingerprint) counts once. The ME curve starts
+from the SE base at scale 1 (the paper's shared "base" column): ME with one set is that model.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict, List, Optional
 
+import numpy as np
 import pandas as pd
 
-from .fit import CurveFit, effective_size, fit_curve, gap_interval
+from .claims import Claim, INSUFFICIENT, PAIRINGS, claim_text, gap_claim, holm_adjust, trend_claim
+from .collect import distinct_runs
+from .fit import CurveFit, effective_size_multiplier, fit_curve
 
 X_AXES = {"total": "params_total", "embedding": "params_embedding", "dense": "params_dense",
           "flops": "flops_per_example"}
@@ -16,92 +25,163 @@ METRICS = {"auc": ("test_auc", lambda v: 1.0 - v), "logloss": ("test_logloss", l
 @dataclass
 class BackboneAnalysis:
     backbone: str
+    series: str = ""
     fits: Dict[str, Dict[str, CurveFit]] = field(default_factory=dict)  # metric -> arm -> fit
-    gaps: List[dict] = field(default_factory=list)
+    claims: List[Claim] = field(default_factory=list)
     effective_multiplier: List[dict] = field(default_factory=list)
     verdict: str = ""
+    label: str = ""  # backbone, or "series / backbone" when a report holds several series
+
+    def __post_init__(self):
+        self.label = self.label or self.backbone
+
+    @property
+    def gaps(self) -> List[Claim]:
+        return [c for c in self.claims if c.kind == "gap"]
+
+    def trend(self, arm: str) -> Optional[Claim]:
+        return next((c for c in self.claims if c.kind == "trend" and c.arm == arm), None)
 
     def as_dict(self) -> dict:
-        return {"backbone": self.backbone, "verdict": self.verdict, "gaps": self.gaps,
+        return {"backbone": self.backbone, "series": self.series, "verdict": self.verdict,
+                "claims": [c.as_dict() for c in self.claims],
                 "effective_size_multiplier": self.effective_multiplier,
                 "fits": {m: {a: f.as_dict() for a, f in arms.items()} for m, arms in self.fits.items()}}
 
 
+def arm_curves(runs: pd.DataFrame) -> Dict[str, pd.DataFrame]:
+    """arm -> its finished runs; the ME curve's 1x point is the SE base (ME with one set is that
+    model), unless ME ran a different 1x model of its own (K > 1 there, e.g. budget targets)."""
+    curves = {str(arm): curve for arm, curve in runs.groupby("arm", sort=True)}
+    se, me = curves.get("se"), curves.get("me")
+    if se is None or me is None:
+        return curves
+    me = me[me["num_embeddings"].fillna(2) != 1]
+    base = se[se["scale"] == 1]
+    if len(base) and not (me["scale"] == 1).any():
+        me = pd.concat([base.assign(arm="me"), me])
+    curves["me"] = me
+    return curves
+
+
 def _groups(curve: pd.DataFrame, x: str, column: str, transform) -> tuple:
-    by_size = curve.groupby(x)[column].apply(lambda s: transform(s.dropna().to_numpy()))
-    by_size = by_size[by_size.map(len) > 0]
-    return by_size.index.to_numpy(dtype=float), list(by_size.values)
+    """(sorted distinct sizes, per-size arrays of transform(column)) over the rows with both."""
+    xs, ys = curve[x].to_numpy(dtype=float, na_value=np.nan), curve[column].to_numpy(dtype=float, na_value=np.nan)
+    keep = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[keep], transform(ys[keep])
+    sizes = np.unique(xs)
+    return sizes, [ys[xs == size] for size in sizes]
 
 
-def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000) -> List[BackboneAnalysis]:
+def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pairing: str = "welch",
+            holm: bool = False) -> List[BackboneAnalysis]:
+    """Claims and fits per (sweep, backbone) of a tidy runs table (the columns runs.parquet has).
+    `pairing`: "welch" (default) or "seed" (paired t on seeds both arms ran); `holm`: Holm's
+    correction across every claim of the result."""
     if x_axis not in X_AXES:
         raise ValueError(f"x axis {x_axis!r}: choose from {sorted(X_AXES)}")
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing {pairing!r}: choose from {PAIRINGS}")
     x = X_AXES[x_axis]
-    done = runs[(runs["status"] == "FINISHED") & runs[x].notna()]
+    runs = runs if "series" in runs else runs.assign(series=runs["sweep"] if "sweep" in runs else "")
+    runs = distinct_runs(runs.assign(series=runs["series"].fillna("")))
+    done = runs.loc[(runs["status"] == "FINISHED") & runs[x].notna() & runs["test_auc"].notna(),
+                    ["series", "backbone", "arm", "scale", "seed", "num_embeddings", "test_auc", "test_logloss", x]]
+    several = done["series"].nunique() > 1
     results = []
-    for backbone, by_backbone in done.groupby("backbone", sort=True):
-        result = BackboneAnalysis(str(backbone))
+    for (series, backbone), by_backbone in done.groupby(["series", "backbone"], sort=True):
+        label = f"{series} / {backbone}" if several else str(backbone)
+        result = BackboneAnalysis(str(backbone), str(series), label=label)
+        curves = arm_curves(by_backbone)
         for metric, (column, transform) in METRICS.items():
             result.fits[metric] = {}
-            for arm, curve in by_backbone.groupby("arm", sort=True):
+            for arm, curve in curves.items():
                 sizes, groups = _groups(curve, x, column, transform)
                 if len(sizes):
-                    result.fits[metric][str(arm)] = fit_curve(sizes, groups, resamples=resamples)
-        result.gaps = _gaps(by_backbone)
-        result.effective_multiplier = _multipliers(result.fits.get("auc", {}))
-        result.verdict = verdict(result)
+                    result.fits[metric][arm] = fit_curve(sizes, groups, resamples=resamples)
+        result.claims = _gap_claims(by_backbone, pairing) + _trend_claims(curves, x)
+        result.effective_multiplier = _multipliers(curves, result.fits.get("auc", {}), x, resamples)
         results.append(result)
+    if holm:
+        holm_adjust([c for r in results for c in r.claims])
+    for result in results:
+        result.verdict = verdict(result)
     return results
 
 
-def _gaps(runs: pd.DataFrame) -> List[dict]:
-    """ME - SE test AUC at each scale both arms ran (scale 1 is the same model in both)."""
-    gaps = []
-    for scale, at_scale in runs.groupby("scale", sort=True):
-        arms = {a: g["test_auc"].dropna().to_numpy() for a, g in at_scale.groupby("arm")}
-        if "se" in arms and "me" in arms and len(arms["se"]) and len(arms["me"]) and int(scale) > 1:
-            gaps.append({"scale": int(scale), **gap_interval(arms["me"], arms["se"])})
-    return gaps
+def _by_seed(runs: pd.DataFrame) -> Dict[int, float]:
+    seeds = runs["seed"].to_numpy(dtype=float, na_value=np.nan)
+    aucs = runs["test_auc"].to_numpy(dtype=float)
+    return {int(s) if np.isfinite(s) else -1 - i: float(v) for i, (s, v) in enumerate(zip(seeds, aucs))}
 
 
-def _multipliers(auc_fits: Dict[str, CurveFit]) -> List[dict]:
-    """For each ME size: the SE size whose fitted curve reaches ME's AUC there, over ME's size."""
-    se, me = auc_fits.get("se"), auc_fits.get("me")
-    if se is None or me is None or not se.identified:
+def _gap_claims(runs: pd.DataFrame, pairing: str) -> List[Claim]:
+    """ME − SE test AUC at each scale > 1 that both arms ran (scale 1 is the shared base)."""
+    scales, arms = runs["scale"].to_numpy(dtype=float, na_value=np.nan), runs["arm"].to_numpy()
+    claims = []
+    for scale in np.unique(scales[np.isfinite(scales) & (scales > 1)]):
+        me, se = runs[(scales == scale) & (arms == "me")], runs[(scales == scale) & (arms == "se")]
+        if len(me) and len(se):
+            claims.append(gap_claim(_by_seed(me), _by_seed(se), int(scale), pairing))
+    return claims
+
+
+def _trend_claims(curves: Dict[str, pd.DataFrame], x: str) -> List[Claim]:
+    claims = []
+    for arm, curve in curves.items():
+        sizes, groups = _groups(curve, x, "test_auc", lambda v: v)
+        if len(sizes):
+            claims.append(trend_claim(arm, sizes, groups))
+    return claims
+
+
+def _multipliers(curves: Dict[str, pd.DataFrame], auc_fits: Dict[str, CurveFit], x: str,
+                 resamples: int) -> List[dict]:
+    """For each ME size above the base: the SE size whose fitted curve reaches ME's AUC there,
+    over ME's size — only on a trusted SE fit."""
+    se_fit = auc_fits.get("se")
+    if "me" not in curves or se_fit is None or not se_fit.identified:
         return []
-    law = se.power_law()
-    return [{"me_size": n, "me_auc": 1.0 - err, "se_size_needed": effective_size(law, err),
-             "multiplier": effective_size(law, err) / n} for n, err in zip(me.sizes, me.means)]
+    se_sizes, se_groups = _groups(curves["se"], x, "test_auc", lambda v: 1.0 - v)
+    me_sizes, me_groups = _groups(curves["me"], x, "test_auc", lambda v: 1.0 - v)
+    return [effective_size_multiplier(se_sizes, se_groups, size, group, resamples=resamples)
+            for size, group in zip(me_sizes, me_groups) if size > min(se_sizes)]
 
 
-def _fmt_ci(ci: List[float], scale: float = 1.0) -> str:
-    return f"[{ci[0] * scale:+.4f}, {ci[1] * scale:+.4f}]"
+def headline(result: BackboneAnalysis) -> str:
+    """The claim at the largest scale both arms ran, in a few words."""
+    gaps = result.gaps
+    if not gaps:
+        return "no scale with both arms"
+    last = gaps[-1]
+    return {"me_ahead": f"ME ahead at {last.scale}x", "me_behind": f"ME behind at {last.scale}x",
+            "no_difference": f"no difference at {last.scale}x",
+            INSUFFICIENT: f"insufficient seeds at {last.scale}x"}[last.verdict]
+
+
+def fit_note(result: BackboneAnalysis) -> str:
+    fits = result.fits.get("auc", {})
+    if not fits:
+        return "no fit"
+    trusted = [a.upper() for a, f in sorted(fits.items()) if f.identified]
+    return ("power law trusted for " + " and ".join(trusted)) if trusted else "power law not trusted"
 
 
 def verdict(result: BackboneAnalysis) -> str:
-    """A plain statement of what the data supports, with its uncertainty."""
+    """A plain statement of what the data supports, written from the claims."""
+    if not result.claims:
+        return f"{result.label}: no finished runs."
     parts = []
     if result.gaps:
-        last = result.gaps[-1]
-        lo, hi = last["ci"]
-        if lo > 0:
-            parts.append(f"ME is ahead of SE at {last['scale']}x by {last['gap']:+.4f} AUC (95% CI {_fmt_ci(last['ci'])})")
-        elif hi < 0:
-            parts.append(f"ME is behind SE at {last['scale']}x by {last['gap']:+.4f} AUC (95% CI {_fmt_ci(last['ci'])})")
-        else:
-            parts.append(f"at {last['scale']}x the ME - SE gap ({last['gap']:+.4f} AUC, 95% CI {_fmt_ci(last['ci'])}) "
-                         "is within seed noise")
-    for arm, fit in sorted(result.fits.get("auc", {}).items()):
-        if not fit.slope_ci:
-            continue
-        # the fitted metric is 1 - AUC: AUC gained per doubling is minus its slope
-        gain, ci = -fit.slope_per_doubling, [-fit.slope_ci[1], -fit.slope_ci[0]]
-        trend = "keeps improving" if ci[0] > 0 else ("gets worse" if ci[1] < 0 else "is flat within noise")
-        parts.append(f"{arm.upper()} {trend} ({gain:+.4f} AUC per doubling, 95% CI {_fmt_ci(ci)})")
-    flagged = [f"{arm.upper()}: {'; '.join(f.flags)}" for arm, f in result.fits.get("auc", {}).items() if f.flags]
-    if flagged:
-        parts.append("power-law fit not trusted (" + " | ".join(flagged) + ")")
-    return (f"{result.backbone}: " + "; ".join(parts) + ".") if parts else f"{result.backbone}: no finished runs."
+        parts.append(claim_text(result.gaps[-1]))
+    parts += [claim_text(c) for c in result.claims if c.kind == "trend"]
+    return f"{result.label}: " + "; ".join(parts) + f"; {fit_note(result)}."
+
+
+def claim_rows(results: List[BackboneAnalysis]) -> pd.DataFrame:
+    """Every claim of a report, one row each (the machine-readable table)."""
+    return pd.DataFrame([{"series": r.series, "backbone": r.backbone, **c.as_dict()}
+                         for r in results for c in r.claims])
 
 
 def fit_rows(results: List[BackboneAnalysis]) -> pd.DataFrame:
@@ -110,10 +190,9 @@ def fit_rows(results: List[BackboneAnalysis]) -> pd.DataFrame:
         for metric, arms in r.fits.items():
             for arm, f in arms.items():
                 law = f.law or {}
-                rows.append({"backbone": r.backbone, "arm": arm, "metric": f"1-{metric}" if metric == "auc" else metric,
+                rows.append({"backbone": r.label, "arm": arm, "metric": f"1-{metric}" if metric == "auc" else metric,
                              "sizes": len(f.sizes), "alpha": law.get("alpha"), "alpha_ci": f.alpha_ci or None,
-                             "E": law.get("E"), "A": law.get("A"), "slope_per_doubling": f.slope_per_doubling,
-                             "slope_ci": f.slope_ci or None,
-                             "holdout_error": (f.holdout or {}).get("error"), "flags": "; ".join(f.flags)})
+                             "E": law.get("E"), "A": law.get("A"),
+                             "holdout_error": (f.holdout or {}).get("error"),
+                             "trusted": f.identified, "flags": "; ".join(f.flags)})
     return pd.DataFrame(rows)
-

@@ -6,21 +6,24 @@ the per-size means; the alpha with the smallest squared error wins. N is scaled 
 smallest value first, so A is the reducible error at the smallest model.
 
 Uncertainty: bootstrap over seeds within each size (resample each size's seed results with
-replacement, refit). A simple log-linear slope (metric gained per doubling of N) is fitted the
-same way. A curve is flagged instead of trusted when it has fewer than 3 sizes, when alpha sits
-on the edge of its grid (no curvature to identify it), or when its bootstrap interval on alpha
-is wider than the grid's half range.
+replacement, refit). A law is fitted only with at least 4 sizes: 3 points determine E, A and
+alpha exactly, so a 3-size "fit" interpolates and says nothing about alpha. A fitted curve is
+flagged (not trusted: drawn without band or extrapolation, no effective size read off it) when
+alpha sits on the edge of its grid (no curvature), when its bootstrap interval spans more than
+a factor NOISY_ALPHA_RATIO, or when the fit without the largest size mispredicts that size
+outside the prediction's bootstrap interval.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 from scipy.optimize import minimize_scalar, nnls
 
 ALPHA_GRID = np.geomspace(0.02, 3.0, 160)
-MIN_SIZES = 3
+MIN_SIZES = 4  # alpha is reported only from this many sizes on
+NOISY_ALPHA_RATIO = 4.0
 
 
 @dataclass
@@ -74,14 +77,6 @@ def fit_power_law(n: Sequence[float], y: Sequence[float], alphas: np.ndarray = A
     return best
 
 
-def loglinear_slope(n: Sequence[float], y: Sequence[float]) -> float:
-    """Least-squares change of y per doubling of n."""
-    x = np.log2(np.asarray(n, dtype=float))
-    if np.ptp(x) == 0:
-        return float("nan")
-    return float(np.polyfit(x, np.asarray(y, dtype=float), 1)[0])
-
-
 def _interval(values: np.ndarray, level: float = 0.95) -> List[float]:
     finite = values[np.isfinite(values)]
     if not len(finite):
@@ -104,8 +99,6 @@ class CurveFit:
     law: Optional[dict] = None
     alpha_ci: List[float] = field(default_factory=list)
     E_ci: List[float] = field(default_factory=list)
-    slope_per_doubling: float = float("nan")
-    slope_ci: List[float] = field(default_factory=list)
     holdout: Optional[dict] = None
     flags: List[str] = field(default_factory=list)
 
@@ -120,47 +113,61 @@ class CurveFit:
         return asdict(self)
 
 
+def _sorted_groups(sizes: Sequence[float], groups: Sequence[np.ndarray]):
+    order = np.argsort(sizes)
+    return np.asarray(sizes, dtype=float)[order], [np.asarray(groups[i], dtype=float) for i in order]
+
+
 def fit_curve(sizes: Sequence[float], groups: Sequence[np.ndarray], resamples: int = 1000,
               seed: int = 0) -> CurveFit:
     """`groups[i]`: the per-seed values (an error metric) at size `sizes[i]`."""
-    order = np.argsort(sizes)
-    sizes = np.asarray(sizes, dtype=float)[order]
-    groups = [np.asarray(groups[i], dtype=float) for i in order]
+    sizes, groups = _sorted_groups(sizes, groups)
     means = np.array([g.mean() for g in groups])
     fit = CurveFit(sizes.tolist(), means.tolist(), [len(g) for g in groups])
-    fit.slope_per_doubling = loglinear_slope(sizes, means)
-    if len(sizes) < 2:
-        fit.flags.append("a single size: no curve")
+    if len(sizes) < MIN_SIZES:
+        fit.flags.append(
+            "a single size: no curve" if len(sizes) < 2 else
+            f"{len(sizes)} sizes: a power law needs at least {MIN_SIZES} "
+            + ("(3 points are interpolated exactly by E, A and alpha)" if len(sizes) == 3 else ""))
         return fit
     rng = np.random.default_rng(seed)
-    boot_means = np.array([resample_means(groups, rng) for _ in range(resamples)])
-    fit.slope_ci = _interval(np.array([loglinear_slope(sizes, m) for m in boot_means]))
-    if len(sizes) < MIN_SIZES:
-        fit.flags.append(f"{len(sizes)} sizes: a power law needs at least {MIN_SIZES}")
-        return fit
+    boot_means = np.array([resample_means(groups, rng) for _ in range(max(resamples, 1))])
     law = fit_power_law(sizes, means)
     fit.law = asdict(law)
     boot = [fit_power_law(sizes, m, refine=False) for m in boot_means]
     fit.alpha_ci = _interval(np.array([b.alpha for b in boot]))
     fit.E_ci = _interval(np.array([b.E for b in boot]))
+    low, high = fit.alpha_ci
     if law.alpha <= ALPHA_GRID[0] or law.alpha >= ALPHA_GRID[-1] or law.A <= 0:
         fit.flags.append("flat or without curvature: alpha not identified")
-    elif fit.alpha_ci[1] - fit.alpha_ci[0] > (ALPHA_GRID[-1] - ALPHA_GRID[0]) / 2:
-        fit.flags.append("too noisy: the bootstrap interval on alpha spans most of its range")
-    if len(sizes) > MIN_SIZES:
-        head = fit_power_law(sizes[:-1], means[:-1])
-        predicted = float(head.predict(sizes[-1]))
-        fit.holdout = {"size": float(sizes[-1]), "observed": float(means[-1]), "predicted": predicted,
-                       "error": predicted - float(means[-1])}
+    elif not low > 0 or high / low > NOISY_ALPHA_RATIO:
+        fit.flags.append(f"too noisy: alpha's 95% interval [{low:.2g}, {high:.2g}] spans more than a factor "
+                         f"{NOISY_ALPHA_RATIO:g}")
+    fit.holdout = _holdout(sizes, means, boot_means)
+    if fit.holdout["missed"]:
+        fit.flags.append(f"held-out miss: without the largest size the fit predicts {fit.holdout['predicted']:.4f} "
+                         f"there, observed {fit.holdout['observed']:.4f}, outside the prediction's 95% interval")
     return fit
+
+
+def _holdout(sizes: np.ndarray, means: np.ndarray, boot_means: np.ndarray) -> dict:
+    """Fit without the largest size, predict it; the interval of (predicted - observed) comes
+    from the same seed bootstrap (both the head fit and the observed mean resampled)."""
+    head = fit_power_law(sizes[:-1], means[:-1])
+    predicted = float(head.predict(sizes[-1]))
+    errors = np.array([fit_power_law(sizes[:-1], m[:-1], refine=False).predict(sizes[-1]) - m[-1]
+                       for m in boot_means])
+    interval = _interval(errors)
+    return {"size": float(sizes[-1]), "observed": float(means[-1]), "predicted": predicted,
+            "error": predicted - float(means[-1]), "error_ci": interval,
+            "missed": bool(not interval[0] <= 0.0 <= interval[1])}
 
 
 def bootstrap_band(fit: CurveFit, groups: Sequence[np.ndarray], grid: np.ndarray, resamples: int = 300,
                    seed: int = 1) -> np.ndarray:
     """(2, len(grid)): 95% band of the fitted curve's prediction, from the seed bootstrap."""
     rng = np.random.default_rng(seed)
-    order = np.argsort(fit.sizes)
-    sizes = np.asarray(fit.sizes)[order]
+    sizes, groups = _sorted_groups(fit.sizes, groups)
     preds = np.array([fit_power_law(sizes, resample_means(groups, rng), refine=False).predict(grid)
                       for _ in range(resamples)])
     return np.percentile(preds, [2.5, 97.5], axis=0)
@@ -174,8 +181,25 @@ def effective_size(se: PowerLaw, target_error: float) -> float:
     return float(se.n0 * (se.A / reducible) ** (1.0 / se.alpha))
 
 
-def gap_interval(me: np.ndarray, se: np.ndarray, resamples: int = 1000, seed: int = 2) -> Dict[str, object]:
-    """Mean difference ME - SE of a metric at one size, with a 95% seed-bootstrap interval."""
+def effective_size_multiplier(se_sizes: Sequence[float], se_groups: Sequence[np.ndarray], me_size: float,
+                              me_group: np.ndarray, resamples: int = 1000, seed: int = 3) -> dict:
+    """SE size needed to reach ME's error at `me_size`, over `me_size`, with a seed-bootstrap
+    interval (SE curve and ME mean resampled together). `reached` is false when SE's fitted
+    curve never gets there (its floor E is above ME's error); `extrapolated` when the size
+    needed lies beyond the largest SE size measured. An unbounded interval end is None."""
+    se_sizes, se_groups = _sorted_groups(se_sizes, se_groups)
+    me_group = np.asarray(me_group, dtype=float)
+    law = fit_power_law(se_sizes, [g.mean() for g in se_groups])
+    needed = effective_size(law, float(me_group.mean()))
     rng = np.random.default_rng(seed)
-    diffs = np.array([rng.choice(me, len(me)).mean() - rng.choice(se, len(se)).mean() for _ in range(resamples)])
-    return {"gap": float(me.mean() - se.mean()), "ci": _interval(diffs)}
+    boot = np.array([effective_size(fit_power_law(se_sizes, resample_means(se_groups, rng), refine=False),
+                                    float(rng.choice(me_group, len(me_group)).mean()))
+                     for _ in range(max(resamples, 1))]) / me_size
+    # inf sorts last; no interpolation, so an unreached end stays inf instead of turning NaN
+    low, high = np.percentile(boot, 2.5, method="lower"), np.percentile(boot, 97.5, method="higher")
+    finite = np.isfinite(needed)
+    return {"me_size": float(me_size), "me_auc": 1.0 - float(me_group.mean()), "reached": bool(finite),
+            "se_size_needed": float(needed) if finite else None,
+            "multiplier": float(needed / me_size) if finite else None,
+            "multiplier_ci": [float(low) if np.isfinite(low) else None, float(high) if np.isfinite(high) else None],
+            "extrapolated": bool(not finite or needed > se_sizes[-1])}

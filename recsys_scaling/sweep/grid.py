@@ -136,6 +136,27 @@ def plan(job: Job, field_dims_cache: Optional[dict] = None) -> Optional[JobPlan]
         raise SweepConfigError(f"{job.describe()}: {exc}") from exc
 
 
+def _shape(job: Job, job_plan: Optional[JobPlan]) -> tuple:
+    if job_plan is not None:
+        return job_plan.num_embeddings, job_plan.embed_dim
+    shape = embedding_shape(job.cfg.model, job.cfg.arm, job.cfg.scale)
+    return shape.num_embeddings, shape.embed_dim
+
+
+def shared_base(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -> List[Job]:
+    """ME jobs with one embedding set whose SE twin (the same overrides with arm=se) is in the
+    grid with the same shape: the same model as that twin, so the sweep trains it once."""
+    index = {tuple(sorted(job.overrides)): (job, job_plan) for job, job_plan in zip(jobs, plans)}
+    twins = []
+    for job, job_plan in zip(jobs, plans):
+        if job.cfg.arm != "me" or job.cfg.model.experts or "arm=me" not in job.overrides:
+            continue
+        twin = index.get(tuple(sorted("arm=se" if o == "arm=me" else o for o in job.overrides)))
+        if twin is not None and _shape(job, job_plan)[0] == 1 and _shape(job, job_plan) == _shape(*twin):
+            twins.append(job)
+    return twins
+
+
 def validate(jobs: Sequence[Job]) -> List[Optional[JobPlan]]:
     if not jobs:
         raise SweepConfigError("the sweep expands to no jobs")
