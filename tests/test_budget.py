@@ -98,7 +98,9 @@ def test_budget_command_prints_one_row_per_job(workdir, capsys, tmp_path):
     assert main(["budget", "demo", "--csv", str(csv)]) == 0
     out = capsys.readouterr().out
     assert "dcnv2-me-4x-s1" in out and "mismatch_pct" in out
-    assert len(csv.read_text().strip().splitlines()) == 1 + 24
+    # 2 backbones x (4 SE + 3 ME scales) x 3 seeds: ME 1x is the SE base, listed once
+    assert len(csv.read_text().strip().splitlines()) == 1 + 42 and "dnn-me-1x" not in csv.read_text()
+    assert "6 ME jobs with one set are the SE base" in out
 
 
 @pytest.mark.parametrize("override,named", [

@@ -62,6 +62,7 @@ def simulate(seeds, trials, **truth):
     return gaps, me_trends, se_trends
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeds", [3, 5])
 def test_null_gap_and_trend_claims_are_calibrated(seeds, capsys):
     gaps, me_trends, se_trends = simulate(seeds, trials=20)  # 1000 claims of each kind

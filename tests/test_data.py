@@ -38,6 +38,36 @@ def test_zipf_frequencies_and_low_x_high_pairs():
     assert counts[0] > 20 * counts[100] > 0  # heavy head, long tail
 
 
+def test_teacher_knobs_spectrum_and_negative_control():
+    from recsys_scaling.data.synthetic import column_scales
+
+    scales = column_scales(64, 0.25)
+    assert np.sum(scales**2) == pytest.approx(1.0) and scales[0] / scales[-1] == pytest.approx(64**0.25)
+    assert np.allclose(column_scales(16, 0.0), 1 / 4)
+    cards = [2, 3, 50, 200, 1000]
+    with_pairs = make_teacher(SyntheticConfig(cardinalities=cards, pair_density=0.2, high_cardinality=200))
+    control = make_teacher(SyntheticConfig(cardinalities=cards, pair_density=0.2, high_cardinality=200,
+                                           low_high_pairs=False))
+    forced = {(i, j) for i in range(3) for j in (3, 4)}
+    assert forced <= set(with_pairs.pairs)
+    assert set(with_pairs.pairs) == set(control.pairs) | forced  # the other pairs are drawn alike
+    assert not forced <= set(control.pairs)
+    assert make_teacher(SyntheticConfig(cardinalities=cards, teacher_rank=8, spectrum_decay=1.0)).rank == 8
+
+
+def test_oracle_aucs_show_the_headroom(tmp_path):
+    cfg = SyntheticConfig(rows=30_000, cardinalities=[2, 4, 8, 300, 500], teacher_rank=48, spectrum_decay=0.25,
+                          high_cardinality=200, interaction_scale=2.0, seed=4)
+    data = build(tmp_path, cfg)
+    oracle = data.meta["oracle"]
+    assert oracle["teacher_rank"] == 48 and list(oracle["truncated_auc"]) == ["10", "20", "40"]
+    widths = [oracle["truncated_auc"][w] for w in ("10", "20", "40")]
+    assert 0.5 < widths[0] < widths[2] < oracle["bayes_auc"] < 1.0
+    from recsys_scaling.data import describe
+
+    assert "oracle test AUC: Bayes" in describe(data)
+
+
 def test_split_is_seeded_disjoint_and_complete():
     a, b = seeded_split(1000, [0.8, 0.1, 0.1], 7), seeded_split(1000, [0.8, 0.1, 0.1], 7)
     assert all(np.array_equal(a[n], b[n]) for n in a)

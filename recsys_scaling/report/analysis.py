@@ -39,6 +39,10 @@ class BackboneAnalysis:
     def gaps(self) -> List[Claim]:
         return [c for c in self.claims if c.kind == "gap"]
 
+    @property
+    def ia_gaps(self) -> List[Claim]:
+        return [c for c in self.claims if c.kind == "ia_gap"]
+
     def trend(self, arm: str) -> Optional[Claim]:
         return next((c for c in self.claims if c.kind == "trend" and c.arm == arm), None)
 
@@ -85,8 +89,10 @@ def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pa
     x = X_AXES[x_axis]
     runs = runs if "series" in runs else runs.assign(series=runs["sweep"] if "sweep" in runs else "")
     runs = distinct_runs(runs.assign(series=runs["series"].fillna("")))
+    ia = ia_column(runs)
     done = runs.loc[(runs["status"] == "FINISHED") & runs[x].notna() & runs["test_auc"].notna(),
-                    ["series", "backbone", "arm", "scale", "seed", "num_embeddings", "test_auc", "test_logloss", x]]
+                    list(dict.fromkeys(["series", "backbone", "arm", "scale", "seed", "num_embeddings", "test_auc",
+                                        "test_logloss", x, *([ia] if ia else [])]))]
     several = done["series"].nunique() > 1
     results = []
     for (series, backbone), by_backbone in done.groupby(["series", "backbone"], sort=True):
@@ -100,6 +106,8 @@ def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pa
                 if len(sizes):
                     result.fits[metric][arm] = fit_curve(sizes, groups, resamples=resamples)
         result.claims = _gap_claims(by_backbone, pairing) + _trend_claims(curves, x)
+        if ia:
+            result.claims += _gap_claims(by_backbone, pairing, ia, "ia_gap")
         result.effective_multiplier = _multipliers(curves, result.fits.get("auc", {}), x, resamples)
         results.append(result)
     if holm:
@@ -109,20 +117,29 @@ def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pa
     return results
 
 
-def _by_seed(runs: pd.DataFrame) -> Dict[int, float]:
+def ia_column(runs: pd.DataFrame) -> Optional[str]:
+    """The IA the ia_gap claims compare: of the large fields when measured, else of all fields."""
+    for column in ("ia_mean_large", "ia_mean"):
+        if column in runs and runs[column].notna().any():
+            return column
+    return None
+
+
+def _by_seed(runs: pd.DataFrame, column: str) -> Dict[int, float]:
+    runs = runs[runs[column].notna()]
     seeds = runs["seed"].to_numpy(dtype=float, na_value=np.nan)
-    aucs = runs["test_auc"].to_numpy(dtype=float)
-    return {int(s) if np.isfinite(s) else -1 - i: float(v) for i, (s, v) in enumerate(zip(seeds, aucs))}
+    values = runs[column].to_numpy(dtype=float)
+    return {int(s) if np.isfinite(s) else -1 - i: float(v) for i, (s, v) in enumerate(zip(seeds, values))}
 
 
-def _gap_claims(runs: pd.DataFrame, pairing: str) -> List[Claim]:
-    """ME − SE test AUC at each scale > 1 that both arms ran (scale 1 is the shared base)."""
+def _gap_claims(runs: pd.DataFrame, pairing: str, column: str = "test_auc", kind: str = "gap") -> List[Claim]:
+    """ME − SE of `column` at each scale > 1 that both arms ran (scale 1 is the shared base)."""
     scales, arms = runs["scale"].to_numpy(dtype=float, na_value=np.nan), runs["arm"].to_numpy()
     claims = []
     for scale in np.unique(scales[np.isfinite(scales) & (scales > 1)]):
         me, se = runs[(scales == scale) & (arms == "me")], runs[(scales == scale) & (arms == "se")]
         if len(me) and len(se):
-            claims.append(gap_claim(_by_seed(me), _by_seed(se), int(scale), pairing))
+            claims.append(gap_claim(_by_seed(me, column), _by_seed(se, column), int(scale), pairing, kind))
     return claims
 
 
@@ -175,6 +192,8 @@ def verdict(result: BackboneAnalysis) -> str:
     if result.gaps:
         parts.append(claim_text(result.gaps[-1]))
     parts += [claim_text(c) for c in result.claims if c.kind == "trend"]
+    if result.ia_gaps:
+        parts.append(claim_text(result.ia_gaps[-1]))
     return f"{result.label}: " + "; ".join(parts) + f"; {fit_note(result)}."
 
 

@@ -1,11 +1,13 @@
 """The report's claims: each one a test with a calibrated interval, or "insufficient seeds".
 
-Two kinds of claim:
+Three kinds of claim:
 
 * ``gap``: ME − SE test AUC at one scale. A t interval on the difference of the seed means:
   Welch's (unequal variances, Welch–Satterthwaite degrees of freedom) by default, or paired by
   seed (a one-sample t interval on the per-seed differences) when asked for and both arms ran
   the same seeds — the seed fixes the shuffling in both arms, so pairing removes that noise.
+* ``ia_gap``: ME − SE information abundance of the large fields at one scale (the collapse
+  itself; higher is less collapsed), with the same test as ``gap``.
 * ``trend``: test AUC gained per doubling of the model size, per arm. Ordinary least squares of
   the per-seed AUCs on log2(size), with the slope's t interval (n − 2 degrees of freedom).
 
@@ -35,7 +37,7 @@ INSUFFICIENT = "insufficient_seeds"
 
 @dataclass
 class Claim:
-    kind: str  # "gap" | "trend"
+    kind: str  # "gap" | "ia_gap" | "trend"
     arm: Optional[str]  # trend: the arm; gap: None
     scale: Optional[int]  # gap: the scale; trend: None
     estimate: float
@@ -75,14 +77,16 @@ def _trend_verdict(low: float, high: float) -> str:
     return "improving" if low > 0 else "worsening" if high < 0 else "flat"
 
 
-def gap_claim(me: Dict[int, float], se: Dict[int, float], scale: int, pairing: str = "welch") -> Claim:
-    """ME − SE at one scale; `me` / `se` map seed -> test AUC of the finished runs."""
+def gap_claim(me: Dict[int, float], se: Dict[int, float], scale: int, pairing: str = "welch",
+              kind: str = "gap") -> Claim:
+    """ME − SE at one scale; `me` / `se` map seed -> the metric (test AUC for kind "gap", large-
+    field IA for "ia_gap") of the finished runs."""
     if pairing not in PAIRINGS:
         raise ValueError(f"pairing={pairing!r}: choose from {PAIRINGS}")
     a, b = np.array(list(me.values()), float), np.array(list(se.values()), float)
     estimate = float(a.mean() - b.mean()) if len(a) and len(b) else float("nan")
     if min(len(a), len(b)) < MIN_SEEDS:
-        return Claim("gap", None, scale, estimate, None, None, len(a), len(b), pairing, INSUFFICIENT)
+        return Claim(kind, None, scale, estimate, None, None, len(a), len(b), pairing, INSUFFICIENT)
     common = sorted(set(me) & set(se))
     if pairing == "seed" and set(me) == set(se):
         diffs = np.array([me[s] - se[s] for s in common])
@@ -94,7 +98,7 @@ def gap_claim(me: Dict[int, float], se: Dict[int, float], scale: int, pairing: s
         df = float((va + vb) ** 2 / denominator) if denominator > 0 else float(len(a) + len(b) - 2)
         method = "welch t" if pairing == "welch" else "welch t (arms ran different seeds: not paired)"
     low, high, p = _t_interval(estimate, se_diff, df)
-    return Claim("gap", None, scale, estimate, low, high, len(a), len(b), method, _gap_verdict(low, high),
+    return Claim(kind, None, scale, estimate, low, high, len(a), len(b), method, _gap_verdict(low, high),
                  p_value=p, df=df)
 
 
@@ -132,8 +136,8 @@ def holm_adjust(claims: Sequence[Claim], alpha: float = 1 - LEVEL) -> None:
         claim.p_adjusted = running
         claim.method += f", Holm-adjusted over {m} claims"
         if running >= alpha:
-            claim.verdict = "no_difference" if claim.kind == "gap" else "flat"
-        elif claim.kind == "gap":
+            claim.verdict = "flat" if claim.kind == "trend" else "no_difference"
+        elif claim.kind != "trend":
             claim.verdict = "me_ahead" if claim.estimate > 0 else "me_behind"
         else:
             claim.verdict = "improving" if claim.estimate > 0 else "worsening"
@@ -141,7 +145,7 @@ def holm_adjust(claims: Sequence[Claim], alpha: float = 1 - LEVEL) -> None:
 
 def seeds_needed_text(claim: Claim) -> str:
     """Why a claim is undecided, in words."""
-    if claim.kind == "gap":
+    if claim.kind != "trend":
         return f"{claim.n_me} ME and {claim.n_se} SE seeds ran; {MIN_SEEDS} per arm needed"
     fewest = claim.n_me if claim.arm == "me" else claim.n_se
     if not np.isfinite(claim.estimate):
@@ -151,8 +155,17 @@ def seeds_needed_text(claim: Claim) -> str:
 
 def claim_text(claim: Claim) -> str:
     """One short sentence for one claim."""
-    ci = ("" if claim.low is None else f" (95% CI [{claim.low:+.4f}, {claim.high:+.4f}]"
+    digits = 2 if claim.kind == "ia_gap" else 4
+    ci = ("" if claim.low is None else f" (95% CI [{claim.low:+.{digits}f}, {claim.high:+.{digits}f}]"
           + (f", Holm p = {claim.p_adjusted:.3f}" if claim.p_adjusted is not None else "") + ")")
+    if claim.kind == "ia_gap":
+        where = f"at {claim.scale}x"
+        if claim.verdict == INSUFFICIENT:
+            return f"large-field IA, ME vs SE {where}: insufficient seeds ({seeds_needed_text(claim)})"
+        words = {"me_ahead": "ME's large-field embeddings are less collapsed than SE's",
+                 "me_behind": "ME's large-field embeddings are more collapsed than SE's",
+                 "no_difference": "no difference in large-field IA between ME and SE"}[claim.verdict]
+        return f"{words} {where}: IA {claim.estimate:+.2f}{ci}"
     if claim.kind == "gap":
         where = f"at {claim.scale}x"
         if claim.verdict == INSUFFICIENT:

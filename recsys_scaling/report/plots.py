@@ -49,6 +49,7 @@ def auc_vs_params(summary: pd.DataFrame, path: Path, title: str, oracle: Optiona
         ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes)
     else:
         ax.set_xscale("log")
+        log_size_ticks(ax.xaxis)
         ax.legend(fontsize=8)
     return _finish(fig, ax, "total parameters", "test AUC (mean ± std over seeds)", title, path)
 
@@ -128,8 +129,22 @@ def _draw_backbone(ax, runs: pd.DataFrame, analysis, x_column: str, color_of) ->
         band = bootstrap_band(fit, groups, grid)
         ax.fill_between(grid, 1 - band[1], 1 - band[0], color=color, alpha=0.15, lw=0)
     ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    log_size_ticks(ax.xaxis)
     ax.grid(True, which="both", alpha=0.3)
+
+
+def _short_count(value: float, _position=None) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{unit}"
+    return f"{value:.3g}"
+
+
+def log_size_ticks(axis) -> None:
+    """Labelled ticks at 1, 2 and 5 of every decade (a sweep often spans less than a decade)."""
+    axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(_short_count))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 ARM_COLORS = {"se": "#1f77b4", "me": "#d62728"}
@@ -141,7 +156,7 @@ def _runs_of(runs: pd.DataFrame, analysis) -> pd.DataFrame:
 
 def backbone_fit(runs: pd.DataFrame, analysis, x_column: str, x_label: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    _draw_backbone(ax, runs, analysis, x_column, lambda arm: ARM_COLORS.get(arm, "k"))
+    _draw_backbone(ax, _runs_of(runs, analysis), analysis, x_column, lambda arm: ARM_COLORS.get(arm, "k"))
     ax.set_xlabel(x_label)
     ax.set_ylabel("test AUC")
     ax.set_title(f"{analysis.label}: AUC vs size (error bars: seed std; trusted fits with 95% band)", fontsize=9)

@@ -63,25 +63,31 @@ def _run_links(runs: pd.DataFrame, ui_url: str) -> pd.DataFrame:
     return shown.drop(columns=["experiment_id", "run_id"])
 
 
+SHORT = {"me_ahead": "ME ahead", "me_behind": "ME behind", "no_difference": "no difference", "improving": "improving",
+         "worsening": "worsening", "flat": "flat", INSUFFICIENT: "insufficient seeds"}
+SHORT_IA = {"me_ahead": "ME less collapsed", "me_behind": "ME more collapsed"}
+
+
 def _cell(claim) -> str:
     if claim is None:
         return "<td>–</td>"
-    short = {"me_ahead": "ME ahead", "me_behind": "ME behind", "no_difference": "no difference",
-             "improving": "improving", "worsening": "worsening", "flat": "flat", INSUFFICIENT: "insufficient seeds"}
-    value = "" if claim.low is None else f" {claim.estimate:+.4f}"
-    return (f'<td class="{claim.verdict}" title="{html.escape(claim_text(claim))}">'
-            f"{short[claim.verdict]}{value}</td>")
+    words = (SHORT_IA if claim.kind == "ia_gap" else {}).get(claim.verdict, SHORT[claim.verdict])
+    value = "" if claim.low is None else (f" {claim.estimate:+.2f}" if claim.kind == "ia_gap"
+                                          else f" {claim.estimate:+.4f}")
+    return f'<td class="{claim.verdict}" title="{html.escape(claim_text(claim))}">{words}{value}</td>'
 
 
 def verdict_table(analyses) -> str:
-    """backbone | ME vs SE at the largest scale | ME trend | SE trend | fit trusted?"""
+    """backbone | ME vs SE at the largest scale | ME trend | SE trend | large-field IA | fit trusted?"""
     rows = []
     for a in analyses:
         gap = a.gaps[-1] if a.gaps else None
+        ia = a.ia_gaps[-1] if a.ia_gaps else None
         rows.append(f"<tr><th>{html.escape(a.label)}</th>{_cell(gap)}{_cell(a.trend('me'))}{_cell(a.trend('se'))}"
-                    f"<td>{html.escape(fit_note(a))}</td></tr>")
-    header = ("<tr><th>backbone</th><th>ME − SE test AUC at the largest scale</th><th>ME: AUC per doubling</th>"
-              "<th>SE: AUC per doubling</th><th>power-law fit</th></tr>")
+                    f"{_cell(ia)}<td>{html.escape(fit_note(a))}</td></tr>")
+    header = ("<tr><th>backbone</th><th>ME − SE test AUC<br>at the largest scale</th><th>ME: AUC per doubling</th>"
+              "<th>SE: AUC per doubling</th><th>ME − SE IA of the large<br>fields (collapse)</th>"
+              "<th>power-law fit</th></tr>")
     return f'<div class="scroll"><table class="v">{header}{"".join(rows)}</table></div>'
 
 
