@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 import pandas as pd
 
 from .. import tracking
-from .analysis import X_AXES, analyse, arm_curves, claim_rows, fit_rows
+from .analysis import X_AXES, analyse, arm_curves, claim_records, fit_rows
 from .claims import PAIRINGS
 from .collect import collect_runs, distinct_runs, largest_scale_spectra, oracle_aucs, seed_summary
 from .paper import compare_with_paper
@@ -77,11 +77,11 @@ def _write(work: Path, name: str, parents: List[str], runs: pd.DataFrame, missin
     runs = distinct_runs(runs)
     analyses = analyse(runs, x_axis, resamples, pairing=pairing, holm=holm)
     shown = _display_runs(runs)
-    summary = seed_summary(shown)
+    summary, oracle = seed_summary(shown), oracle_aucs(runs)
     plots = [small_multiples(runs, analyses, x_column, x_label, work / "scaling_grid.png")]
     plots += [backbone_fit(runs, a, x_column, x_label, work / f"scaling_{_slug(a.label)}.png") for a in analyses]
     plots.append(auc_vs_params(summary, work / "auc_vs_params.png", f"{name}: test AUC vs model size",
-                               oracle_aucs(runs)))
+                               oracle))
     plots.append(ia_vs_scale(summary, work / "ia_vs_scale.png", f"{name}: embedding collapse (IA)"))
     plots.append(spectra(largest_scale_spectra(shown), work / "spectra.png",
                          f"{name}: embedding spectra at the largest scale (flatter = less collapse)"))
@@ -89,20 +89,20 @@ def _write(work: Path, name: str, parents: List[str], runs: pd.DataFrame, missin
     if paper is not None and len(paper):
         plots.append(paper_comparison(paper, work / "paper_comparison.png", str(runs["dataset"].iloc[0])))
         paper.to_csv(work / "paper_comparison.csv", index=False)
-    claims = claim_rows(analyses)
+    claims = claim_records(analyses)
     multipliers = pd.DataFrame([{"backbone": a.label, **m} for a in analyses for m in a.effective_multiplier])
     verdicts = [a.verdict for a in analyses]
     summary.to_csv(work / "summary.csv", index=False)
-    claims.to_csv(work / "claims.csv", index=False)
+    pd.DataFrame(claims).to_csv(work / "claims.csv", index=False)
     runs.to_csv(work / "runs.csv", index=False)
     runs.to_parquet(work / "runs.parquet", index=False)
     method = {"pairing": pairing, "holm": holm, "level": 0.95}
     (work / "fits.json").write_text(json.dumps({
         "x_axis": x_axis, "parents": parents, "resamples": resamples, "missing_jobs": missing, "claims_method": method,
-        "claims": [{"series": a.series, "backbone": a.backbone, **c.as_dict()} for a in analyses for c in a.claims],
-        "oracle": oracle_aucs(runs), "backbones": [a.as_dict() for a in analyses]}, indent=2, default=_json_value))
-    write_index(work, name, parents, tracking.current_uri(), ui_url, analyses, plots, fit_rows(analyses), claims,
-                multipliers, summary, runs, missing, paper, x_label, method, oracle_aucs(runs))
+        "claims": claims, "oracle": oracle, "backbones": [a.as_dict() for a in analyses]}, indent=2,
+        default=_json_value))
+    write_index(work, name, parents, tracking.current_uri(), ui_url, analyses, plots, fit_rows(analyses),
+                pd.DataFrame(claims), multipliers, summary, runs, missing, paper, x_label, method, oracle)
     return {"plot": plots[0].name, "verdicts": verdicts}
 
 

@@ -197,10 +197,9 @@ def verdict(result: BackboneAnalysis) -> str:
     return f"{result.label}: " + "; ".join(parts) + f"; {fit_note(result)}."
 
 
-def claim_rows(results: List[BackboneAnalysis]) -> pd.DataFrame:
-    """Every claim of a report, one row each (the machine-readable table)."""
-    return pd.DataFrame([{"series": r.series, "backbone": r.backbone, **c.as_dict()}
-                         for r in results for c in r.claims])
+def claim_records(results: List[BackboneAnalysis]) -> List[dict]:
+    """Every claim of a report, one dict each (fits.json's `claims`, claims.csv's rows)."""
+    return [{"series": r.series, "backbone": r.backbone, **c.as_dict()} for r in results for c in r.claims]
 
 
 def fit_rows(results: List[BackboneAnalysis]) -> pd.DataFrame:

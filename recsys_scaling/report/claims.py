@@ -56,7 +56,8 @@ class Claim:
         return self.verdict != INSUFFICIENT
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Plain values; a non-finite estimate (no trend from one size) becomes None."""
+        return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(self).items()}
 
 
 def _t_interval(estimate: float, se: float, df: float) -> tuple:

@@ -62,8 +62,8 @@ def ia_vs_scale(summary: pd.DataFrame, path: Path, title: str) -> Path:
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(6.2 * max(1, len(panels)), 4.5), squeeze=False)
     for ax, (column, panel_title) in zip(axes.flat, panels):
         measured = summary.dropna(subset=[column]).astype({"scale": float})
-        std = f"{column}_std" if f"{column}_std" in measured else column
-        _arm_curves(ax, measured, "scale", column, std if std != column else None)
+        std = f"{column}_std"
+        _arm_curves(ax, measured, "scale", column, std if std in measured else None)
         if column == "ia_mean":
             reference = measured.groupby("scale")["ia_random_mean"].max().sort_index()
             ax.plot(reference.index.astype(float), reference.values, color="grey", lw=1, linestyle=":",
