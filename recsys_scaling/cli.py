@@ -112,10 +112,8 @@ def cmd_budget(args: List[str], csv: Optional[Path]) -> int:
     spec = resolve_sweep_file(args[0]) if args and "=" not in args[0] else None
     overrides = args[1:] if spec else args
     jobs = grid.expand(spec, overrides)
-    plans = grid.validate(jobs)
-    base = grid.shared_base(jobs, plans)
-    kept = [(job, plan) for job, plan in zip(jobs, plans) if all(job is not twin for twin in base)]
-    table = budget_table([job for job, _ in kept], [plan for _, plan in kept])
+    trained, plans, base = grid.split_shared_base(jobs, grid.validate(jobs))
+    table = budget_table(trained, plans)
     print(format_table(table))
     if base:
         print(f"({len(base)} ME jobs with one set are the SE base: the sweep trains them once, as SE)")

@@ -157,6 +157,13 @@ def shared_base(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -> List
     return twins
 
 
+def split_shared_base(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -> tuple:
+    """(the jobs to train, their plans, the ME jobs that are the SE base)."""
+    base = shared_base(jobs, plans)
+    kept = [(job, p) for job, p in zip(jobs, plans) if all(job is not twin for twin in base)]
+    return [job for job, _ in kept], [p for _, p in kept], base
+
+
 def validate(jobs: Sequence[Job]) -> List[Optional[JobPlan]]:
     if not jobs:
         raise SweepConfigError("the sweep expands to no jobs")

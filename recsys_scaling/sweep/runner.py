@@ -59,14 +59,12 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False) -> 
     sweep_name = spec.stem
     overrides = [*overrides, *(["sweep.resume=false"] if force else [])]
     jobs = grid.expand(spec, overrides)
-    plans = grid.validate(jobs)
     check_parallelism(jobs)
-    base = grid.shared_base(jobs, plans)
+    jobs, _, base = grid.split_shared_base(jobs, grid.validate(jobs))
     if base:
         overrides = [*overrides, "sweep.shared_base=[" + ",".join(f"'{job.name}'" for job in base) + "]"]
         log.info("sweep %s: %d ME jobs with one set are the SE base and are trained once, as SE", sweep_name,
                  len(base))
-        jobs = [job for job in jobs if all(job is not twin for twin in base)]
     log.info("sweep %s: %d jobs checked", sweep_name, len(jobs))
     first = jobs[0].cfg
     reused = {} if force else _finished_before(jobs)
