@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from recsys_scaling.budget import plan_job
 from recsys_scaling.collapse import CollapseProbe

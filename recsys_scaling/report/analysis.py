@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import pandas as pd
 
-from .claims import Claim, INSUFFICIENT, PAIRINGS, claim_text, gap_claim, holm_adjust, trend_claim
+from .claims import PAIRINGS, Claim, claim_text, gap_claim, holm_adjust, trend_claim
 from .collect import distinct_runs
 from .fit import CurveFit, effective_size_multiplier, fit_curve
 
@@ -163,17 +163,6 @@ def _multipliers(curves: Dict[str, pd.DataFrame], auc_fits: Dict[str, CurveFit],
     me_sizes, me_groups = _groups(curves["me"], x, "test_auc", lambda v: 1.0 - v)
     return [effective_size_multiplier(se_sizes, se_groups, size, group, resamples=resamples)
             for size, group in zip(me_sizes, me_groups) if size > min(se_sizes)]
-
-
-def headline(result: BackboneAnalysis) -> str:
-    """The claim at the largest scale both arms ran, in a few words."""
-    gaps = result.gaps
-    if not gaps:
-        return "no scale with both arms"
-    last = gaps[-1]
-    return {"me_ahead": f"ME ahead at {last.scale}x", "me_behind": f"ME behind at {last.scale}x",
-            "no_difference": f"no difference at {last.scale}x",
-            INSUFFICIENT: f"insufficient seeds at {last.scale}x"}[last.verdict]
 
 
 def fit_note(result: BackboneAnalysis) -> str:
