@@ -6,7 +6,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT.parent / "shared" / "data" / "samples"
+
+
+@pytest.fixture(scope="session")
+def samples(tmp_path_factory) -> dict:
+    """Real-format sample files written by tests/samples.py (nothing outside the repository)."""
+    import samples as make
+
+    folder = tmp_path_factory.mktemp("samples")
+    return {"criteo": make.criteo_csv_variant(folder / "criteo_sample.txt"),
+            "avazu": make.avazu_csv(folder / "avazu_sample.txt"),
+            "csv": make.generic_csv(folder / "train_sample.csv")}
 
 
 @pytest.fixture(scope="session")

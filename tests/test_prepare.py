@@ -18,7 +18,6 @@ from recsys_scaling.app import CONF_DIR
 from recsys_scaling.data import DataError, load_dataset
 from recsys_scaling.data.formats import criteo_int_transform, parse_integers
 
-from conftest import SAMPLES
 
 
 def data_cfg(tmp_path, *overrides):
@@ -57,8 +56,8 @@ def test_non_integers_are_flagged():
     assert ok.tolist() == [True, False, False, True, True, True]
 
 
-def test_real_criteo_sample_csv_variant(tmp_path):
-    data = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={SAMPLES / 'DeepCTR/criteo_sample.txt'}",
+def test_real_criteo_sample_csv_variant(tmp_path, samples):
+    data = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={samples['criteo']}",
                                  "data.min_count=1"))
     assert data.meta["rows"] == 200 and len(data.field_dims) == 39
     assert data.field_names[:2] == ["I1", "I2"] and data.field_names[-1] == "C26"
@@ -67,19 +66,19 @@ def test_real_criteo_sample_csv_variant(tmp_path):
     assert 0 < float(np.mean(data.y)) < 1
 
 
-def test_real_avazu_sample(tmp_path):
-    data = load_dataset(data_cfg(tmp_path, "data=avazu", f"data.path={SAMPLES / 'DeepCTR/avazu_sample.txt'}",
+def test_real_avazu_sample(tmp_path, samples):
+    data = load_dataset(data_cfg(tmp_path, "data=avazu", f"data.path={samples['avazu']}",
                                  "data.min_count=1"))
     assert data.meta["rows"] == 100 and len(data.field_dims) == 22
     assert "id" not in data.field_names and "click" not in data.field_names and "hour" in data.field_names
     assert data.field_dims[data.field_names.index("hour")] == 2  # one hour value, plus OOV
-    with_hours = load_dataset(data_cfg(tmp_path, "data=avazu", f"data.path={SAMPLES / 'DeepCTR/avazu_sample.txt'}",
+    with_hours = load_dataset(data_cfg(tmp_path, "data=avazu", f"data.path={samples['avazu']}",
                                        "data.avazu_hour_features=true"))
     assert with_hours.field_names[-2:] == ["hour_of_day", "weekday"]
 
 
-def test_generic_csv_and_parquet_with_schema(tmp_path):
-    source = SAMPLES / "FuxiCTR/tiny_csv/train_sample.csv"
+def test_generic_csv_and_parquet_with_schema(tmp_path, samples):
+    source = samples["csv"]
     csv = load_dataset(data_cfg(tmp_path, "data=csv", f"data.path={source}"))
     assert csv.meta["rows"] == 100 and csv.field_names[0] == "price" and len(csv.field_dims) == 16
     import pyarrow.csv as pcsv
@@ -90,9 +89,9 @@ def test_generic_csv_and_parquet_with_schema(tmp_path):
     assert parquet.meta["rows"] == 100 and parquet.field_names == csv.field_names
 
 
-def test_schema_naming_absent_columns_is_a_clear_error(tmp_path):
+def test_schema_naming_absent_columns_is_a_clear_error(tmp_path, samples):
     with pytest.raises(DataError, match=r"absent from the file: \['nope'\]"):
-        load_dataset(data_cfg(tmp_path, "data=csv", f"data.path={SAMPLES / 'FuxiCTR/tiny_csv/train_sample.csv'}",
+        load_dataset(data_cfg(tmp_path, "data=csv", f"data.path={samples['csv']}",
                               "data.schema.categorical=[userid,nope]"))
 
 
