@@ -11,7 +11,7 @@ Three kinds of claim:
 * ``trend``: test AUC gained per doubling of the model size, per arm. Ordinary least squares of
   the per-seed AUCs on log2(size), with the slope's t interval (n − 2 degrees of freedom).
 
-Both need at least MIN_SEEDS finished seeds (per arm, per size): with fewer, a t interval is
+All need at least MIN_SEEDS finished seeds (per arm, per size): with fewer, a t interval is
 either undefined or so wide it says nothing, and a bootstrap of two values is far too narrow
 (it claimed a difference under a null 16% of the time). Such a claim's verdict is
 ``insufficient_seeds``; it carries its estimate, no interval, and says how many seeds ran.
@@ -30,8 +30,6 @@ from scipy import stats
 MIN_SEEDS = 3
 LEVEL = 0.95
 PAIRINGS = ("welch", "seed")
-GAP_VERDICTS = ("me_ahead", "me_behind", "no_difference")
-TREND_VERDICTS = ("improving", "worsening", "flat")
 INSUFFICIENT = "insufficient_seeds"
 
 
@@ -88,9 +86,8 @@ def gap_claim(me: Dict[int, float], se: Dict[int, float], scale: int, pairing: s
     estimate = float(a.mean() - b.mean()) if len(a) and len(b) else float("nan")
     if min(len(a), len(b)) < MIN_SEEDS:
         return Claim(kind, None, scale, estimate, None, None, len(a), len(b), pairing, INSUFFICIENT)
-    common = sorted(set(me) & set(se))
     if pairing == "seed" and set(me) == set(se):
-        diffs = np.array([me[s] - se[s] for s in common])
+        diffs = np.array([me[s] - se[s] for s in sorted(me)])
         se_diff, df, method = float(diffs.std(ddof=1) / np.sqrt(len(diffs))), len(diffs) - 1.0, "paired t (by seed)"
     else:
         va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)

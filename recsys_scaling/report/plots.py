@@ -133,7 +133,8 @@ def _draw_backbone(ax, runs: pd.DataFrame, analysis, x_column: str, color_of) ->
     ax.grid(True, which="both", alpha=0.3)
 
 
-def _short_count(value: float, _position=None) -> str:
+def short_count(value: float, _position=None) -> str:
+    """1.39M, 250k: parameter counts and sizes at a glance."""
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(value) >= size:
             return f"{value / size:.3g}{unit}"
@@ -143,7 +144,7 @@ def _short_count(value: float, _position=None) -> str:
 def log_size_ticks(axis) -> None:
     """Labelled ticks at 1, 2 and 5 of every decade (a sweep often spans less than a decade)."""
     axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(_short_count))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(short_count))
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from .analysis import fit_note
 from .claims import INSUFFICIENT, MIN_SEEDS, claim_text
+from .plots import short_count
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:1.5em auto;padding:0 1em;color:#222;line-height:1.4}
 .scroll{overflow-x:auto} table.t{border-collapse:collapse;font-size:12px;margin:.5em 0 1.5em}
@@ -26,16 +27,9 @@ def _number(value) -> str:
         if value != value:
             return "–"
         if abs(value) >= 1e4:
-            return _count(value)
+            return short_count(value)
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
-
-
-def _count(value: float) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= size:
-            return f"{value / size:.1f}{unit}"
-    return f"{value:.0f}"
 
 
 def _table(frame: pd.DataFrame, escape: bool = True) -> str:
