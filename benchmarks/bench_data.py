@@ -73,7 +73,7 @@ def per_row_baseline(path: Path, limit: int) -> float:
 PREPARE_CHILD = """
 import json, resource, sys, time
 from hydra import compose, initialize_config_dir
-from recsys_scaling.app import CONF_DIR
+from recsys_scaling.paths import CONF_DIR
 from recsys_scaling.data import load_dataset
 from recsys_scaling.runtime import tune_allocator
 tune_allocator()  # as `recsys-scaling data prepare` does

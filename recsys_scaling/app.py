@@ -11,37 +11,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .config import project_root, register_configs
+from .config import register_configs
 from .job import run_job
-from .runtime import cpu_count
+from .paths import CONF_DIR
+from .runtime import default_threads
 
 log = logging.getLogger(__name__)
-CONF_DIR = project_root() / "conf"
-SWEEPS_DIR = project_root() / "sweeps"
 
 register_configs()
-
-
-def parallel_jobs(launcher) -> int:
-    """How many jobs the launcher runs at once (joblib's n_jobs; -1 = one per core)."""
-    n_jobs = launcher.get("n_jobs") if launcher is not None else None
-    if not n_jobs:
-        return 1
-    return cpu_count() if n_jobs < 0 else int(n_jobs)
-
-
-def reserved_cpus(launcher) -> int:
-    """CPUs a cluster launcher reserves per job (Ray's cpus_per_job); 0 when it reserves none."""
-    return int(launcher.get("cpus_per_job") or 0) if launcher is not None else 0
-
-
-def default_threads(launcher) -> int:
-    """Torch threads for a job with train.threads=0: the CPUs reserved for it, or the local cores
-    shared among parallel jobs; 0 (torch's default) for a job that runs alone."""
-    if reserved_cpus(launcher):
-        return reserved_cpus(launcher)
-    parallel = parallel_jobs(launcher)
-    return max(1, cpu_count() // parallel) if parallel > 1 else 0
 
 
 def set_execution(cfg: DictConfig, hydra_cfg) -> None:

@@ -12,6 +12,7 @@ from .runtime import tune_allocator
 USAGE_EXAMPLES = """examples:
   recsys-scaling data prepare data=criteo data.path=/data/criteo/train.txt
   recsys-scaling train model=dcnv2 arm=me scale=4 seed=1
+  recsys-scaling sweeps
   recsys-scaling budget demo
   recsys-scaling sweep demo
   recsys-scaling report demo
@@ -33,11 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("name", help="a sweep name in sweeps/ or a path to a sweep YAML")
     sweep.add_argument("--force", action="store_true", help="rerun jobs that finished before (default: skip them)")
     sweep.add_argument("overrides", nargs="*", help="extra Hydra overrides (key=value, lists sweep)")
+    _sweeps_dir_option(sweep)
+
+    sweeps = commands.add_parser("sweeps", help="list the sweeps you can name: yours (./sweeps, --sweeps-dir) "
+                                 "and the built-in ones")
+    _sweeps_dir_option(sweeps)
 
     budget = commands.add_parser("budget", help="parameter counts of a sweep's jobs, without training")
     budget.add_argument("overrides", nargs="*",
                         help="[SWEEP] [overrides...]: a sweep name/file, or only overrides (lists sweep)")
     budget.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
+    _sweeps_dir_option(budget)
 
     tune = commands.add_parser("tune", help="Optuna studies (lr, weight decay) per cell of a sweep's grid")
     tune.add_argument("name", help="a sweep name or YAML; one study per backbone x arm x scale")
@@ -48,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--pruner", default="median", choices=["median", "none"])
     tune.add_argument("--tune-dropout", action="store_true", help="also search model.dropout")
     tune.add_argument("--timeout", type=float, default=None, help="seconds per study")
+    _sweeps_dir_option(tune)
 
     ui = commands.add_parser("ui", help="start an MLflow tracking server and UI on the project's store")
     ui.add_argument("--backend-store-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
@@ -80,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sweeps_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sweeps-dir", type=Path, action="append", default=[], metavar="DIR",
+                        help="also look for sweep files here (repeatable; before ./sweeps and the built-ins)")
+
+
 def _ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
 
@@ -94,22 +107,35 @@ def cmd_train(overrides: List[str]) -> int:
     return 0
 
 
-def cmd_sweep(name: str, overrides: List[str], force: bool) -> int:
+def cmd_sweep(name: str, overrides: List[str], force: bool, sweeps_dirs: List[Path]) -> int:
     import mlflow
 
     from .sweep import run_sweep
 
-    summary = run_sweep(name, overrides, force=force)
+    summary = run_sweep(name, overrides, force=force, sweeps_dirs=sweeps_dirs)
     print(summary.line())
     print(f"browse: {_ui_command(mlflow.get_tracking_uri())}")
     return 0 if summary.ok else 1
 
 
-def cmd_budget(args: List[str], csv: Optional[Path]) -> int:
-    from .sweep import grid, resolve_sweep_file
+def cmd_sweeps(sweeps_dirs: List[Path]) -> int:
+    from .paths import list_sweeps
+
+    found = list_sweeps(sweeps_dirs)
+    width = max((len(s.name) for s in found), default=4)
+    for sweep in found:
+        print(f"{sweep.name:<{width}}  {sweep.origin:<9}  {sweep.path}")
+    if not any(not s.builtin for s in found):
+        print("(no sweeps of your own: put YAML files in ./sweeps/ or pass --sweeps-dir)")
+    return 0
+
+
+def cmd_budget(args: List[str], csv: Optional[Path], sweeps_dirs: List[Path]) -> int:
+    from .paths import find_sweep
+    from .sweep import grid
     from .sweep.budget_table import budget_table, format_table
 
-    spec = resolve_sweep_file(args[0]) if args and "=" not in args[0] else None
+    spec = find_sweep(args[0], sweeps_dirs) if args and "=" not in args[0] else None
     overrides = args[1:] if spec else args
     jobs = grid.expand(spec, overrides)
     trained, plans, base = grid.split_shared_base(jobs, grid.validate(jobs))
@@ -126,7 +152,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .tune import tune_sweep
 
     path = tune_sweep(args.name, args.overrides, args.trials, args.storage, args.pruner, args.tune_dropout,
-                      args.timeout)
+                      args.timeout, sweeps_dirs=args.sweeps_dir)
     print(f"tuned parameters: {path.resolve()}  (use them with train.tuned={path.stem})")
     return 0
 
@@ -198,9 +224,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "sweep":
-            return cmd_sweep(args.name, args.overrides, args.force)
+            return cmd_sweep(args.name, args.overrides, args.force, args.sweeps_dir)
+        if args.command == "sweeps":
+            return cmd_sweeps(args.sweeps_dir)
         if args.command == "budget":
-            return cmd_budget(args.overrides, args.csv)
+            return cmd_budget(args.overrides, args.csv, args.sweeps_dir)
         if args.command == "tune":
             return cmd_tune(args)
         if args.command == "ui":

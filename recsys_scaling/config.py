@@ -209,14 +209,6 @@ def register_configs() -> None:
     cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
 
 
-def project_root() -> Path:
-    """The folder holding conf/ and sweeps/: $RECSYS_SCALING_HOME, else the source checkout."""
-    env = os.environ.get("RECSYS_SCALING_HOME")
-    if env:
-        return Path(env).resolve()
-    return Path(__file__).resolve().parents[1]
-
-
 def resolve_tracking_uri(uri: Optional[str]) -> str:
     if uri:
         return uri

@@ -15,6 +15,7 @@ from .config import config_fingerprint
 from .data import load_dataset
 from .models import Shape, build_model, model_label, uses_me_form
 from .train import Checkpoint, fit, seed_everything
+from .tuned import apply_tuned
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def run_job(cfg: DictConfig, resume: bool = False,
     resume: skip the job when a FINISHED run with the same config fingerprint exists.
     on_epoch_end: called after every epoch with its metrics (e.g. an Optuna pruning hook)."""
     set_threads(cfg.train.threads)
-    apply_tuned(cfg)
+    resolve_job_config(cfg)
     name = tracking.run_name(model_label(cfg.model), cfg.arm, cfg.scale, cfg.seed)
     if name in cfg.sweep.shared_base:
         log.info("%s: not trained: ME with one set is the SE base, which this sweep trains once", name)
@@ -83,16 +84,13 @@ def run_job(cfg: DictConfig, resume: bool = False,
     return final
 
 
-def apply_tuned(cfg: DictConfig) -> None:
-    """Override lr / weight_decay / dropout from the tuned file's entry for this job's cell."""
-    if not cfg.train.tuned:
-        return
-    from .tune import tuned_params
-
-    params = tuned_params(cfg.train.tuned, cfg.model.backbone, cfg.arm, cfg.scale)
-    for key, value in params.items():
-        OmegaConf.update(cfg, key, value, merge=False)
-    log.info("tuned hyperparameters from %s: %s", cfg.train.tuned, params)
+def resolve_job_config(cfg: DictConfig) -> DictConfig:
+    """The job's final config, as trained and fingerprinted: tuned values applied (in place).
+    The sweep runner and the job itself both go through here, so they agree on fingerprints."""
+    applied = apply_tuned(cfg)
+    if applied:
+        log.info("tuned hyperparameters from %s: %s", cfg.train.tuned, applied)
+    return cfg
 
 
 def plan_metrics(plan) -> Dict[str, float]:

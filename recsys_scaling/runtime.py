@@ -1,4 +1,4 @@
-"""Process-level settings for fast CPU training."""
+"""Process-level settings: the allocator, cores, and threads per job under a launcher."""
 from __future__ import annotations
 
 import ctypes
@@ -28,3 +28,25 @@ def tune_allocator() -> bool:
 def cpu_count() -> int:
     """Cores this process may run on (its affinity mask where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def parallel_jobs(launcher) -> int:
+    """How many jobs the launcher runs at once (joblib's n_jobs; -1 = one per core)."""
+    n_jobs = launcher.get("n_jobs") if launcher is not None else None
+    if not n_jobs:
+        return 1
+    return cpu_count() if n_jobs < 0 else int(n_jobs)
+
+
+def reserved_cpus(launcher) -> int:
+    """CPUs a cluster launcher reserves per job (Ray's cpus_per_job); 0 when it reserves none."""
+    return int(launcher.get("cpus_per_job") or 0) if launcher is not None else 0
+
+
+def default_threads(launcher) -> int:
+    """Torch threads for a job with train.threads=0: the CPUs reserved for it, or the local cores
+    shared among parallel jobs; 0 (torch's default) for a job that runs alone."""
+    if reserved_cpus(launcher):
+        return reserved_cpus(launcher)
+    parallel = parallel_jobs(launcher)
+    return max(1, cpu_count() // parallel) if parallel > 1 else 0

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import optuna
-import yaml
 
 from . import tracking
 from .config import resolve_tracking_uri
 from .job import run_job
-from .sweep import grid, resolve_sweep_file
+from .paths import find_sweep
+from .sweep import grid
+from .tuned import TUNED_DIR, write_tuned
 
 log = logging.getLogger(__name__)
-TUNED_DIR = Path("tuned")
 Cell = Tuple[str, str, int]
 
 
@@ -62,6 +62,7 @@ def objective_for(job: grid.Job, parent: str, sweep: str, tune_dropout: bool):
         cfg.train.weight_decay = trial.suggest_float("train.weight_decay", 1e-8, 1e-4, log=True)
         if tune_dropout:
             cfg.model.dropout = trial.suggest_float("model.dropout", 0.0, 0.5)
+        cfg.train.tuned = None  # the trial's values, not an earlier study's
         cfg.tracking.parent_run_id = parent
         cfg.sweep.name = f"tune-{sweep}"
 
@@ -77,8 +78,8 @@ def objective_for(job: grid.Job, parent: str, sweep: str, tune_dropout: bool):
 
 def tune_sweep(name: str, overrides: Sequence[str] = (), trials: int = 20, storage: Optional[str] = None,
                pruner: str = "median", tune_dropout: bool = False, timeout: Optional[float] = None,
-               out_dir: Path = TUNED_DIR) -> Path:
-    spec = resolve_sweep_file(name)
+               out_dir: Path = TUNED_DIR, sweeps_dirs: Sequence[Path] = ()) -> Path:
+    spec = find_sweep(name, sweeps_dirs)
     jobs = grid.expand(spec, overrides)
     grid.validate(jobs)
     cells = grid_cells(jobs)
@@ -101,24 +102,3 @@ def tune_sweep(name: str, overrides: Sequence[str] = (), trials: int = 20, stora
                         "best_valid_auc": study.best_value, "trials": len(study.trials)})
     tracking.finish_sweep_parent(parent, bool(entries), {"tuned_cells": len(entries)})
     return write_tuned(out_dir / f"{spec.stem}.yaml", spec.stem, storage, entries)
-
-
-def write_tuned(path: Path, sweep: str, storage: str, entries: List[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump({"sweep": sweep, "storage": storage, "cells": entries}, sort_keys=False))
-    tmp.replace(path)
-    return path
-
-
-def tuned_params(name_or_path: str, backbone: str, arm: str, scale: int) -> Dict[str, float]:
-    """The tuned parameters of one cell from tuned/<name>.yaml (or a path)."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = TUNED_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"train.tuned={name_or_path}: no file {path} (run `recsys-scaling tune` first)")
-    for entry in yaml.safe_load(path.read_text()).get("cells", []):
-        if (entry["backbone"], entry["arm"], int(entry["scale"])) == (backbone, arm, int(scale)):
-            return dict(entry["params"])
-    raise KeyError(f"train.tuned={name_or_path}: {path} has no cell {backbone}-{arm}-{scale}x")

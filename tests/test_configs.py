@@ -9,7 +9,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from recsys_scaling.app import CONF_DIR, SWEEPS_DIR
+from recsys_scaling.paths import BUILTIN_SWEEPS_DIR as SWEEPS_DIR, CONF_DIR
 from recsys_scaling.config import embedding_shape
 from recsys_scaling.models import BACKBONES
 from recsys_scaling.sweep.runner import compose_sweep
@@ -78,8 +78,9 @@ def test_bad_arm_and_scale_are_clear_errors():
 
 
 def test_hetero_moe_variants_get_their_own_run_names():
-    from recsys_scaling.sweep import grid, resolve_sweep_file
+    from recsys_scaling.paths import find_sweep
+    from recsys_scaling.sweep import grid
 
-    names = sorted(job.name for job in grid.expand(resolve_sweep_file("hetero_moe")))
+    names = sorted(job.name for job in grid.expand(find_sweep("hetero_moe")))
     assert names == ["hetero_moe-gate-me-1x-s0", "hetero_moe-gate-me-1x-s1",
                      "hetero_moe-mean-me-1x-s0", "hetero_moe-mean-me-1x-s1"]

@@ -14,7 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from recsys_scaling.app import CONF_DIR
+from recsys_scaling.paths import CONF_DIR
 from recsys_scaling.data import DataError, load_dataset
 from recsys_scaling.data.formats import criteo_int_transform, parse_integers
 
@@ -184,7 +184,7 @@ def test_two_processes_encode_identically(tmp_path):
     path = write(tmp_path / "train.txt", lines)
     code = ("import sys, hashlib, numpy as np\n"
             "from hydra import compose, initialize_config_dir\n"
-            "from recsys_scaling.app import CONF_DIR\n"
+            "from recsys_scaling.paths import CONF_DIR\n"
             "from recsys_scaling.data import load_dataset\n"
             "with initialize_config_dir(config_dir=str(CONF_DIR), version_base='1.3'):\n"
             "    cfg = compose(config_name='config', overrides=['data=criteo', 'data.path=' + sys.argv[1],"

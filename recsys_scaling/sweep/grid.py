@@ -14,11 +14,12 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..app import CONF_DIR
 from ..budget import JobPlan, plan_job
 from ..config import embedding_shape
 from ..data import declared_field_dims
+from ..job import resolve_job_config
 from ..models import get_backbone, model_label
+from ..paths import CONF_DIR
 from ..tracking import run_name
 
 
@@ -95,7 +96,8 @@ class JobComposer:
 
 
 def expand(spec: Optional[Path], overrides: Sequence[str] = ()) -> List[Job]:
-    """Every job of the sweep (sweeper params, then command-line overrides), composed."""
+    """Every job of the sweep (sweeper params, then command-line overrides), composed into its
+    final config (tuned values included)."""
     composer = Composer(spec)
     plain = [o for o in overrides if "," not in o.split("=", 1)[-1]]
     try:
@@ -109,8 +111,8 @@ def expand(spec: Optional[Path], overrides: Sequence[str] = ()) -> List[Job]:
     jobs = []
     for number, combo in enumerate(combos):
         try:
-            cfg = compose_job(combo)
-        except HydraException as exc:
+            cfg = resolve_job_config(compose_job(combo))
+        except (HydraException, LookupError, FileNotFoundError) as exc:
             raise SweepConfigError(f"job #{number} ({' '.join(combo)}): {exc}") from exc
         jobs.append(Job(number, combo, cfg, base.hydra.launcher))
     return jobs

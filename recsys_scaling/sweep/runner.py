@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import List, Sequence
 
 from .. import tracking
-from ..app import SWEEPS_DIR, launch, parallel_jobs, reserved_cpus
+from ..app import launch
 from ..config import config_fingerprint, resolve_tracking_uri
-from ..runtime import cpu_count
+from ..paths import find_sweep
+from ..runtime import cpu_count, parallel_jobs, reserved_cpus
 from . import grid
 
 log = logging.getLogger(__name__)
@@ -36,26 +37,16 @@ class SweepSummary:
                 f"(finished before), {self.failed} failed{extra} (parent run {self.parent_run_id})")
 
 
-def resolve_sweep_file(name: str) -> Path:
-    """A sweep is a name in ./sweeps or the project's sweeps/, or a path to a YAML file."""
-    candidates = [Path(name)] if name.endswith((".yaml", ".yml")) else [
-        Path.cwd() / "sweeps" / f"{name}.yaml", SWEEPS_DIR / f"{name}.yaml"]
-    for path in candidates:
-        if path.is_file():
-            return path.resolve()
-    known = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
-    raise FileNotFoundError(f"sweep {name!r}: no file {candidates[0]}; known sweeps: {', '.join(known)}")
-
-
 def compose_sweep(spec: Path, overrides: Sequence[str] = ()):
     """The sweep's base config with Hydra's (sweeper parameters unexpanded)."""
     return grid.Composer(spec)(overrides, hydra_config=True)
 
 
-def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False) -> SweepSummary:
+def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
+              sweeps_dirs: Sequence[Path] = ()) -> SweepSummary:
     """Expand and check every job, then open the parent run and launch the multirun. Jobs whose
     config already has a FINISHED run are skipped (their runs are reused) unless `force`."""
-    spec = resolve_sweep_file(name)
+    spec = find_sweep(name, sweeps_dirs)
     sweep_name = spec.stem
     overrides = [*overrides, *(["sweep.resume=false"] if force else [])]
     jobs = grid.expand(spec, overrides)

@@ -1,0 +1,61 @@
+"""The Hydra application behind `recsys-scaling train` and `recsys-scaling sweep`."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import List, Optional
+
+import hydra
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from .config import register_configs
+from .job import run_job
+from .paths import CONF_DIR
+from .runtime import default_threads
+
+log = logging.getLogger(__name__)
+
+register_configs()
+
+
+def set_execution(cfg: DictConfig, hydra_cfg) -> None:
+    """Threads per job so that parallel jobs x threads fit the cores; the job's device."""
+    if cfg.train.threads == 0:
+        cfg.train.threads = default_threads(hydra_cfg.launcher)
+    if cfg.train.device == "auto":
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        number = hydra_cfg.job.get("num") or 0
+        cfg.train.device = f"cuda:{number % gpus}" if gpus else "cpu"
+
+
+def _task(cfg: DictConfig) -> Optional[dict]:
+    hydra_cfg = HydraConfig.get()
+    set_execution(cfg, hydra_cfg)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return run_job(cfg)
+    # In a sweep one failing job must not stop the others: its run is already marked
+    # FAILED with the message and traceback; the sweep summary reports it.
+    try:
+        return run_job(cfg, resume=cfg.sweep.resume)
+    except Exception as exc:  # noqa: BLE001 - isolation is the point
+        log.error("job %s failed: %s: %s", HydraConfig.get().job.num, type(exc).__name__, exc)
+        return None
+
+
+_hydra_main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(_task)
+
+
+def launch(args: List[str]) -> None:
+    """Run the Hydra app with command-line style arguments (overrides and Hydra flags)."""
+    saved = sys.argv
+    GlobalHydra.instance().clear()
+    sys.argv = ["recsys-scaling", *args]
+    try:
+        _hydra_main()
+    finally:
+        sys.argv = saved

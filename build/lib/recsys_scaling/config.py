@@ -1,0 +1,242 @@
+"""Typed (structured) configuration of a training job.
+
+Every YAML under ``conf/`` and ``sweeps/`` is validated against these dataclasses,
+so a misspelt key or a wrong type fails at composition, naming the key.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+ARMS = ("se", "me")
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = MISSING
+    # d0 of the paper: the per-set embedding size at scale 1 (NFwFM uses 50).
+    base_dim: int = 10
+    # Explicit K and d; when null they follow from `arm` and `scale`
+    # (se: K=1, d=scale*d0; me: K=scale, d=d0).
+    embed_dim: Optional[int] = None
+    num_embeddings: Optional[int] = None
+    hidden: int = 400
+    dropout: float = 0.2
+    cross_layers: int = 4
+    cin_layers: List[int] = field(default_factory=lambda: [16, 16])
+    # hetero_moe only: one expert (and one embedding set) per entry.
+    experts: List[str] = field(default_factory=list)
+    aggregation: str = "mean"
+
+
+@dataclass
+class SyntheticConfig:
+    """Planted-teacher CTR data; see recsys_scaling/data/synthetic.py for the teacher."""
+
+    rows: int = 20_000
+    cardinalities: List[int] = field(default_factory=lambda: [3, 10, 50, 1000])
+    zipf_exponent: float = 1.1
+    teacher_rank: int = 16
+    # Column k of the teacher embeddings has scale k^-spectrum_decay (0: isotropic). With a
+    # decay, every extra student dimension is worth a diminishing but real amount.
+    spectrum_decay: float = 0.0
+    # Every (< low_cardinality) x (>= high_cardinality) field pair interacts: the pattern Guo
+    # et al. blame for embedding collapse. false: no such pairs are forced (a negative control).
+    low_high_pairs: bool = True
+    low_cardinality: int = 100
+    high_cardinality: int = 1000
+    # Fraction of the other field pairs that interact in the teacher.
+    pair_density: float = 0.3
+    interaction_scale: float = 1.0
+    first_order_scale: float = 0.5
+    positive_rate: float = 0.25
+    seed: int = 0
+
+
+@dataclass
+class SchemaConfig:
+    """Columns of a generic CSV/Parquet file (data.kind=csv)."""
+
+    label: str = ""
+    categorical: List[str] = field(default_factory=list)
+    numeric: List[str] = field(default_factory=list)
+    # Bucketing of numeric columns: criteo_log (the paper's ln^2 rule; integers), log2, identity.
+    numeric_rule: str = "criteo_log"
+    drop: List[str] = field(default_factory=list)
+    delimiter: str = ","
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    # synthetic (generated), or a raw file: criteo, avazu, csv (CSV or Parquet with a schema).
+    kind: str = "synthetic"
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    path: Optional[str] = MISSING  # required for raw files; synthetic data sets it null
+    # Values seen fewer times map to the field's OOV index 0 (data/criteo.yaml: 10, avazu.yaml: 4).
+    min_count: int = 1
+    # all: count values over every row (the paper); train: over the training split only.
+    vocab_scope: str = "all"
+    # Fail on the first bad row (naming file:line) instead of skipping and reporting bad rows.
+    strict: bool = False
+    split_seed: int = 0
+    avazu_hour_features: bool = False
+    schema: SchemaConfig = field(default_factory=SchemaConfig)
+    # Declared vocabulary size per field (e.g. of the full dataset): lets `recsys-scaling budget`
+    # and budget checks work before the data is prepared. Synthetic data knows its own.
+    field_dims: Optional[List[int]] = None
+    split: List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    cache_dir: str = "${oc.env:RECSYS_SCALING_CACHE,.cache/recsys_scaling}"
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    batch_size: int = 2048
+    eval_batch_size: int = 8192
+    # Batches gathered ahead in a background thread (0: none).
+    prefetch: int = 2
+    max_epochs: int = 100
+    patience: int = 3
+    # SparseAdam on the embedding rows of each batch (no weight decay there) + Adam on the rest.
+    # Faster on big vocabularies, but NOT the paper's protocol (dense Adam, weight decay on all).
+    sparse_embedding: bool = False
+    # torch intra-op threads; 0 = torch's default, or cores / parallel jobs under a parallel launcher.
+    threads: int = 0
+    # cpu, cuda, cuda:N, or auto: job number modulo the visible GPUs when CUDA is present, else cpu.
+    device: str = "cpu"
+    progress: bool = True
+    # Save the state after every epoch; a killed job rerun with the same config continues from it.
+    checkpoint: bool = True
+    checkpoint_dir: str = "${oc.env:RECSYS_SCALING_CHECKPOINTS,.cache/recsys_scaling/checkpoints}"
+    # Name (tuned/<name>.yaml) or path of tuned hyperparameters written by `recsys-scaling tune`:
+    # the entry of this job's (backbone, arm, scale) cell overrides lr / weight_decay / dropout.
+    tuned: Optional[str] = None
+
+
+@dataclass
+class TrackingConfig:
+    # null: $MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db in the working directory.
+    uri: Optional[str] = None
+    experiment: str = "recsys-scaling"
+    parent_run_id: Optional[str] = None
+
+
+@dataclass
+class DiagnosticsConfig:
+    """Embedding-collapse diagnostics (recsys_scaling/diagnostics.py)."""
+
+    enabled: bool = True
+    # Per field, only the most frequent values (training-split counts) enter the SVDs.
+    max_rows: int = 10_000
+    # Also compute (metrics only) every N epochs during training; 0 = only at the end.
+    every_n_epochs: int = 0
+
+
+@dataclass
+class BudgetConfig:
+    """What SE and ME are matched on (recsys_scaling/budget.py)."""
+
+    # embedding: the paper's semantics (SE d = s*d0 vs ME K = s sets of d0; equal embedding
+    # parameters, totals differ). total: solve one arm's embedding size so totals match.
+    match: str = "embedding"
+    # With match=total: se_dim solves the SE embedding size to the ME total; me_dim solves the
+    # ME per-set size to the SE total.
+    solve: str = "se_dim"
+    # Largest accepted |total - reference| / reference when totals are matched or targeted.
+    tolerance: float = 0.02
+    # Non-empty: job `scale=i` trains at the i-th total-parameter target (SE solves d, ME solves
+    # K at d0) instead of the scale semantics.
+    targets: List[int] = field(default_factory=list)
+
+
+@dataclass
+class SweepConfig:
+    name: str = "adhoc"
+    # In a sweep, skip jobs whose config fingerprint already has a FINISHED run in the store
+    # (FAILED / KILLED ones run again). `recsys-scaling sweep --force` sets it false.
+    resume: bool = True
+    # Names of this sweep's ME jobs with one embedding set whose SE twin (the same model: the
+    # paper's shared 1x base) is in the sweep too: they are not trained twice. Set by the runner.
+    shared_base: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    arm: str = "se"
+    scale: int = 1
+    seed: int = 0
+
+
+# Keys that say where or how a job runs, not what it computes: left out of its fingerprint.
+EXECUTION_KEYS = ("tracking", "sweep", "train.progress", "train.threads", "train.device", "train.checkpoint",
+                  "train.checkpoint_dir", "data.cache_dir")
+
+
+def config_fingerprint(cfg) -> str:
+    """sha256 of the resolved config without execution keys: equal for equal jobs."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    tree.pop("hydra", None)
+    for key in EXECUTION_KEYS:
+        node, *rest = key.split(".")
+        if rest:
+            tree.get(node, {}).pop(rest[0], None)
+        else:
+            tree.pop(node, None)
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
+
+
+def resolve_tracking_uri(uri: Optional[str]) -> str:
+    if uri:
+        return uri
+    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
+@dataclass(frozen=True)
+class EmbeddingShape:
+    num_embeddings: int
+    embed_dim: int
+
+
+def embedding_shape(model: Any, arm: str, scale: int) -> EmbeddingShape:
+    """K and d of a job: explicit values win, else the paper's scale semantics."""
+    if arm not in ARMS:
+        raise ValueError(f"arm={arm!r}: expected one of {ARMS}")
+    if scale < 1:
+        raise ValueError(f"scale={scale}: must be >= 1")
+    if model.experts:
+        k_default, d_default = len(model.experts), model.base_dim
+    elif arm == "se":
+        k_default, d_default = 1, scale * model.base_dim
+    else:
+        k_default, d_default = scale, model.base_dim
+    k = model.num_embeddings if model.num_embeddings is not None else k_default
+    d = model.embed_dim if model.embed_dim is not None else d_default
+    if k < 1:
+        raise ValueError(f"model.num_embeddings={k}: must be >= 1")
+    if d < 1:
+        raise ValueError(f"model.embed_dim={d}: must be >= 1")
+    return EmbeddingShape(num_embeddings=k, embed_dim=d)

@@ -1,0 +1,134 @@
+"""One configured job, end to end: data -> model -> training -> MLflow run."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import tracking
+from .budget import plan_job
+from .collapse import CollapseProbe
+from .config import config_fingerprint
+from .data import load_dataset
+from .models import Shape, build_model, model_label, uses_me_form
+from .train import Checkpoint, fit, seed_everything
+from .tuned import apply_tuned
+
+log = logging.getLogger(__name__)
+
+
+def job_tags(cfg: DictConfig) -> Dict[str, str]:
+    return {
+        "backbone": model_label(cfg.model),
+        "arm": cfg.arm,
+        "scale": str(cfg.scale),
+        "seed": str(cfg.seed),
+        "sweep": cfg.sweep.name,
+        "dataset": cfg.data.name,
+    }
+
+
+def set_threads(threads: int) -> None:
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def run_job(cfg: DictConfig, resume: bool = False,
+            on_epoch_end: Optional[Callable[[int, Dict[str, float]], None]] = None) -> Dict[str, float]:
+    """Train one model and record it as one MLflow run; returns its final metrics.
+
+    resume: skip the job when a FINISHED run with the same config fingerprint exists.
+    on_epoch_end: called after every epoch with its metrics (e.g. an Optuna pruning hook)."""
+    set_threads(cfg.train.threads)
+    resolve_job_config(cfg)
+    name = tracking.run_name(model_label(cfg.model), cfg.arm, cfg.scale, cfg.seed)
+    if name in cfg.sweep.shared_base:
+        log.info("%s: not trained: ME with one set is the SE base, which this sweep trains once", name)
+        return {"shared_base": 1.0}
+    fingerprint = config_fingerprint(cfg)
+    if resume:
+        done = tracking.finished_run(cfg.tracking.uri, cfg.tracking.experiment, fingerprint)
+        if done is not None:
+            log.info("%s: skipped, finished before as run %s", name, done)
+            return {"skipped_as": done}
+    checkpoint = Checkpoint(Path(cfg.train.checkpoint_dir) / f"{fingerprint}.pt" if cfg.train.checkpoint else None)
+    with tracking.job_run(cfg, name, {**job_tags(cfg), "fingerprint": fingerprint}) as run:
+        if checkpoint.path is not None and checkpoint.path.is_file():
+            tracking.mark_interrupted(fingerprint, keep=run.run_id)
+        data = load_dataset(cfg.data, progress=cfg.train.progress)
+        plan = plan_job(cfg.model, cfg.arm, cfg.scale, data.field_dims, cfg.budget, job=name)
+        run.set_tags({"num_embeddings": str(plan.num_embeddings), "embed_dim": str(plan.embed_dim)})
+        run.log_metrics({**plan_metrics(plan), **oracle_metrics(data.meta)})
+        shape = Shape(len(data.field_dims), plan.embed_dim, plan.num_embeddings,
+                      uses_me_form(cfg.arm, plan.num_embeddings))
+        seed_everything(cfg.seed)
+        model = build_model(cfg.model.backbone, data.field_dims, shape, cfg.model)
+        log.info("%s: K=%d, d=%d, %s parameters (%s embedding) on %s (%s rows)", name, plan.num_embeddings,
+                 plan.embed_dim, f"{plan.counts['total']:,}", f"{plan.counts['embedding']:,}", cfg.data.name,
+                 f"{data.meta['rows']:,}")
+        probe = CollapseProbe(data, cfg.diagnostics.max_rows) if cfg.diagnostics.enabled else None
+        callbacks = _chain(_periodic_diagnostics(probe, model, run, cfg.diagnostics.every_n_epochs), on_epoch_end)
+        result = fit(model, data, cfg.train, cfg.seed, logger=run, checkpoint=checkpoint, on_epoch_end=callbacks)
+        final = result.final_metrics()
+        run.log_metrics({**final, **model.diagnostics()})
+        if probe is not None:
+            collapse = probe.log_final(model.embedding, run, name)
+            log.info("%s: mean IA %.2f (random reference %.2f)", name, collapse["ia_mean"],
+                     collapse["ia_random_mean"])
+        log.info("%s: test AUC %.5f, logloss %.5f (best epoch %d)", name, result.test_auc,
+                 result.test_logloss, result.best_epoch)
+    checkpoint.remove()
+    return final
+
+
+def resolve_job_config(cfg: DictConfig) -> DictConfig:
+    """The job's final config, as trained and fingerprinted: tuned values applied (in place).
+    The sweep runner and the job itself both go through here, so they agree on fingerprints."""
+    applied = apply_tuned(cfg)
+    if applied:
+        log.info("tuned hyperparameters from %s: %s", cfg.train.tuned, applied)
+    return cfg
+
+
+def plan_metrics(plan) -> Dict[str, float]:
+    metrics = {f"params_{k}": v for k, v in plan.counts.items()}
+    metrics["flops_per_example"] = plan.flops
+    if plan.mismatch is not None:
+        metrics["budget_reference_total"] = plan.reference_total
+        metrics["budget_mismatch"] = plan.mismatch
+    return metrics
+
+
+def oracle_metrics(meta: dict) -> Dict[str, float]:
+    """The synthetic teacher's oracle test AUCs (Bayes, truncated widths), for the report."""
+    oracle = meta.get("oracle") or {}
+    metrics = {"oracle_bayes_auc": oracle["bayes_auc"]} if "bayes_auc" in oracle else {}
+    metrics.update({f"oracle_auc_width_{w}": auc for w, auc in oracle.get("truncated_auc", {}).items()})
+    return metrics
+
+
+def _chain(*callbacks):
+    """One epoch callback calling the given ones (None entries skipped); None if there are none."""
+    active = [c for c in callbacks if c is not None]
+    if not active:
+        return None
+
+    def call_all(epoch: int, metrics: Dict[str, float]) -> None:
+        for callback in active:
+            callback(epoch, metrics)
+
+    return call_all
+
+
+def _periodic_diagnostics(probe, model, run, every: int):
+    if probe is None or every <= 0:
+        return None
+
+    def on_epoch_end(epoch: int, metrics: Dict[str, float]) -> None:
+        if (epoch + 1) % every == 0:
+            run.log_epoch(epoch, probe.metrics(model.embedding))
+
+    return on_epoch_end

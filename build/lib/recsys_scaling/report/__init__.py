@@ -1,0 +1,137 @@
+"""Report stage: MLflow runs -> pandas -> seed aggregation -> fits + bootstrap -> plots ->
+HTML / CSV / Parquet / JSON, all logged to the sweep's parent run."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import pandas as pd
+
+from .. import tracking
+from .analysis import X_AXES, analyse, arm_curves, claim_records, fit_rows
+from .claims import PAIRINGS
+from .collect import collect_runs, distinct_runs, largest_scale_spectra, oracle_aucs, seed_summary
+from .paper import compare_with_paper
+from .plots import auc_vs_params, backbone_fit, ia_vs_scale, paper_comparison, small_multiples, spectra
+from .render import write_index
+
+__all__ = ["Report", "analyse", "build_report"]
+X_LABELS = {"total": "total parameters", "embedding": "embedding parameters", "dense": "dense parameters",
+            "flops": "FLOPs per example"}
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    index: Path
+    plot: Path
+    summary_csv: Path
+    runs_csv: Path
+    fits_json: Path
+    parent_run_ids: List[str]
+    num_runs: int
+    verdicts: List[str]
+
+
+def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, experiment: str = "recsys-scaling",
+                 out_root: Path = Path("reports"), parent_run_ids: Sequence[str] = (), x_axis: str = "total",
+                 resamples: int = 1000, ui_url: str = "http://127.0.0.1:5000", filter_string: str = "",
+                 pairing: str = "welch", holm: bool = False) -> Report:
+    """Report the latest sweep of each name (or the given parent runs) into out_root/<name>/."""
+    if x_axis not in X_AXES:
+        raise ValueError(f"--x {x_axis!r}: choose from {sorted(X_AXES)}")
+    if pairing not in PAIRINGS:
+        raise ValueError(f"--pairing {pairing!r}: choose from {PAIRINGS}")
+    tracking.use_store(tracking_uri, experiment)
+    parents = list(parent_run_ids) or [tracking.latest_sweep_parent(tracking_uri, experiment, s).info.run_id
+                                       for s in sweeps]
+    runs, missing = collect_runs(parents, filter_string)
+    if runs.empty:
+        raise LookupError(f"sweep(s) {', '.join(sweeps) or parents} have no job runs")
+    name = "+".join(sweeps) if sweeps else parents[0]
+    final_dir = Path(out_root) / name
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Built in a scratch folder and moved into place, so a failed report leaves the old one whole.
+    work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final_dir.parent))
+    try:
+        report = _write(work, name, parents, runs, missing, x_axis, resamples, ui_url, pairing, holm)
+        for parent in parents:
+            tracking.log_artifacts_to(parent, work, "report")
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        work.rename(final_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return Report(final_dir, final_dir / "index.html", final_dir / report["plot"], final_dir / "summary.csv",
+                  final_dir / "runs.csv", final_dir / "fits.json", parents, len(runs), report["verdicts"])
+
+
+def _write(work: Path, name: str, parents: List[str], runs: pd.DataFrame, missing: List[str], x_axis: str,
+           resamples: int, ui_url: str, pairing: str, holm: bool) -> dict:
+    x_column, x_label = X_AXES[x_axis], X_LABELS[x_axis]
+    runs = distinct_runs(runs)
+    analyses = analyse(runs, x_axis, resamples, pairing=pairing, holm=holm)
+    shown = _display_runs(runs)
+    summary, oracle = seed_summary(shown), oracle_aucs(runs)
+    plots = [small_multiples(runs, analyses, x_column, x_label, work / "scaling_grid.png")]
+    plots += [backbone_fit(runs, a, x_column, x_label, work / f"scaling_{_slug(a.label)}.png") for a in analyses]
+    plots.append(auc_vs_params(summary, work / "auc_vs_params.png", f"{name}: test AUC vs model size",
+                               oracle))
+    plots.append(ia_vs_scale(summary, work / "ia_vs_scale.png", f"{name}: embedding collapse (IA)"))
+    plots.append(spectra(largest_scale_spectra(shown), work / "spectra.png",
+                         f"{name}: embedding spectra at the largest scale (flatter = less collapse)"))
+    paper = _paper_comparison(runs, summary)
+    if paper is not None and len(paper):
+        plots.append(paper_comparison(paper, work / "paper_comparison.png", str(runs["dataset"].iloc[0])))
+        paper.to_csv(work / "paper_comparison.csv", index=False)
+    claims = claim_records(analyses)
+    multipliers = pd.DataFrame([{"backbone": a.label, **m} for a in analyses for m in a.effective_multiplier])
+    verdicts = [a.verdict for a in analyses]
+    summary.to_csv(work / "summary.csv", index=False)
+    pd.DataFrame(claims).to_csv(work / "claims.csv", index=False)
+    runs.to_csv(work / "runs.csv", index=False)
+    runs.to_parquet(work / "runs.parquet", index=False)
+    method = {"pairing": pairing, "holm": holm, "level": 0.95}
+    (work / "fits.json").write_text(json.dumps({
+        "x_axis": x_axis, "parents": parents, "resamples": resamples, "missing_jobs": missing, "claims_method": method,
+        "claims": claims, "oracle": oracle, "backbones": [a.as_dict() for a in analyses]}, indent=2,
+        default=_json_value))
+    write_index(work, name, parents, tracking.current_uri(), ui_url, analyses, plots, fit_rows(analyses),
+                pd.DataFrame(claims), multipliers, summary, runs, missing, paper, x_label, method, oracle)
+    return {"plot": plots[0].name, "verdicts": verdicts}
+
+
+def _display_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs for the overview tables and plots: the ME curve gets the SE base as its 1x point,
+    and with several sweeps each backbone is labelled with its sweep (never pooled)."""
+    parts = []
+    several = runs["series"].nunique() > 1
+    for (series, backbone), part in runs.groupby(["series", "backbone"], sort=True, dropna=False):
+        done = part[part["status"] == "FINISHED"]
+        curves = arm_curves(done) if len(done) else {}
+        merged = pd.concat([*curves.values(), part[part["status"] != "FINISHED"]]) if curves else part
+        parts.append(merged.assign(backbone=f"{series} / {backbone}" if several else backbone))
+    return pd.concat(parts, ignore_index=True) if parts else runs
+
+
+def _slug(label: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
+
+
+def _paper_comparison(runs: pd.DataFrame, summary: pd.DataFrame) -> Optional[pd.DataFrame]:
+    datasets = set(runs["dataset"].dropna())
+    if len(datasets) != 1 or not datasets & {"criteo", "avazu"}:
+        return None
+    return compare_with_paper(summary, datasets.pop())
+
+
+def _json_value(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)

@@ -1,0 +1,50 @@
+"""Published test AUCs of Guo et al. (ICML 2024, arXiv v1; mean of 3 runs), for comparison.
+
+Scale 1 ("base") is shared by both arms. NFwFM's base embedding size is 50; the paper has no
+NFwFM 10x on Avazu.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+SCALES = (1, 2, 3, 4, 10)
+_TABLE = {
+    "criteo": {
+        "dnn": ([0.81228, 0.81222, 0.81207, 0.81213, 0.81142], [0.81261, 0.81288, 0.81289, 0.81287]),
+        "ipnn": ([0.81272, 0.81273, 0.81272, 0.81271, 0.81262], [0.81268, 0.81270, 0.81273, 0.81311]),
+        "nfwfm": ([0.81059, 0.81087, 0.81090, 0.81112, 0.81113], [0.81128, 0.81153, 0.81171, 0.81210]),
+        "xdeepfm": ([0.81217, 0.81180, 0.81167, 0.81137, 0.81116], [0.81236, 0.81239, 0.81255, 0.81299]),
+        "dcnv2": ([0.81339, 0.81341, 0.81345, 0.81346, 0.81357], [0.81348, 0.81361, 0.81382, 0.81385]),
+        "finalmlp": ([0.81259, 0.81262, 0.81248, 0.81240, 0.81175], [0.81290, 0.81302, 0.81303, 0.81303]),
+    },
+    "avazu": {
+        "dnn": ([0.78744, 0.78759, 0.78752, 0.78728, 0.78648], [0.78805, 0.78826, 0.78862, 0.78884]),
+        "ipnn": ([0.78732, 0.78741, 0.78738, 0.78750, 0.78745], [0.78806, 0.78868, 0.78902, 0.78949]),
+        "nfwfm": ([0.78684, 0.78757, 0.78783, 0.78794, None], [0.78868, 0.78901, 0.78932, None]),
+        "xdeepfm": ([0.78743, 0.78750, 0.78714, 0.78735, 0.78693], [0.78848, 0.78886, 0.78894, 0.78927]),
+        "dcnv2": ([0.78786, 0.78835, 0.78854, 0.78852, 0.78856], [0.78862, 0.78882, 0.78907, 0.78942]),
+        "finalmlp": ([0.78751, 0.78797, 0.78795, 0.78742, 0.78662], [0.78821, 0.78831, 0.78836, 0.78830]),
+    },
+}
+
+
+def paper_table() -> pd.DataFrame:
+    """One row per (dataset, backbone, arm, scale) with the published test AUC."""
+    rows = []
+    for dataset, backbones in _TABLE.items():
+        for backbone, (se, me) in backbones.items():
+            for scale, auc in zip(SCALES, se):
+                rows.append((dataset, backbone, "se", scale, auc))
+            for scale, auc in zip(SCALES, [se[0], *me]):
+                rows.append((dataset, backbone, "me", scale, auc))
+    table = pd.DataFrame(rows, columns=["dataset", "backbone", "arm", "scale", "paper_test_auc"])
+    return table.dropna().reset_index(drop=True)
+
+
+def compare_with_paper(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Measured mean test AUC beside the published one where the paper has the cell."""
+    paper = paper_table()
+    paper = paper[paper["dataset"] == dataset].drop(columns="dataset")
+    merged = summary.merge(paper, on=["backbone", "arm", "scale"], how="inner")
+    merged["difference"] = merged["test_auc_mean"] - merged["paper_test_auc"]
+    return merged[["backbone", "arm", "scale", "seeds", "test_auc_mean", "paper_test_auc", "difference"]]

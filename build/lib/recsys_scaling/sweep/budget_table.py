@@ -1,0 +1,37 @@
+"""`recsys-scaling budget`: a sweep's jobs with their parameter counts, without training."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import pandas as pd
+
+from ..budget import JobPlan
+from .grid import Job
+
+COLUMNS = ["job", "backbone", "arm", "scale", "seed", "K", "d", "embedding", "dense", "total",
+           "flops_per_example", "matched_to", "reference_total", "mismatch_pct"]
+
+
+def budget_table(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -> pd.DataFrame:
+    rows = []
+    for job, plan in zip(jobs, plans):
+        if plan is None:
+            raise ValueError(f"{job.describe()}: vocabulary sizes unknown; declare data.field_dims "
+                             "or prepare the data first")
+        rows.append({
+            "job": job.name, "backbone": plan.backbone, "arm": plan.arm, "scale": plan.scale,
+            "seed": int(job.cfg.seed), "K": plan.num_embeddings, "d": plan.embed_dim,
+            "embedding": plan.counts["embedding"], "dense": plan.counts["dense"], "total": plan.counts["total"],
+            "flops_per_example": plan.flops, "matched_to": plan.reference or "-",
+            "reference_total": plan.reference_total,
+            "mismatch_pct": None if plan.mismatch is None else round(100 * plan.mismatch, 3),
+        })
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    shown = table.copy()
+    for column in ("embedding", "dense", "total", "flops_per_example", "reference_total"):
+        shown[column] = shown[column].map(lambda v: "-" if pd.isna(v) else f"{int(v):,}")
+    shown["mismatch_pct"] = shown["mismatch_pct"].map(lambda v: "-" if pd.isna(v) else f"{v:+.2f}%")
+    return shown.to_string(index=False)

@@ -1,0 +1,173 @@
+"""A sweep's jobs, expanded and composed before anything launches, and checked."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ..budget import JobPlan, plan_job
+from ..config import embedding_shape
+from ..data import declared_field_dims
+from ..job import resolve_job_config
+from ..models import get_backbone, model_label
+from ..paths import CONF_DIR
+from ..tracking import run_name
+
+
+class SweepConfigError(ValueError):
+    """A sweep that must not launch: the message names the job and the key."""
+
+
+@dataclass
+class Job:
+    number: int
+    overrides: List[str]
+    cfg: DictConfig
+    launcher: Optional[DictConfig] = None  # the sweep's hydra.launcher, shared by all its jobs
+
+    @property
+    def name(self) -> str:
+        c = self.cfg
+        return run_name(model_label(c.model), c.arm, c.scale, c.seed)
+
+    def describe(self) -> str:
+        return f"job #{self.number} {self.name} ({' '.join(self.overrides)})"
+
+
+class Composer:
+    """Composes configs the way the Hydra app will: a sweep file as the primary config with
+    conf/ on the search path, or conf/config.yaml alone."""
+
+    def __init__(self, spec: Optional[Path]):
+        self.config_dir = spec.parent if spec else CONF_DIR
+        self.config_name = spec.stem if spec else "config"
+        self.searchpath = [f"hydra.searchpath=[file://{CONF_DIR}]"] if spec else []
+
+    def __call__(self, overrides: Sequence[str] = (), hydra_config: bool = False) -> DictConfig:
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=str(self.config_dir), version_base="1.3"):
+                return compose(config_name=self.config_name, overrides=[*self.searchpath, *overrides],
+                               return_hydra_config=hydra_config)
+        finally:
+            GlobalHydra.instance().clear()
+
+
+def _is_group_choice(override: str, spec: Optional[Path]) -> bool:
+    key = override.split("=", 1)[0]
+    if key.startswith(("+", "~", "hydra")):
+        return True
+    roots = [CONF_DIR] + ([spec.parent] if spec else [])
+    return any((root / key).is_dir() for root in roots)
+
+
+class JobComposer:
+    """Composes each job; a full Hydra composition per distinct set of group choices
+    (model=..., data=...), value overrides applied to a copy: a 360-job grid takes seconds."""
+
+    def __init__(self, spec: Optional[Path]):
+        self.spec, self.composer = spec, Composer(spec)
+        self.parser = OverridesParser.create()
+        self.cache: dict = {}
+
+    def __call__(self, combo: Sequence[str]) -> DictConfig:
+        groups = tuple(o for o in combo if _is_group_choice(o, self.spec))
+        if groups not in self.cache:
+            self.cache[groups] = self.composer(groups)
+        cfg = copy.deepcopy(self.cache[groups])
+        for text in combo:
+            if text in groups:
+                continue
+            override = self.parser.parse_override(text)
+            try:
+                OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
+            except Exception as exc:  # noqa: BLE001 - re-raised with the key named
+                raise HydraException(f"override {text!r}: {type(exc).__name__}: {exc}") from exc
+        return cfg
+
+
+def expand(spec: Optional[Path], overrides: Sequence[str] = ()) -> List[Job]:
+    """Every job of the sweep (sweeper params, then command-line overrides), composed into its
+    final config (tuned values included)."""
+    composer = Composer(spec)
+    plain = [o for o in overrides if "," not in o.split("=", 1)[-1]]
+    try:
+        base = composer(plain, hydra_config=True)
+    except HydraException as exc:
+        raise SweepConfigError(f"sweep config: {exc}") from exc
+    params = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
+    parsed = OverridesParser.create().parse_overrides([*params, *overrides])
+    combos = BasicSweeper.split_arguments(parsed, None)[0]
+    compose_job = JobComposer(spec)
+    jobs = []
+    for number, combo in enumerate(combos):
+        try:
+            cfg = resolve_job_config(compose_job(combo))
+        except (HydraException, LookupError, FileNotFoundError) as exc:
+            raise SweepConfigError(f"job #{number} ({' '.join(combo)}): {exc}") from exc
+        jobs.append(Job(number, combo, cfg, base.hydra.launcher))
+    return jobs
+
+
+def plan(job: Job, field_dims_cache: Optional[dict] = None) -> Optional[JobPlan]:
+    """Check a job's model and budget; its plan when the vocabulary sizes are known.
+    `field_dims_cache` (data config YAML -> field_dims) spares re-reading a prepared cache's
+    input fingerprint for every job of a grid."""
+    cfg = job.cfg
+    cache = {} if field_dims_cache is None else field_dims_cache
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        key = OmegaConf.to_yaml(cfg.data)
+        if key not in cache:
+            cache[key] = declared_field_dims(cfg.data)
+        if cache[key] is None:  # no vocabulary sizes yet: check what can be checked without them
+            get_backbone(cfg.model.backbone)
+            embedding_shape(cfg.model, cfg.arm, cfg.scale)
+            return None
+        return plan_job(cfg.model, cfg.arm, cfg.scale, cache[key], cfg.budget, job=job.name)
+    except (ValueError, HydraException, OmegaConfBaseException) as exc:
+        raise SweepConfigError(f"{job.describe()}: {exc}") from exc
+
+
+def _shape(job: Job, job_plan: Optional[JobPlan]) -> tuple:
+    if job_plan is not None:
+        return job_plan.num_embeddings, job_plan.embed_dim
+    shape = embedding_shape(job.cfg.model, job.cfg.arm, job.cfg.scale)
+    return shape.num_embeddings, shape.embed_dim
+
+
+def shared_base(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -> List[Job]:
+    """ME jobs with one embedding set whose SE twin (the same overrides with arm=se) is in the
+    grid with the same shape: the same model as that twin, so the sweep trains it once."""
+    index = {tuple(sorted(job.overrides)): (job, job_plan) for job, job_plan in zip(jobs, plans)}
+    twins = []
+    for job, job_plan in zip(jobs, plans):
+        if job.cfg.arm != "me" or job.cfg.model.experts or "arm=me" not in job.overrides:
+            continue
+        twin = index.get(tuple(sorted("arm=se" if o == "arm=me" else o for o in job.overrides)))
+        if twin is not None and _shape(job, job_plan)[0] == 1 and _shape(job, job_plan) == _shape(*twin):
+            twins.append(job)
+    return twins
+
+
+def split_shared_base(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -> tuple:
+    """(the jobs to train, their plans, the ME jobs that are the SE base)."""
+    base = shared_base(jobs, plans)
+    kept = [(job, p) for job, p in zip(jobs, plans) if all(job is not twin for twin in base)]
+    return [job for job, _ in kept], [p for _, p in kept], base
+
+
+def validate(jobs: Sequence[Job]) -> List[Optional[JobPlan]]:
+    if not jobs:
+        raise SweepConfigError("the sweep expands to no jobs")
+    cache: dict = {}
+    return [plan(job, cache) for job in jobs]

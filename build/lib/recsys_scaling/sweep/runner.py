@@ -1,0 +1,114 @@
+"""`recsys-scaling sweep <name>`: a parent MLflow run, a Hydra multirun of child jobs, a summary."""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Sequence
+
+from .. import tracking
+from ..app import launch
+from ..config import config_fingerprint, resolve_tracking_uri
+from ..paths import find_sweep
+from ..runtime import cpu_count, parallel_jobs, reserved_cpus
+from . import grid
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepSummary:
+    sweep: str
+    parent_run_id: str
+    finished: int
+    failed: int
+    other: int
+    skipped: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.other == 0 and self.finished + self.skipped > 0
+
+    def line(self) -> str:
+        total = self.finished + self.failed + self.other + self.skipped
+        extra = f", {self.other} not finished" if self.other else ""
+        return (f"sweep {self.sweep}: {total} jobs: {self.finished} finished, {self.skipped} skipped "
+                f"(finished before), {self.failed} failed{extra} (parent run {self.parent_run_id})")
+
+
+def compose_sweep(spec: Path, overrides: Sequence[str] = ()):
+    """The sweep's base config with Hydra's (sweeper parameters unexpanded)."""
+    return grid.Composer(spec)(overrides, hydra_config=True)
+
+
+def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
+              sweeps_dirs: Sequence[Path] = ()) -> SweepSummary:
+    """Expand and check every job, then open the parent run and launch the multirun. Jobs whose
+    config already has a FINISHED run are skipped (their runs are reused) unless `force`."""
+    spec = find_sweep(name, sweeps_dirs)
+    sweep_name = spec.stem
+    overrides = [*overrides, *(["sweep.resume=false"] if force else [])]
+    jobs = grid.expand(spec, overrides)
+    check_parallelism(jobs)
+    jobs, _, base = grid.split_shared_base(jobs, grid.validate(jobs))
+    if base:
+        overrides = [*overrides, "sweep.shared_base=[" + ",".join(f"'{job.name}'" for job in base) + "]"]
+        log.info("sweep %s: %d ME jobs with one set are the SE base and are trained once, as SE", sweep_name,
+                 len(base))
+    log.info("sweep %s: %d jobs checked", sweep_name, len(jobs))
+    first = jobs[0].cfg
+    reused = {} if force else _finished_before(jobs)
+    parent = tracking.create_sweep_parent(first.tracking.uri, first.tracking.experiment, sweep_name, spec,
+                                          [job.name for job in jobs], reused)
+    if reused:
+        log.info("sweep %s: %d of %d jobs finished before and are skipped (--force reruns them)",
+                 sweep_name, len(reused), len(jobs))
+    # Jobs log to exactly the parent's store, whatever their process's environment or cwd.
+    store = tracking.absolute_store(resolve_tracking_uri(first.tracking.uri))
+    args: List[str] = ["--multirun", "--config-dir", str(spec.parent), "--config-name", spec.stem,
+                       f"sweep.name={sweep_name}", f"tracking.parent_run_id={parent}", *overrides,
+                       f"tracking.uri='{store}'"]
+    try:
+        launch(args)
+    finally:
+        summary = summarize(sweep_name, parent, len(reused))
+        tracking.finish_sweep_parent(parent, summary.ok, {"finished": summary.finished, "failed": summary.failed,
+                                                           "skipped": summary.skipped})
+    return summary
+
+
+def _finished_before(jobs: Sequence[grid.Job]) -> dict:
+    """job name + fingerprint -> id of its earlier FINISHED run."""
+    reused = {}
+    for job in jobs:
+        fingerprint = config_fingerprint(job.cfg)
+        done = tracking.finished_run(job.cfg.tracking.uri, job.cfg.tracking.experiment, fingerprint)
+        if done is not None:
+            reused[f"{job.name}#{fingerprint[:12]}"] = done
+    return reused
+
+
+def check_parallelism(jobs: Sequence[grid.Job]) -> None:
+    """Parallel jobs x torch threads per job must not exceed the cores (on a cluster: the CPUs
+    reserved per job)."""
+    reserved = reserved_cpus(jobs[0].launcher)
+    parallel = parallel_jobs(jobs[0].launcher)
+    for job in jobs:
+        threads = job.cfg.train.threads
+        if reserved and threads > reserved:
+            raise grid.SweepConfigError(
+                f"{job.describe()}: train.threads={threads} exceeds hydra.launcher.cpus_per_job={reserved}; "
+                "raise cpus_per_job or use train.threads=0")
+        if reserved:
+            continue
+        if threads and parallel * threads > cpu_count():
+            raise grid.SweepConfigError(
+                f"{job.describe()}: hydra.launcher.n_jobs={parallel} x train.threads={threads} exceeds the "
+                f"{cpu_count()} cores; lower one (train.threads=0 divides the cores automatically)")
+
+
+def summarize(sweep_name: str, parent_run_id: str, skipped: int = 0) -> SweepSummary:
+    statuses = Counter(run.info.status for run in tracking.child_runs(parent_run_id))
+    finished, failed = statuses.pop("FINISHED", 0), statuses.pop("FAILED", 0)
+    return SweepSummary(sweep_name, parent_run_id, finished, failed, sum(statuses.values()), skipped)

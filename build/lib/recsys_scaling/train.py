@@ -1,0 +1,226 @@
+"""One training job: data -> model -> Adam with early stopping on validation AUC -> test metrics.
+
+Tracking is injected (an object with `log_epoch`), so this module knows nothing about MLflow.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import BatchLoader, EncodedData
+from .metrics import log_loss, roc_auc
+
+log = logging.getLogger(__name__)
+
+
+class EpochLogger(Protocol):
+    def log_epoch(self, epoch: int, metrics: Dict[str, float]) -> None: ...
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    epochs_run: int
+    valid_auc: float
+    valid_logloss: float
+    test_auc: float
+    test_logloss: float
+    train_seconds: float
+    history: List[Dict[str, float]] = field(default_factory=list)
+
+    def final_metrics(self) -> Dict[str, float]:
+        return {
+            "best_epoch": self.best_epoch,
+            "epochs_run": self.epochs_run,
+            "best_valid_auc": self.valid_auc,
+            "best_valid_logloss": self.valid_logloss,
+            "test_auc": self.test_auc,
+            "test_logloss": self.test_logloss,
+            "train_seconds": self.train_seconds,
+        }
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: BatchLoader, device: torch.device) -> Dict[str, float]:
+    model.eval()
+    probabilities, labels = [], []
+    for x, y in loader.epoch():
+        probabilities.append(torch.sigmoid(model(x.to(device))).cpu().numpy())
+        labels.append(y.numpy())
+    p, y = np.concatenate(probabilities), np.concatenate(labels)
+    return {"auc": roc_auc(y, p), "logloss": log_loss(y, p)}
+
+
+def make_optimizers(model: nn.Module, train_cfg) -> List[torch.optim.Optimizer]:
+    """Adam over everything (the paper), or with train.sparse_embedding: SparseAdam on the
+    embedding table (only the rows in a batch are updated, no weight decay on them) and Adam
+    on the dense part. Adam runs its fused kernel (same update, 1.5x faster step on CPU)."""
+    def adam(params):
+        return torch.optim.Adam(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay, fused=True)
+
+    if not train_cfg.sparse_embedding:
+        return [adam(model.parameters())]
+    table = model.embedding.table
+    table.sparse = True
+    dense = [p for p in model.parameters() if p is not table.weight]
+    return [adam(dense), torch.optim.SparseAdam([table.weight], lr=train_cfg.lr)]
+
+
+def train_epoch(model, loader, optimizers, epoch: int, device, progress: bool) -> float:
+    model.train()
+    loss_fn = nn.BCEWithLogitsLoss()
+    total, count = 0.0, 0
+    batches = loader.epoch(epoch)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, total=len(loader), desc=f"epoch {epoch}", unit="batch", leave=False)
+    for x, y in batches:
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x.to(device)), y.to(device))
+        value = loss.item()  # one device sync per step, shared by the check and the running mean
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"non-finite training loss {value} in epoch {epoch}")
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        total += value * len(y)
+        count += len(y)
+    return total / max(count, 1)
+
+
+@dataclass
+class TrainState:
+    """Everything an interrupted run needs to continue exactly where its last epoch ended."""
+
+    next_epoch: int = 0
+    best_auc: float = -math.inf
+    best_epoch: int = -1
+    best_valid: Dict[str, float] = field(default_factory=dict)
+    best_state: Optional[dict] = None
+    stale: int = 0
+    history: List[Dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+class Checkpoint:
+    """The state after the last finished epoch, written atomically to one file."""
+
+    def __init__(self, path: Optional[Path]):
+        self.path = path
+
+    def load(self, model: nn.Module, optimizers) -> Optional[TrainState]:
+        if self.path is None or not self.path.is_file():
+            return None
+        saved = torch.load(self.path, weights_only=False)
+        model.load_state_dict(saved["model"])
+        for optimizer, state in zip(optimizers, saved["optimizers"]):
+            optimizer.load_state_dict(state)
+        torch.set_rng_state(saved["torch_rng"])
+        return saved["state"]
+
+    def save(self, model: nn.Module, optimizers, state: TrainState) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
+                    "torch_rng": torch.get_rng_state(), "state": state}, tmp)
+        tmp.replace(self.path)
+
+    def remove(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def fit(
+    model: nn.Module,
+    data: EncodedData,
+    train_cfg,
+    seed: int,
+    logger: Optional[EpochLogger] = None,
+    on_epoch_end: Optional[Callable[[int, Dict[str, float]], None]] = None,
+    checkpoint: Optional[Checkpoint] = None,
+) -> FitResult:
+    """Adam on the training split; early stopping (patience) on validation AUC; test metrics of
+    the best-validation epoch. With a checkpoint, every finished epoch is saved and a run that
+    was killed continues from its last one (the epoch's shuffling is seeded by (seed, epoch)
+    and the dropout RNG is restored, so the result equals an uninterrupted run)."""
+    device = torch.device(train_cfg.device)
+    model.to(device)
+    optimizers = make_optimizers(model, train_cfg)
+    train_loader = BatchLoader(data.X, data.y, data.splits["train"], train_cfg.batch_size, shuffle=True, seed=seed,
+                               prefetch=train_cfg.prefetch)
+    valid_loader = BatchLoader(data.X, data.y, data.splits["valid"], train_cfg.eval_batch_size)
+    test_loader = BatchLoader(data.X, data.y, data.splits["test"], train_cfg.eval_batch_size)
+    checkpoint = checkpoint or Checkpoint(None)
+    state = checkpoint.load(model, optimizers) or TrainState()
+    if state.next_epoch:
+        log.info("resuming from the checkpoint after epoch %d", state.next_epoch - 1)
+        for epoch, metrics in enumerate(state.history):
+            if logger is not None:
+                logger.log_epoch(epoch, metrics)
+    for epoch in range(state.next_epoch, train_cfg.max_epochs):
+        if state.stale >= train_cfg.patience:
+            break
+        epoch_start = time.perf_counter()
+        train_loss = train_epoch(model, train_loader, optimizers, epoch, device, train_cfg.progress)
+        seconds = time.perf_counter() - epoch_start
+        valid = evaluate(model, valid_loader, device)
+        metrics = {
+            "train_logloss": train_loss,
+            "valid_auc": valid["auc"],
+            "valid_logloss": valid["logloss"],
+            "epoch_seconds": seconds,
+            "train_samples_per_second": len(data.splits["train"]) / max(seconds, 1e-9),
+        }
+        state.history.append(metrics)
+        state.train_seconds += seconds
+        if logger is not None:
+            logger.log_epoch(epoch, metrics)
+        log.info("epoch %d: train logloss %.5f, valid AUC %.5f, logloss %.5f",
+                 epoch, train_loss, valid["auc"], valid["logloss"])
+        if valid["auc"] > state.best_auc:
+            state.best_auc, state.best_epoch, state.best_valid, state.stale = valid["auc"], epoch, valid, 0
+            state.best_state = copy.deepcopy(model.state_dict())
+        else:
+            state.stale += 1
+        state.next_epoch = epoch + 1
+        checkpoint.save(model, optimizers, state)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, metrics)
+        if state.stale >= train_cfg.patience:
+            log.info("early stop after epoch %d (best %d)", epoch, state.best_epoch)
+            break
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    test = evaluate(model, test_loader, device)
+    return FitResult(
+        best_epoch=state.best_epoch,
+        epochs_run=len(state.history),
+        valid_auc=state.best_valid.get("auc", float("nan")),
+        valid_logloss=state.best_valid.get("logloss", float("nan")),
+        test_auc=test["auc"],
+        test_logloss=test["logloss"],
+        train_seconds=state.train_seconds,
+        history=state.history,
+    )
