@@ -165,6 +165,23 @@ def test_tuning_study_with_pruning_writes_best_parameters(store_uri, workdir, ca
     assert float(last.data.params["train.lr"]) == pytest.approx(entry["params"]["train.lr"])
 
 
+
+def test_relaunch_with_tuned_values_records_the_skipped_jobs(store_uri, workdir, capsys):
+    """Regression: the runner fingerprinted jobs before tuned values were applied and the job
+    after, so a relaunch with train.tuned=... skipped every job without recording it."""
+    from recsys_scaling.tuned import write_tuned
+
+    cells = [{"backbone": "dnn", "arm": arm, "scale": 2, "params": {"train.lr": 0.003}} for arm in ("se", "me")]
+    write_tuned(workdir / "tuned" / "smoke.yaml", "smoke", "sqlite:///optuna.db", cells)
+    args = ["sweep", "smoke", f"tracking.uri={store_uri}", *TINY, "diagnostics.enabled=false", "train.tuned=smoke"]
+    assert main(args) == 0
+    assert "2 finished, 0 skipped" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "0 finished, 2 skipped (finished before), 0 failed" in capsys.readouterr().out
+    _, runs = children(store_uri)
+    assert runs == []  # nothing ran the second time
+
+
 def test_pruned_trials_end_killed(store_uri, workdir):
     import optuna
 
