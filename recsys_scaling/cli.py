@@ -108,13 +108,11 @@ def cmd_train(overrides: List[str]) -> int:
 
 
 def cmd_sweep(name: str, overrides: List[str], force: bool, sweeps_dirs: List[Path]) -> int:
-    import mlflow
-
     from .sweep import run_sweep
 
     summary = run_sweep(name, overrides, force=force, sweeps_dirs=sweeps_dirs)
     print(summary.line())
-    print(f"browse: {_ui_command(mlflow.get_tracking_uri())}")
+    print(f"browse: {_ui_command(summary.store_uri)}")
     return 0 if summary.ok else 1
 
 
@@ -189,8 +187,6 @@ def cmd_data(action: str, overrides: List[str]) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    import mlflow
-
     from .report import build_report
 
     if not args.sweeps and not args.parent_run_id:
@@ -202,7 +198,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for line in report.verdicts:
         print(f"  {line}")
     print(f"  plots: {report.plot.resolve().parent}  fits: {report.fits_json.resolve()}")
-    print(f"browse the runs: {_ui_command(mlflow.get_tracking_uri())}  then open http://127.0.0.1:5000")
+    print(f"browse the runs: {_ui_command(report.store_uri)}  then open http://127.0.0.1:5000")
     return 0
 
 

@@ -49,15 +49,16 @@ def run_job(cfg: DictConfig, resume: bool = False,
         log.info("%s: not trained: ME with one set is the SE base, which this sweep trains once", name)
         return {"shared_base": 1.0}
     fingerprint = config_fingerprint(cfg)
+    store = tracking.Store.of(cfg)
     if resume:
-        done = tracking.finished_run(cfg.tracking.uri, cfg.tracking.experiment, fingerprint)
+        done = store.finished_run(fingerprint)
         if done is not None:
             log.info("%s: skipped, finished before as run %s", name, done)
             return {"skipped_as": done}
     checkpoint = Checkpoint(Path(cfg.train.checkpoint_dir) / f"{fingerprint}.pt" if cfg.train.checkpoint else None)
-    with tracking.job_run(cfg, name, {**job_tags(cfg), "fingerprint": fingerprint}) as run:
+    with store.job_run(cfg, name, {**job_tags(cfg), "fingerprint": fingerprint}) as run:
         if checkpoint.path is not None and checkpoint.path.is_file():
-            tracking.mark_interrupted(fingerprint, keep=run.run_id)
+            store.mark_interrupted(fingerprint, keep=run.run_id)
         data = load_dataset(cfg.data, progress=cfg.train.progress)
         plan = plan_job(cfg.model, cfg.arm, cfg.scale, data.field_dims, cfg.budget, job=name)
         run.set_tags({"num_embeddings": str(plan.num_embeddings), "embed_dim": str(plan.embed_dim)})

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
-import mlflow
-from mlflow.entities import Run
+from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -20,6 +21,9 @@ log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
 ROLE_TAG = "recsys_scaling.role"
 MAX_PARAM_LENGTH = 6000
+MAX_PARAMS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+DEFAULT_EXPERIMENT = "recsys-scaling"
 
 
 def absolute_store(uri: str) -> str:
@@ -28,23 +32,6 @@ def absolute_store(uri: str) -> str:
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
         return prefix + str(Path(uri[len(prefix):]).resolve())
     return uri
-
-
-def use_store(uri: Optional[str], experiment: str) -> str:
-    """Point MLflow at the store and experiment; returns the experiment id."""
-    resolved = resolve_tracking_uri(uri)
-    mlflow.set_tracking_uri(resolved)
-    found = mlflow.get_experiment_by_name(experiment)
-    if found is not None:
-        return found.experiment_id
-    try:
-        return mlflow.create_experiment(experiment)
-    except mlflow.exceptions.MlflowException:  # created concurrently by another job
-        return mlflow.get_experiment_by_name(experiment).experiment_id
-
-
-def current_uri() -> str:
-    return mlflow.get_tracking_uri()
 
 
 def flatten(tree: Mapping, prefix: str = "") -> Dict[str, str]:
@@ -62,142 +49,173 @@ def run_name(backbone: str, arm: str, scale: int, seed: int) -> str:
     return f"{backbone}-{arm}-{scale}x-s{seed}"
 
 
-class JobRun:
-    """The active MLflow run of one job."""
+class StopRun(Exception):
+    """Raised inside a job to end its run with `status` rather than FAILED (a pruned trial)."""
 
-    def __init__(self, run_id: str):
-        self.run_id = run_id
+    status = "KILLED"
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class JobRun:
+    """One job's MLflow run, written through its store's client (no global MLflow state)."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client, self.run_id = client, run_id
 
     def log_epoch(self, epoch: int, metrics: Dict[str, float]) -> None:
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=epoch)
+        now = int(time.time() * 1000)
+        entries = [Metric(k, float(v), now, epoch) for k, v in metrics.items()]
+        for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=chunk)
 
     def log_metrics(self, metrics: Dict[str, float]) -> None:
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        self.log_epoch(0, metrics)
+
+    def log_params(self, params: Dict[str, str]) -> None:
+        for chunk in _chunks([Param(k, v) for k, v in params.items()], MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=chunk)
 
     def set_tags(self, tags: Dict[str, str]) -> None:
-        mlflow.set_tags(tags)
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_dict(self, payload: dict, name: str) -> None:
-        mlflow.log_dict(payload, name)
+        self.client.log_dict(self.run_id, payload, name)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
 
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
-        mlflow.log_artifact(str(path), artifact_path)
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
 
 
-@contextmanager
-def job_run(cfg: DictConfig, name: str, tags: Dict[str, str]) -> Iterator[JobRun]:
-    """Start a job's run (a child when tracking.parent_run_id is set): config as params and
-    as a YAML artifact. An exception marks the run FAILED with its message and traceback."""
-    experiment_id = use_store(cfg.tracking.uri, cfg.tracking.experiment)
-    all_tags = {ROLE_TAG: "job", **tags}
-    if cfg.tracking.parent_run_id:
-        all_tags[PARENT_TAG] = cfg.tracking.parent_run_id
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=all_tags)
-    try:
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        mlflow.log_params(flatten(resolved))
-        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        yield JobRun(run.info.run_id)
-    except BaseException as exc:
-        mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
-        mlflow.log_text(traceback.format_exc(), "traceback.txt")
-        # An exception may say how its run ends (a pruned trial is KILLED, not FAILED).
-        status = getattr(exc, "run_status", "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        mlflow.end_run(status=status)
-        raise
-    else:
-        mlflow.end_run(status="FINISHED")
+class Store:
+    """One MLflow tracking store (a sqlite file, a database URL or a tracking server) and one
+    experiment in it. Everything the tool records or reads goes through here."""
 
+    def __init__(self, uri: Optional[str] = None, experiment: str = DEFAULT_EXPERIMENT):
+        self.uri = absolute_store(resolve_tracking_uri(uri))
+        self.experiment = experiment
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self._experiment_id: Optional[str] = None
 
-def finished_run(uri: Optional[str], experiment: str, fingerprint: str) -> Optional[str]:
-    """The id of a FINISHED job run with this config fingerprint, if any."""
-    experiment_id = use_store(uri, experiment)
-    runs = MlflowClient().search_runs([experiment_id], max_results=1,
-                                      filter_string=f"tags.fingerprint = '{fingerprint}' and "
-                                                    "attributes.status = 'FINISHED'")
-    return runs[0].info.run_id if runs else None
+    @classmethod
+    def of(cls, cfg: DictConfig) -> "Store":
+        return cls(cfg.tracking.uri, cfg.tracking.experiment)
 
+    @property
+    def experiment_id(self) -> str:
+        """The experiment's id; the experiment is created on first use."""
+        if self._experiment_id is None:
+            found = self.client.get_experiment_by_name(self.experiment)
+            if found is None:
+                try:
+                    self._experiment_id = self.client.create_experiment(self.experiment)
+                except MlflowException:  # created concurrently by another job
+                    found = self.client.get_experiment_by_name(self.experiment)
+            self._experiment_id = self._experiment_id or found.experiment_id
+        return self._experiment_id
 
-def mark_interrupted(fingerprint: str, keep: str) -> None:
-    """Runs of this fingerprint left RUNNING by a killed process: mark them KILLED."""
-    client = MlflowClient()
-    active = mlflow.active_run()
-    experiment_id = active.info.experiment_id if active else None
-    for run in client.search_runs([experiment_id], filter_string=f"tags.fingerprint = '{fingerprint}' and "
-                                                                 "attributes.status = 'RUNNING'"):
-        if run.info.run_id != keep:
-            client.set_tag(run.info.run_id, "error", "interrupted; continued from its checkpoint in run " + keep)
-            client.set_terminated(run.info.run_id, "KILLED")
+    # -- jobs -----------------------------------------------------------------------------------
+    @contextmanager
+    def job_run(self, cfg: DictConfig, name: str, tags: Dict[str, str]) -> Iterator[JobRun]:
+        """Start a job's run (a child when tracking.parent_run_id is set): config as params and
+        as a YAML artifact. An exception ends the run FAILED with its message and traceback; a
+        StopRun (a pruned trial) or Ctrl-C ends it KILLED."""
+        all_tags = {ROLE_TAG: "job", **tags}
+        if cfg.tracking.parent_run_id:
+            all_tags[PARENT_TAG] = cfg.tracking.parent_run_id
+        run = JobRun(self.client, self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id)
+        try:
+            run.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
+            run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            yield run
+        except BaseException as exc:
+            self.client.set_tag(run.run_id, "error", f"{type(exc).__name__}: {exc}"[:5000])
+            run.log_text(traceback.format_exc(), "traceback.txt")
+            status = exc.status if isinstance(exc, StopRun) else (
+                "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            self.client.set_terminated(run.run_id, status)
+            raise
+        else:
+            self.client.set_terminated(run.run_id, "FINISHED")
 
+    def finished_run(self, fingerprint: str) -> Optional[str]:
+        """The id of a FINISHED job run with this config fingerprint, if any."""
+        runs = self.client.search_runs([self.experiment_id], max_results=1,
+                                       filter_string=f"tags.fingerprint = '{fingerprint}' and "
+                                                     "attributes.status = 'FINISHED'")
+        return runs[0].info.run_id if runs else None
 
-def create_sweep_parent(uri: Optional[str], experiment: str, sweep: str, spec_file: Optional[Path],
-                        job_names: Sequence[str] = (), reused: Optional[Dict[str, str]] = None) -> str:
-    """The sweep's parent run, with the sweep file, the planned job names and the runs reused
-    from earlier launches (job -> run id) as artifacts."""
-    experiment_id = use_store(uri, experiment)
-    client = MlflowClient()
-    run = client.create_run(experiment_id, run_name=f"sweep-{sweep}",
-                            tags={"sweep": sweep, ROLE_TAG: "sweep"})
-    if spec_file is not None:
-        client.log_artifact(run.info.run_id, str(spec_file))
-    client.log_dict(run.info.run_id, list(job_names), "jobs.json")
-    client.log_dict(run.info.run_id, dict(reused or {}), "reused.json")
-    client.log_metric(run.info.run_id, "jobs_planned", len(job_names))
-    return run.info.run_id
+    def mark_interrupted(self, fingerprint: str, keep: str) -> None:
+        """Runs of this fingerprint left RUNNING by a killed process: mark them KILLED."""
+        for run in self.client.search_runs([self.experiment_id], filter_string=f"tags.fingerprint = "
+                                           f"'{fingerprint}' and attributes.status = 'RUNNING'"):
+            if run.info.run_id != keep:
+                self.client.set_tag(run.info.run_id, "error",
+                                    "interrupted; continued from its checkpoint in run " + keep)
+                self.client.set_terminated(run.info.run_id, "KILLED")
 
+    # -- sweeps ---------------------------------------------------------------------------------
+    def create_sweep_parent(self, sweep: str, spec_file: Optional[Path], job_names: Sequence[str] = (),
+                            reused: Optional[Dict[str, str]] = None) -> str:
+        """The sweep's parent run, with the sweep file, the planned job names and the runs reused
+        from earlier launches (job -> run id) as artifacts."""
+        run = self.client.create_run(self.experiment_id, run_name=f"sweep-{sweep}",
+                                     tags={"sweep": sweep, ROLE_TAG: "sweep"})
+        run_id = run.info.run_id
+        if spec_file is not None:
+            self.client.log_artifact(run_id, str(spec_file))
+        self.client.log_dict(run_id, list(job_names), "jobs.json")
+        self.client.log_dict(run_id, dict(reused or {}), "reused.json")
+        self.client.log_metric(run_id, "jobs_planned", len(job_names))
+        return run_id
 
-def finish_sweep_parent(run_id: str, ok: bool, summary: Dict[str, int]) -> None:
-    client = MlflowClient()
-    for key, value in summary.items():
-        client.log_metric(run_id, f"jobs_{key}", value)
-    client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+    def finish_sweep_parent(self, run_id: str, ok: bool, summary: Dict[str, int]) -> None:
+        for key, value in summary.items():
+            self.client.log_metric(run_id, f"jobs_{key}", value)
+        self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
 
+    def latest_sweep_parent(self, sweep: str) -> Run:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.sweep = '{sweep}' and tags.`{ROLE_TAG}` = 'sweep'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not runs:
+            raise LookupError(f"no sweep named {sweep!r} in experiment {self.experiment!r} of {self.uri}")
+        return runs[0]
 
-def child_runs(parent_run_id: str, filter_string: str = "") -> List[Run]:
-    client = MlflowClient()
-    parent = client.get_run(parent_run_id)
-    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" + (f" and {filter_string}" if filter_string else "")
-    return client.search_runs([parent.info.experiment_id], filter_string=query, max_results=50_000)
+    def child_runs(self, parent_run_id: str, filter_string: str = "") -> List[Run]:
+        parent = self.client.get_run(parent_run_id)
+        query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" + (f" and {filter_string}" if filter_string else "")
+        return self.client.search_runs([parent.info.experiment_id], filter_string=query, max_results=50_000)
 
+    def sweep_name(self, run_id: str) -> str:
+        """The sweep a parent run belongs to (its `sweep` tag, else its name)."""
+        run = self.client.get_run(run_id)
+        return run.data.tags.get("sweep") or run.info.run_name or run_id
 
-def run_json(run_id: str, name: str):
-    """A JSON artifact of a run (a sweep's jobs.json, a job's collapse.json); None if absent."""
-    import json
+    def runs_by_id(self, run_ids: Sequence[str]) -> List[Run]:
+        return [self.client.get_run(run_id) for run_id in run_ids]
 
-    try:
-        with open(MlflowClient().download_artifacts(run_id, name)) as fh:
-            return json.load(fh)
-    except Exception:  # noqa: BLE001 - older runs, or diagnostics switched off
-        return None
+    # -- artifacts ------------------------------------------------------------------------------
+    def run_json(self, run_id: str, name: str):
+        """A JSON artifact of a run (a sweep's jobs.json, a job's collapse.json); None if absent."""
+        import json
 
+        try:
+            with open(self.client.download_artifacts(run_id, name)) as fh:
+                return json.load(fh)
+        except Exception:  # noqa: BLE001 - older runs, or diagnostics switched off
+            return None
 
-def sweep_name(run_id: str) -> str:
-    """The sweep a parent run belongs to (its `sweep` tag, else its name)."""
-    run = MlflowClient().get_run(run_id)
-    return run.data.tags.get("sweep") or run.info.run_name or run_id
-
-
-def runs_by_id(run_ids: Sequence[str]) -> List[Run]:
-    client = MlflowClient()
-    return [client.get_run(run_id) for run_id in run_ids]
-
-
-def latest_sweep_parent(uri: Optional[str], experiment: str, sweep: str) -> Run:
-    experiment_id = use_store(uri, experiment)
-    runs = MlflowClient().search_runs(
-        [experiment_id],
-        filter_string=f"tags.sweep = '{sweep}' and tags.`{ROLE_TAG}` = 'sweep'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not runs:
-        raise LookupError(f"no sweep named {sweep!r} in experiment {experiment!r} "
-                          f"of {mlflow.get_tracking_uri()}")
-    return runs[0]
-
-
-def log_artifacts_to(run_id: str, folder: Path, artifact_path: str) -> None:
-    MlflowClient().log_artifacts(run_id, str(folder), artifact_path)
+    def log_artifacts_to(self, run_id: str, folder: Path, artifact_path: str) -> None:
+        self.client.log_artifacts(run_id, str(folder), artifact_path)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

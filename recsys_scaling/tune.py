@@ -16,7 +16,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import optuna
 
 from . import tracking
-from .config import resolve_tracking_uri
 from .job import run_job
 from .paths import find_sweep
 from .sweep import grid
@@ -26,10 +25,8 @@ log = logging.getLogger(__name__)
 Cell = Tuple[str, str, int]
 
 
-class PrunedTrial(optuna.TrialPruned):
-    """Raised from the epoch hook; its MLflow run ends KILLED, tagged pruned."""
-
-    run_status = "KILLED"
+class PrunedTrial(optuna.TrialPruned, tracking.StopRun):
+    """Raised from the epoch hook: Optuna records the trial PRUNED, its MLflow run ends KILLED."""
 
 
 def default_storage(tracking_uri: str) -> str:
@@ -84,9 +81,9 @@ def tune_sweep(name: str, overrides: Sequence[str] = (), trials: int = 20, stora
     grid.validate(jobs)
     cells = grid_cells(jobs)
     first = jobs[0].cfg
-    storage = storage or default_storage(resolve_tracking_uri(first.tracking.uri))
-    parent = tracking.create_sweep_parent(first.tracking.uri, first.tracking.experiment, f"tune-{spec.stem}", spec,
-                                          [f"{b}-{a}-{s}x" for b, a, s in cells])
+    store = tracking.Store.of(first)
+    storage = storage or default_storage(store.uri)
+    parent = store.create_sweep_parent(f"tune-{spec.stem}", spec, [f"{b}-{a}-{s}x" for b, a, s in cells])
     entries: List[dict] = []
     for (backbone, arm, scale), job in cells.items():
         study = optuna.create_study(study_name=f"{spec.stem}/{backbone}-{arm}-{scale}x", storage=storage,
@@ -100,5 +97,5 @@ def tune_sweep(name: str, overrides: Sequence[str] = (), trials: int = 20, stora
             continue
         entries.append({"backbone": backbone, "arm": arm, "scale": scale, "params": study.best_params,
                         "best_valid_auc": study.best_value, "trials": len(study.trials)})
-    tracking.finish_sweep_parent(parent, bool(entries), {"tuned_cells": len(entries)})
+    store.finish_sweep_parent(parent, bool(entries), {"tuned_cells": len(entries)})
     return write_tuned(out_dir / f"{spec.stem}.yaml", spec.stem, storage, entries)

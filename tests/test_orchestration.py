@@ -18,8 +18,8 @@ TINY = ["data=synthetic_small", "train.max_epochs=1", "train.progress=false"]
 
 
 def children(store_uri, sweep="smoke"):
-    parent = tracking.latest_sweep_parent(store_uri, "recsys-scaling", sweep)
-    return parent, tracking.child_runs(parent.info.run_id)
+    parent = tracking.Store(store_uri).latest_sweep_parent(sweep)
+    return parent, tracking.Store(store_uri).child_runs(parent.info.run_id)
 
 
 def test_relaunch_skips_finished_jobs_and_reruns_failed_ones(store_uri, workdir, capsys):

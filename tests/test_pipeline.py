@@ -86,9 +86,9 @@ def test_sweep_then_report(store_uri, workdir, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "2 jobs: 2 finished, 0 skipped (finished before), 0 failed" in out
-    parent = tracking.latest_sweep_parent(store_uri, "recsys-scaling", "smoke")
+    parent = tracking.Store(store_uri).latest_sweep_parent("smoke")
     assert parent.info.status == "FINISHED"
-    children = tracking.child_runs(parent.info.run_id)
+    children = tracking.Store(store_uri).child_runs(parent.info.run_id)
     assert sorted(r.info.run_name for r in children) == ["dnn-me-2x-s0", "dnn-se-2x-s0"]
     assert all(r.data.tags["sweep"] == "smoke" for r in children)
 
@@ -121,8 +121,8 @@ def test_shared_base_claims_and_verdict_table(store_uri, workdir, capsys):
                  "seed=0,1,2", "train.max_epochs=1"])
     out = capsys.readouterr().out
     assert code == 0 and "9 jobs: 9 finished" in out
-    parent = tracking.latest_sweep_parent(store_uri, "recsys-scaling", "smoke")
-    names = sorted(r.info.run_name for r in tracking.child_runs(parent.info.run_id))
+    parent = tracking.Store(store_uri).latest_sweep_parent("smoke")
+    names = sorted(r.info.run_name for r in tracking.Store(store_uri).child_runs(parent.info.run_id))
     assert not [n for n in names if n.startswith("dnn-me-1x")] and len(names) == 9
     assert main(["report", "smoke", "--tracking-uri", store_uri, "--resamples", "50", "--pairing", "seed",
                  "--holm"]) == 0
@@ -147,9 +147,9 @@ def test_sweep_with_a_failing_job_goes_on_and_reports_it(store_uri, workdir, cap
     out = capsys.readouterr().out
     assert code == 1
     assert "failed" in out
-    parent = tracking.latest_sweep_parent(store_uri, "recsys-scaling", "smoke")
+    parent = tracking.Store(store_uri).latest_sweep_parent("smoke")
     assert parent.info.status == "FAILED"
-    statuses = [r.info.status for r in tracking.child_runs(parent.info.run_id)]
+    statuses = [r.info.status for r in tracking.Store(store_uri).child_runs(parent.info.run_id)]
     assert sorted(statuses) == ["FAILED", "FINISHED"]
     assert main(["report", "smoke", "--tracking-uri", store_uri]) == 0
     page = (workdir / "reports" / "smoke" / "index.html").read_text()

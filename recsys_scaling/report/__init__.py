@@ -33,6 +33,7 @@ class Report:
     runs_csv: Path
     fits_json: Path
     parent_run_ids: List[str]
+    store_uri: str
     num_runs: int
     verdicts: List[str]
 
@@ -46,10 +47,9 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
         raise ValueError(f"--x {x_axis!r}: choose from {sorted(X_AXES)}")
     if pairing not in PAIRINGS:
         raise ValueError(f"--pairing {pairing!r}: choose from {PAIRINGS}")
-    tracking.use_store(tracking_uri, experiment)
-    parents = list(parent_run_ids) or [tracking.latest_sweep_parent(tracking_uri, experiment, s).info.run_id
-                                       for s in sweeps]
-    runs, missing = collect_runs(parents, filter_string)
+    store = tracking.Store(tracking_uri, experiment)
+    parents = list(parent_run_ids) or [store.latest_sweep_parent(s).info.run_id for s in sweeps]
+    runs, missing = collect_runs(store, parents, filter_string)
     if runs.empty:
         raise LookupError(f"sweep(s) {', '.join(sweeps) or parents} have no job runs")
     name = "+".join(sweeps) if sweeps else parents[0]
@@ -58,9 +58,9 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
     # Built in a scratch folder and moved into place, so a failed report leaves the old one whole.
     work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final_dir.parent))
     try:
-        report = _write(work, name, parents, runs, missing, x_axis, resamples, ui_url, pairing, holm)
+        report = _write(store, work, name, parents, runs, missing, x_axis, resamples, ui_url, pairing, holm)
         for parent in parents:
-            tracking.log_artifacts_to(parent, work, "report")
+            store.log_artifacts_to(parent, work, "report")
         if final_dir.exists():
             shutil.rmtree(final_dir)
         work.rename(final_dir)
@@ -68,10 +68,10 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
         shutil.rmtree(work, ignore_errors=True)
         raise
     return Report(final_dir, final_dir / "index.html", final_dir / report["plot"], final_dir / "summary.csv",
-                  final_dir / "runs.csv", final_dir / "fits.json", parents, len(runs), report["verdicts"])
+                  final_dir / "runs.csv", final_dir / "fits.json", parents, store.uri, len(runs), report["verdicts"])
 
 
-def _write(work: Path, name: str, parents: List[str], runs: pd.DataFrame, missing: List[str], x_axis: str,
+def _write(store: tracking.Store, work: Path, name: str, parents: List[str], runs: pd.DataFrame, missing: List[str], x_axis: str,
            resamples: int, ui_url: str, pairing: str, holm: bool) -> dict:
     x_column, x_label = X_AXES[x_axis], X_LABELS[x_axis]
     runs = distinct_runs(runs)
@@ -83,7 +83,7 @@ def _write(work: Path, name: str, parents: List[str], runs: pd.DataFrame, missin
     plots.append(auc_vs_params(summary, work / "auc_vs_params.png", f"{name}: test AUC vs model size",
                                oracle))
     plots.append(ia_vs_scale(summary, work / "ia_vs_scale.png", f"{name}: embedding collapse (IA)"))
-    plots.append(spectra(largest_scale_spectra(shown), work / "spectra.png",
+    plots.append(spectra(largest_scale_spectra(store, shown), work / "spectra.png",
                          f"{name}: embedding spectra at the largest scale (flatter = less collapse)"))
     paper = _paper_comparison(runs, summary)
     if paper is not None and len(paper):
@@ -101,7 +101,7 @@ def _write(work: Path, name: str, parents: List[str], runs: pd.DataFrame, missin
         "x_axis": x_axis, "parents": parents, "resamples": resamples, "missing_jobs": missing, "claims_method": method,
         "claims": claims, "oracle": oracle, "backbones": [a.as_dict() for a in analyses]}, indent=2,
         default=_json_value))
-    write_index(work, name, parents, tracking.current_uri(), ui_url, analyses, plots, fit_rows(analyses),
+    write_index(work, name, parents, store.uri, ui_url, analyses, plots, fit_rows(analyses),
                 pd.DataFrame(claims), multipliers, summary, runs, missing, paper, x_label, method, oracle)
     return {"plot": plots[0].name, "verdicts": verdicts}
 

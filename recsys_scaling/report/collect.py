@@ -1,12 +1,10 @@
 """MLflow runs of a sweep -> one tidy pandas table, a row per job."""
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
-from mlflow.entities import Run
-
 from .. import tracking
 
 TAG_COLUMNS = ("backbone", "arm", "scale", "num_embeddings", "embed_dim", "seed", "sweep", "dataset", "fingerprint")
@@ -18,7 +16,7 @@ METRIC_COLUMNS = ("test_auc", "test_logloss", "best_valid_auc", "best_valid_logl
 ORACLE_COLUMNS = ("oracle_bayes_auc", "oracle_auc_width_10", "oracle_auc_width_20", "oracle_auc_width_40")
 
 
-def runs_table(runs: List[Run], series: Sequence[str] = ()) -> pd.DataFrame:
+def runs_table(runs: List[Any], series: Sequence[str] = ()) -> pd.DataFrame:
     """One row per run; `series[i]` names the sweep run i was collected for (default: its tag)."""
     rows = []
     for i, run in enumerate(runs):
@@ -38,23 +36,24 @@ def runs_table(runs: List[Run], series: Sequence[str] = ()) -> pd.DataFrame:
     return table.sort_values(["series", "backbone", "arm", "scale", "seed"], ignore_index=True)
 
 
-def collect_runs(parent_run_ids: Sequence[str], filter_string: str = "") -> Tuple[pd.DataFrame, List[str]]:
+def collect_runs(store: tracking.Store, parent_run_ids: Sequence[str],
+                 filter_string: str = "") -> Tuple[pd.DataFrame, List[str]]:
     """Every child run of the given sweep parents (optionally filtered, MLflow search syntax),
     and the names of jobs a parent planned that never got a run."""
-    runs: List[Run] = []
+    runs: List[Any] = []
     series: List[str] = []
     missing: List[str] = []
     for parent in parent_run_ids:
-        children = tracking.child_runs(parent, filter_string)
-        reused = tracking.run_json(parent, "reused.json") or {}
+        children = store.child_runs(parent, filter_string)
+        reused = store.run_json(parent, "reused.json") or {}
         if reused and not filter_string:  # skipped jobs: their earlier runs stand for them
-            children += tracking.runs_by_id(list(reused.values()))
+            children += store.runs_by_id(list(reused.values()))
         runs.extend(children)
         # A reused run may come from another sweep; it belongs to the series it stands in for.
-        series.extend([tracking.sweep_name(parent)] * len(children))
+        series.extend([store.sweep_name(parent)] * len(children))
         if not filter_string:  # a filtered report leaves planned jobs out on purpose
             recorded = {r.info.run_name for r in children}
-            missing.extend(sorted(set(tracking.run_json(parent, "jobs.json") or []) - recorded))
+            missing.extend(sorted(set(store.run_json(parent, "jobs.json") or []) - recorded))
     return runs_table(runs, series), missing
 
 
@@ -102,7 +101,7 @@ def oracle_aucs(table: pd.DataFrame) -> dict:
     return {c: float(table[c].dropna().iloc[0]) for c in columns}
 
 
-def largest_scale_spectra(runs: pd.DataFrame) -> dict:
+def largest_scale_spectra(store: tracking.Store, runs: pd.DataFrame) -> dict:
     """(backbone, arm, scale) -> the mean over fields of the normalised singular-value spectrum of
     the embedding tables (all sets concatenated), from the lowest-seed finished run at each
     curve's largest scale."""
@@ -110,7 +109,7 @@ def largest_scale_spectra(runs: pd.DataFrame) -> dict:
     done = runs[runs["status"] == "FINISHED"]
     for (backbone, arm), curve in done.groupby(["backbone", "arm"], sort=True):
         top = curve[curve["scale"] == curve["scale"].max()].sort_values("seed").iloc[0]
-        payload = tracking.run_json(top["run_id"], "diagnostics/collapse.json")
+        payload = store.run_json(top["run_id"], "diagnostics/collapse.json")
         fields = [f["spectrum"] for f in (payload or {}).get("fields", []) if f.get("spectrum")]
         if fields:
             width = max(len(f) for f in fields)

@@ -9,7 +9,7 @@ from typing import List, Sequence
 
 from .. import tracking
 from ..app import launch
-from ..config import config_fingerprint, resolve_tracking_uri
+from ..config import config_fingerprint
 from ..paths import find_sweep
 from ..runtime import cpu_count, parallel_jobs, reserved_cpus
 from . import grid
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 class SweepSummary:
     sweep: str
     parent_run_id: str
+    store_uri: str
     finished: int
     failed: int
     other: int
@@ -57,33 +58,31 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
         log.info("sweep %s: %d ME jobs with one set are the SE base and are trained once, as SE", sweep_name,
                  len(base))
     log.info("sweep %s: %d jobs checked", sweep_name, len(jobs))
-    first = jobs[0].cfg
-    reused = {} if force else _finished_before(jobs)
-    parent = tracking.create_sweep_parent(first.tracking.uri, first.tracking.experiment, sweep_name, spec,
-                                          [job.name for job in jobs], reused)
+    store = tracking.Store.of(jobs[0].cfg)
+    reused = {} if force else _finished_before(store, jobs)
+    parent = store.create_sweep_parent(sweep_name, spec, [job.name for job in jobs], reused)
     if reused:
         log.info("sweep %s: %d of %d jobs finished before and are skipped (--force reruns them)",
                  sweep_name, len(reused), len(jobs))
     # Jobs log to exactly the parent's store, whatever their process's environment or cwd.
-    store = tracking.absolute_store(resolve_tracking_uri(first.tracking.uri))
     args: List[str] = ["--multirun", "--config-dir", str(spec.parent), "--config-name", spec.stem,
                        f"sweep.name={sweep_name}", f"tracking.parent_run_id={parent}", *overrides,
-                       f"tracking.uri='{store}'"]
+                       f"tracking.uri='{store.uri}'"]
     try:
         launch(args)
     finally:
-        summary = summarize(sweep_name, parent, len(reused))
-        tracking.finish_sweep_parent(parent, summary.ok, {"finished": summary.finished, "failed": summary.failed,
+        summary = summarize(store, sweep_name, parent, len(reused))
+        store.finish_sweep_parent(parent, summary.ok, {"finished": summary.finished, "failed": summary.failed,
                                                            "skipped": summary.skipped})
     return summary
 
 
-def _finished_before(jobs: Sequence[grid.Job]) -> dict:
+def _finished_before(store: tracking.Store, jobs: Sequence[grid.Job]) -> dict:
     """job name + fingerprint -> id of its earlier FINISHED run."""
     reused = {}
     for job in jobs:
         fingerprint = config_fingerprint(job.cfg)
-        done = tracking.finished_run(job.cfg.tracking.uri, job.cfg.tracking.experiment, fingerprint)
+        done = store.finished_run(fingerprint)
         if done is not None:
             reused[f"{job.name}#{fingerprint[:12]}"] = done
     return reused
@@ -108,7 +107,7 @@ def check_parallelism(jobs: Sequence[grid.Job]) -> None:
                 f"{cpu_count()} cores; lower one (train.threads=0 divides the cores automatically)")
 
 
-def summarize(sweep_name: str, parent_run_id: str, skipped: int = 0) -> SweepSummary:
-    statuses = Counter(run.info.status for run in tracking.child_runs(parent_run_id))
+def summarize(store: tracking.Store, sweep_name: str, parent_run_id: str, skipped: int = 0) -> SweepSummary:
+    statuses = Counter(run.info.status for run in store.child_runs(parent_run_id))
     finished, failed = statuses.pop("FINISHED", 0), statuses.pop("FAILED", 0)
-    return SweepSummary(sweep_name, parent_run_id, finished, failed, sum(statuses.values()), skipped)
+    return SweepSummary(sweep_name, parent_run_id, store.uri, finished, failed, sum(statuses.values()), skipped)
