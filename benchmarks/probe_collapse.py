@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 
 from recsys_scaling.budget import plan_job
 from recsys_scaling.collapse import CollapseProbe
-from recsys_scaling.config import register_configs
+import recsys_scaling.config  # noqa: F401 - registers the config schemas
 from recsys_scaling.paths import CONF_DIR
 from recsys_scaling.data import load_dataset
 from recsys_scaling.models import Shape, build_model, uses_me_form
@@ -35,7 +35,6 @@ def main() -> None:
     parser.add_argument("--json", help="append one JSON line per job to this file")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    register_configs()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", [f"model={args.backbone}", "data=synthetic", "train.progress=false",
                                  "train.checkpoint=false", *args.overrides])

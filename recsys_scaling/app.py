@@ -11,14 +11,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .config import register_configs
 from .job import run_job
 from .paths import CONF_DIR
 from .runtime import default_threads
 
 log = logging.getLogger(__name__)
-
-register_configs()
 
 
 def set_execution(cfg: DictConfig, hydra_cfg) -> None:

@@ -11,11 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, Optional, Sequence
 
-from .config import ModelConfig, embedding_shape
+from .config import BudgetMatch, BudgetSolve, ModelConfig, choice, embedding_shape
 from .models import Shape, get_backbone, uses_me_form
-
-MATCHES = ("embedding", "total")
-SOLVES = ("se_dim", "me_dim")
 
 
 class BudgetError(ValueError):
@@ -100,10 +97,8 @@ class JobPlan:
 def plan_job(model_cfg, arm: str, scale: int, field_dims: Sequence[int], budget_cfg,
              job: str = "job") -> JobPlan:
     """Resolve K and d of a job under its budget settings; raises BudgetError naming `job`."""
-    if budget_cfg.match not in MATCHES:
-        raise ValueError(f"budget.match={budget_cfg.match!r}: choose from {MATCHES}")
-    if budget_cfg.solve not in SOLVES:
-        raise ValueError(f"budget.solve={budget_cfg.solve!r}: choose from {SOLVES}")
+    match = choice(BudgetMatch, budget_cfg.match, "budget.match")
+    solve = choice(BudgetSolve, budget_cfg.solve, "budget.solve")
     options = _options(model_cfg)
     backbone = model_cfg.backbone
     get_backbone(backbone)
@@ -133,14 +128,14 @@ def plan_job(model_cfg, arm: str, scale: int, field_dims: Sequence[int], budget_
         partner_k, partner_d = (1, scale * d0) if me else (scale, d0)
         partner_total = total(partner_k, partner_d, not me)
         reference, reference_total = ("se partner" if me else "me partner"), partner_total
-        if budget_cfg.match == "total":
+        if match == BudgetMatch.total:
             enforce = True
-            if not me and budget_cfg.solve == "se_dim":
+            if not me and solve == BudgetSolve.se_dim:
                 d = closest_integer(lambda dd: total(1, dd), partner_total)
-            elif me and budget_cfg.solve == "me_dim":
+            elif me and solve == BudgetSolve.me_dim:
                 d = closest_integer(lambda dd: total(k, dd), partner_total)
             else:  # this arm keeps its scale shape; its partner is solved against it
-                partner_total = _solved_partner_total(total, me, k, d, scale, d0, budget_cfg.solve)
+                partner_total = _solved_partner_total(total, me, k, d, scale, d0, solve)
                 reference_total = partner_total
     if k < 1 or d < 1:
         raise BudgetError(f"{job}: embedding shape K={k}, d={d} is invalid")

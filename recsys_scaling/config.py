@@ -9,13 +9,73 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from enum import StrEnum
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-ARMS = ("se", "me")
+
+
+# Closed choices. Composition rejects any other value, naming the key and the allowed values;
+# members are strings, so code and fingerprints see plain "se", "total", ...
+class Arm(StrEnum):
+    se = "se"  # one embedding set of size scale * d0
+    me = "me"  # `scale` sets of size d0
+
+
+class Aggregation(StrEnum):
+    mean = "mean"
+    gate = "gate"
+
+
+class DataKind(StrEnum):
+    synthetic = "synthetic"
+    criteo = "criteo"
+    avazu = "avazu"
+    csv = "csv"
+
+
+class VocabScope(StrEnum):
+    all = "all"
+    train = "train"
+
+
+class NumericRule(StrEnum):
+    criteo_log = "criteo_log"
+    log2 = "log2"
+    identity = "identity"
+
+
+class BudgetMatch(StrEnum):
+    embedding = "embedding"
+    total = "total"
+
+
+class BudgetSolve(StrEnum):
+    se_dim = "se_dim"
+    me_dim = "me_dim"
+
+
+def explain(exc: BaseException) -> str:
+    """One line from a composition error and its causes: Hydra's "Error merging override
+    arm=x" says which override, OmegaConf's cause says what is wrong with it."""
+    parts: List[str] = []
+    while exc is not None:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if first not in parts:
+            parts.append(first)
+        exc = exc.__cause__
+    return ": ".join(parts)
+
+
+def choice(kind: type, value: Any, key: str) -> StrEnum:
+    """`value` as a member of the choice `kind`; a ValueError naming the key and the allowed values
+    otherwise (for configs built in Python, which composition did not check)."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{key}={value!r}: choose from {', '.join(kind)}") from None
 
 
 @dataclass
@@ -33,7 +93,7 @@ class ModelConfig:
     cin_layers: List[int] = field(default_factory=lambda: [16, 16])
     # hetero_moe only: one expert (and one embedding set) per entry.
     experts: List[str] = field(default_factory=list)
-    aggregation: str = "mean"
+    aggregation: Aggregation = Aggregation.mean
 
 
 @dataclass
@@ -68,7 +128,7 @@ class SchemaConfig:
     categorical: List[str] = field(default_factory=list)
     numeric: List[str] = field(default_factory=list)
     # Bucketing of numeric columns: criteo_log (the paper's ln^2 rule; integers), log2, identity.
-    numeric_rule: str = "criteo_log"
+    numeric_rule: NumericRule = NumericRule.criteo_log
     drop: List[str] = field(default_factory=list)
     delimiter: str = ","
 
@@ -77,13 +137,13 @@ class SchemaConfig:
 class DataConfig:
     name: str = MISSING
     # synthetic (generated), or a raw file: criteo, avazu, csv (CSV or Parquet with a schema).
-    kind: str = "synthetic"
+    kind: DataKind = DataKind.synthetic
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     path: Optional[str] = MISSING  # required for raw files; synthetic data sets it null
     # Values seen fewer times map to the field's OOV index 0 (data/criteo.yaml: 10, avazu.yaml: 4).
     min_count: int = 1
     # all: count values over every row (the paper); train: over the training split only.
-    vocab_scope: str = "all"
+    vocab_scope: VocabScope = VocabScope.all
     # Fail on the first bad row (naming file:line) instead of skipping and reporting bad rows.
     strict: bool = False
     split_seed: int = 0
@@ -147,10 +207,10 @@ class BudgetConfig:
 
     # embedding: the paper's semantics (SE d = s*d0 vs ME K = s sets of d0; equal embedding
     # parameters, totals differ). total: solve one arm's embedding size so totals match.
-    match: str = "embedding"
+    match: BudgetMatch = BudgetMatch.embedding
     # With match=total: se_dim solves the SE embedding size to the ME total; me_dim solves the
     # ME per-set size to the SE total.
-    solve: str = "se_dim"
+    solve: BudgetSolve = BudgetSolve.se_dim
     # Largest accepted |total - reference| / reference when totals are matched or targeted.
     tolerance: float = 0.02
     # Non-empty: job `scale=i` trains at the i-th total-parameter target (SE solves d, ME solves
@@ -178,7 +238,7 @@ class Config:
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
-    arm: str = "se"
+    arm: Arm = Arm.se
     scale: int = 1
     seed: int = 0
 
@@ -201,14 +261,6 @@ def config_fingerprint(cfg) -> str:
     return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def register_configs() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="config_schema", node=Config)
-    cs.store(group="model", name="model_schema", node=ModelConfig)
-    cs.store(group="data", name="data_schema", node=DataConfig)
-    cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
-
-
 def resolve_tracking_uri(uri: Optional[str]) -> str:
     if uri:
         return uri
@@ -223,8 +275,7 @@ class EmbeddingShape:
 
 def embedding_shape(model: Any, arm: str, scale: int) -> EmbeddingShape:
     """K and d of a job: explicit values win, else the paper's scale semantics."""
-    if arm not in ARMS:
-        raise ValueError(f"arm={arm!r}: expected one of {ARMS}")
+    choice(Arm, arm, "arm")
     if scale < 1:
         raise ValueError(f"scale={scale}: must be >= 1")
     if model.experts:
@@ -240,3 +291,15 @@ def embedding_shape(model: Any, arm: str, scale: int) -> EmbeddingShape:
     if d < 1:
         raise ValueError(f"model.embed_dim={d}: must be >= 1")
     return EmbeddingShape(num_embeddings=k, embed_dim=d)
+
+
+def register_configs() -> None:
+    """The schemas the YAML files build on (`config_schema`, ...): registered on import."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
+
+
+register_configs()

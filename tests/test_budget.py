@@ -106,7 +106,7 @@ def test_budget_command_prints_one_row_per_job(workdir, capsys, tmp_path):
 @pytest.mark.parametrize("override,named", [
     ("model=dnn,no_such_backbone", "model/no_such_backbone"),
     ("model.num_embeddings=0", "model.num_embeddings=0"),
-    ("arm=sideways", "arm='sideways'"),
+    ("arm=sideways", r"arm=sideways: Invalid value 'sideways', expected one of \[se, me\]"),
 ])
 def test_bad_grids_fail_before_launching(override, named, workdir, store_uri):
     with pytest.raises(SweepConfigError, match=named):

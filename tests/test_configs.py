@@ -69,6 +69,30 @@ def test_scale_semantics(arm, scale, expected):
     assert (shape.num_embeddings, shape.embed_dim) == expected
 
 
+CHOICES = [("arm", "Arm"), ("model.aggregation", "Aggregation"), ("data.kind", "DataKind"),
+           ("data.vocab_scope", "VocabScope"), ("data.schema.numeric_rule", "NumericRule"),
+           ("budget.match", "BudgetMatch"), ("budget.solve", "BudgetSolve")]
+
+
+@pytest.mark.parametrize("key,enum_name", CHOICES)
+def test_a_closed_choice_fails_at_composition_naming_key_and_allowed_values(key, enum_name):
+    import recsys_scaling.config as config
+    from recsys_scaling.config import explain
+
+    allowed = ", ".join(getattr(config, enum_name))
+    with pytest.raises(ConfigCompositionException) as caught:
+        _compose([f"{key}=nonsense"])
+    line = explain(caught.value)
+    assert f"{key}=nonsense" in line and f"expected one of [{allowed}]" in line, line
+
+
+def test_every_raw_data_kind_has_a_reader():
+    from recsys_scaling.config import DataKind
+    from recsys_scaling.data.formats import FORMATS
+
+    assert set(FORMATS) | {DataKind.synthetic} == set(DataKind)
+
+
 def test_bad_arm_and_scale_are_clear_errors():
     model = _compose([]).model
     with pytest.raises(ValueError, match="arm='xx'"):

@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from ..config import DataKind, NumericRule, choice
+
 BAD_KINDS = ("wrong_column_count", "non_integer", "bad_label", "empty_line")
 MISSING = "NULL"
 CRITEO_INTS = [f"I{i}" for i in range(1, 14)]
@@ -357,9 +359,6 @@ def _hour_features(hour: pa.DictionaryArray) -> List[pa.DictionaryArray]:
             for keys in (hod, weekday)]
 
 
-NUMERIC_RULES = ("criteo_log", "log2", "identity")
-
-
 @dataclass
 class TableFormat(RawFormat):
     """Generic CSV or Parquet with a schema from config: a label column, categorical columns,
@@ -367,13 +366,12 @@ class TableFormat(RawFormat):
     with the sign kept; identity: the value itself), columns to drop."""
 
     numeric_columns: List[str] = field(default_factory=list)
-    numeric_rule: str = "criteo_log"
+    numeric_rule: NumericRule = NumericRule.criteo_log
     drop: List[str] = field(default_factory=list)
     delimiter: str = ","
 
     def __post_init__(self):
-        if self.numeric_rule not in NUMERIC_RULES:
-            raise DataError(f"data.schema.numeric_rule={self.numeric_rule!r}: choose from {NUMERIC_RULES}")
+        self.numeric_rule = choice(NumericRule, self.numeric_rule, "data.schema.numeric_rule")
         self.integer_columns = list(self.numeric_columns)  # numeric columns go through integer_field
 
     @property
@@ -434,10 +432,10 @@ def _table_format(path: Path, data_cfg) -> TableFormat:
                        drop=list(schema.drop), delimiter=schema.delimiter)
 
 
-FORMATS = {
-    "criteo": lambda path, cfg: CriteoFormat(path),
-    "avazu": lambda path, cfg: AvazuFormat(path, hour_features=cfg.avazu_hour_features),
-    "csv": _table_format,
+FORMATS = {  # every DataKind but synthetic, which is generated rather than read
+    DataKind.criteo: lambda path, cfg: CriteoFormat(path),
+    DataKind.avazu: lambda path, cfg: AvazuFormat(path, hour_features=cfg.avazu_hour_features),
+    DataKind.csv: _table_format,
 }
 
 

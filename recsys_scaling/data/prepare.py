@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..config import VocabScope, choice
 from ..runtime import cpu_count
 from .cache import CacheWriter, EncodedData, open_or_build, seeded_split
 from .formats import BAD_KINDS, MISSING, Batch, DataError, RawFormat, make_format
@@ -198,9 +199,7 @@ def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -
     dictionaries on disk); once the vocabularies are known, X is remapped in place."""
     fmt = make_format(data_cfg)
     names = fmt.field_names
-    scope = data_cfg.vocab_scope
-    if scope not in ("all", "train"):
-        raise DataError(f"data.vocab_scope={scope!r}: choose from all, train")
+    scope = choice(VocabScope, data_cfg.vocab_scope, "data.vocab_scope")
     writer = CacheWriter(path, names)
     spill = DictionarySpill(writer.tmp_dir, len(names))
     try:

@@ -14,11 +14,10 @@ from typing import Dict, Sequence
 import torch
 from torch import nn
 
+from ..config import Aggregation, choice
 from .base import Backbone, Shape, get_backbone
 from .embedding import MultiEmbedding
 from .layers import MLPHead, linear_flops, linear_params, mlp_head_flops
-
-AGGREGATIONS = ("mean", "gate")
 
 
 def _expert_shape(shape: Shape) -> Shape:
@@ -31,8 +30,7 @@ def _check(cfg, shape: Shape) -> None:
     if shape.num_sets != len(cfg.experts):
         raise ValueError(f"model.num_embeddings={shape.num_sets}: hetero_moe has one set per expert "
                          f"({len(cfg.experts)})")
-    if cfg.aggregation not in AGGREGATIONS:
-        raise ValueError(f"model.aggregation={cfg.aggregation!r}: choose from {AGGREGATIONS}")
+    choice(Aggregation, cfg.aggregation, "model.aggregation")
     for name in cfg.experts:
         if get_backbone(name) is HeteroMoE:
             raise ValueError("model.experts: hetero_moe cannot be its own expert")

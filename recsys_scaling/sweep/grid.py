@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..budget import JobPlan, plan_job
-from ..config import embedding_shape
+from ..config import embedding_shape, explain
 from ..data import declared_field_dims
 from ..job import resolve_job_config
 from ..models import get_backbone, model_label
@@ -103,7 +103,7 @@ def expand(spec: Optional[Path], overrides: Sequence[str] = ()) -> List[Job]:
     try:
         base = composer(plain, hydra_config=True)
     except HydraException as exc:
-        raise SweepConfigError(f"sweep config: {exc}") from exc
+        raise SweepConfigError(f"sweep config: {explain(exc)}") from exc
     params = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
     parsed = OverridesParser.create().parse_overrides([*params, *overrides])
     combos = BasicSweeper.split_arguments(parsed, None)[0]
@@ -113,7 +113,7 @@ def expand(spec: Optional[Path], overrides: Sequence[str] = ()) -> List[Job]:
         try:
             cfg = resolve_job_config(compose_job(combo))
         except (HydraException, LookupError, FileNotFoundError) as exc:
-            raise SweepConfigError(f"job #{number} ({' '.join(combo)}): {exc}") from exc
+            raise SweepConfigError(f"job #{number} ({' '.join(combo)}): {explain(exc)}") from exc
         jobs.append(Job(number, combo, cfg, base.hydra.launcher))
     return jobs
 
