@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_models import LoopModel  # noqa: E402
 
 from recsys_scaling.budget import count_flops  # noqa: E402
-from recsys_scaling.config import ModelConfig, TrainConfig  # noqa: E402
+from recsys_scaling.config import EmbeddingShape, ModelConfig, TrainConfig  # noqa: E402
 from recsys_scaling.models import Shape, build_model  # noqa: E402
 from recsys_scaling.runtime import tune_allocator  # noqa: E402
 from recsys_scaling.train import make_optimizers  # noqa: E402
@@ -88,7 +88,7 @@ def best_rates(steps, data, warmup: int, rounds: int, min_seconds: float):
 
 def fused_model(backbone: str, k: int, d: int, me: bool):
     torch.manual_seed(0)
-    return build_model(backbone, CRITEO_LIKE, Shape(len(CRITEO_LIKE), d, k, me), ModelConfig(backbone=backbone))
+    return build_model(backbone, CRITEO_LIKE, Shape(len(CRITEO_LIKE), EmbeddingShape(k, d), me), ModelConfig(backbone=backbone))
 
 
 def matmul_peak(seconds: float = 1.0) -> float:

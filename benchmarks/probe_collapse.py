@@ -21,7 +21,7 @@ from recsys_scaling.collapse import CollapseProbe
 import recsys_scaling.config  # noqa: F401 - registers the config schemas
 from recsys_scaling.paths import CONF_DIR
 from recsys_scaling.data import load_dataset
-from recsys_scaling.models import Shape, build_model, uses_me_form
+from recsys_scaling.models import Shape, build_model
 from recsys_scaling.train import fit, seed_everything
 
 
@@ -48,8 +48,7 @@ def main() -> None:
                 continue
             for seed in args.seeds:
                 plan = plan_job(cfg.model, arm, scale, data.field_dims, cfg.budget)
-                shape = Shape(len(data.field_dims), plan.embed_dim, plan.num_embeddings,
-                              uses_me_form(arm, plan.num_embeddings))
+                shape = Shape.of(len(data.field_dims), plan.shape, arm)
                 seed_everything(seed)
                 model = build_model(cfg.model.backbone, data.field_dims, shape, cfg.model)
                 start = time.perf_counter()

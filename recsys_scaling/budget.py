@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, Optional, Sequence
 
-from .config import BudgetMatch, BudgetSolve, ModelConfig, choice, embedding_shape
-from .models import Shape, get_backbone, uses_me_form
+from .config import BudgetMatch, BudgetSolve, EmbeddingShape, ModelConfig, choice, embedding_shape
+from .models import Shape, get_backbone
 
 
 class BudgetError(ValueError):
@@ -53,7 +53,7 @@ def count_flops(backbone: str, num_fields: int, embed_dim: int, num_embeddings: 
 
 def _shape(num_fields: int, embed_dim: int, num_embeddings: int, multi_embedding: bool | None) -> Shape:
     arm = "se" if multi_embedding is False else "me"
-    return Shape(num_fields, embed_dim, num_embeddings, uses_me_form(arm, num_embeddings))
+    return Shape.of(num_fields, EmbeddingShape(num_embeddings, embed_dim), arm)
 
 
 def closest_integer(total_of: Callable[[int], int], target: float, low: int = 1) -> int:
@@ -80,12 +80,19 @@ class JobPlan:
     backbone: str
     arm: str
     scale: int
-    num_embeddings: int
-    embed_dim: int
+    shape: EmbeddingShape
     counts: Dict[str, int]
     flops: int
     reference_total: Optional[int]
     reference: str
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.shape.num_embeddings
+
+    @property
+    def embed_dim(self) -> int:
+        return self.shape.embed_dim
 
     @property
     def mismatch(self) -> Optional[float]:
@@ -141,7 +148,7 @@ def plan_job(model_cfg, arm: str, scale: int, field_dims: Sequence[int], budget_
         raise BudgetError(f"{job}: embedding shape K={k}, d={d} is invalid")
     counts = count_params(backbone, field_dims, d, k, multi_embedding=me, **options)
     flops = count_flops(backbone, len(field_dims), d, k, multi_embedding=me, **options)
-    plan = JobPlan(backbone, arm, scale, k, d, counts, flops, reference_total, reference)
+    plan = JobPlan(backbone, arm, scale, EmbeddingShape(k, d), counts, flops, reference_total, reference)
     if enforce and plan.mismatch is not None and abs(plan.mismatch) > budget_cfg.tolerance:
         raise BudgetError(
             f"{job}: total parameters {counts['total']:,} miss the {reference} "

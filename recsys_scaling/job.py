@@ -13,7 +13,7 @@ from .budget import plan_job
 from .collapse import CollapseProbe
 from .config import config_fingerprint
 from .data import load_dataset
-from .models import Shape, build_model, model_label, uses_me_form
+from .models import Shape, build_model, model_label
 from .train import Checkpoint, fit, seed_everything
 from .tuned import apply_tuned
 
@@ -63,8 +63,7 @@ def run_job(cfg: DictConfig, resume: bool = False,
         plan = plan_job(cfg.model, cfg.arm, cfg.scale, data.field_dims, cfg.budget, job=name)
         run.set_tags({"num_embeddings": str(plan.num_embeddings), "embed_dim": str(plan.embed_dim)})
         run.log_metrics({**plan_metrics(plan), **oracle_metrics(data.meta)})
-        shape = Shape(len(data.field_dims), plan.embed_dim, plan.num_embeddings,
-                      uses_me_form(cfg.arm, plan.num_embeddings))
+        shape = Shape.of(len(data.field_dims), plan.shape, cfg.arm)
         seed_everything(cfg.seed)
         model = build_model(cfg.model.backbone, data.field_dims, shape, cfg.model)
         log.info("%s: K=%d, d=%d, %s parameters (%s embedding) on %s (%s rows)", name, plan.num_embeddings,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from recsys_scaling.budget import count_params
-from recsys_scaling.config import ModelConfig
+from recsys_scaling.config import EmbeddingShape, ModelConfig
 from recsys_scaling.models import BACKBONES, Shape, build_model, uses_me_form
 
 import loop_reference
@@ -31,7 +31,7 @@ def test_reference_counts_from_the_issue():
 @pytest.mark.parametrize("k,d,me", [(1, 10, False), (1, 10, True), (2, 10, True), (4, 6, True), (3, 50, True)])
 def test_count_params_equals_instantiated(backbone, k, d, me):
     cfg = ModelConfig(backbone=backbone)
-    model = build_model(backbone, SMALL, Shape(len(SMALL), d, k, uses_me_form("me" if me else "se", k)), cfg)
+    model = build_model(backbone, SMALL, Shape.of(len(SMALL), EmbeddingShape(k, d), "me" if me else "se"), cfg)
     counts = count_params(backbone, SMALL, d, k, multi_embedding=me)
     assert counts["total"] == n_params(model)
     assert counts["embedding"] == model.embedding.table.weight.numel()
@@ -53,7 +53,7 @@ def test_me_with_one_set_is_the_se_base():
 @pytest.mark.parametrize("experts", [["dcnv2", "ipnn", "nfwfm", "dnn"], ["xdeepfm", "finalmlp"]])
 def test_hetero_moe_count_equals_instantiated(aggregation, experts):
     cfg = ModelConfig(backbone="hetero_moe", experts=experts, aggregation=aggregation)
-    model = build_model("hetero_moe", SMALL, Shape(len(SMALL), 8, len(experts), True), cfg)
+    model = build_model("hetero_moe", SMALL, Shape(len(SMALL), EmbeddingShape(len(experts), 8), True), cfg)
     counts = count_params("hetero_moe", SMALL, 8, len(experts), experts=experts, aggregation=aggregation)
     assert counts["total"] == n_params(model)
 
@@ -65,7 +65,7 @@ def test_count_params_is_fast_for_huge_vocabularies():
 
 def test_hetero_moe_gate_weights_are_reported():
     cfg = ModelConfig(backbone="hetero_moe", experts=["dnn", "ipnn"], aggregation="gate")
-    model = build_model("hetero_moe", SMALL, Shape(len(SMALL), 4, 2, True), cfg)
+    model = build_model("hetero_moe", SMALL, Shape(len(SMALL), EmbeddingShape(2, 4), True), cfg)
     model(torch.randint(0, 3, (16, len(SMALL))))
     gates = model.diagnostics()
     assert set(gates) == {"gate_0_dnn", "gate_1_ipnn"}
@@ -83,7 +83,7 @@ def test_unknown_backbone_is_a_clear_error():
 def test_fused_equals_per_set_loop(backbone, k, me, training):
     torch.manual_seed(0)
     cfg = ModelConfig(backbone=backbone, dropout=0.0, hidden=16, cin_layers=[4, 3])
-    model = build_model(backbone, SMALL, Shape(len(SMALL), 5, k, me), cfg).double()
+    model = build_model(backbone, SMALL, Shape(len(SMALL), EmbeddingShape(k, 5), me), cfg).double()
     model.train(training)
     if not training:  # non-trivial running statistics
         for m in model.modules():
@@ -118,3 +118,27 @@ def test_dropout_matches_the_inverted_dropout_distribution():
     assert torch.equal(x.grad, y.detach())  # gradient: the same mask and scale
     assert dropout(x, 0.2, training=False) is x
     assert torch.equal(dropout(x, 1.0, training=True), torch.zeros_like(x))
+
+
+# FlopCounterMode counts matrix products only; our closed form also counts the element-wise
+# products that scale like a layer (cross terms, CIN, bilinear fusion), hence a tolerance.
+FLOP_TOLERANCE = 0.03
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+@pytest.mark.parametrize("k,d,arm", [(1, 10, "se"), (1, 10, "me"), (4, 10, "me"), (2, 16, "me"), (3, 50, "me")])
+def test_count_flops_matches_torch_flop_counter(backbone, k, d, arm):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from recsys_scaling.budget import count_flops
+
+    options = {"experts": ["dcnv2", "ipnn", "nfwfm", "dnn"][:k]} if backbone == "hetero_moe" else {}
+    cfg = ModelConfig(backbone=backbone, **options)
+    model = build_model(backbone, SMALL, Shape.of(len(SMALL), EmbeddingShape(k, d), arm), cfg).eval()
+    batch = 32
+    x = torch.stack([torch.randint(0, v, (batch,)) for v in SMALL], 1)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    measured = counter.get_total_flops() / batch
+    ours = count_flops(backbone, len(SMALL), d, k, multi_embedding=arm == "me", **options)
+    assert ours == pytest.approx(measured, rel=FLOP_TOLERANCE)

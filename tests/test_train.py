@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from recsys_scaling.config import ModelConfig, SyntheticConfig, TrainConfig
+from recsys_scaling.config import EmbeddingShape, ModelConfig, SyntheticConfig, TrainConfig
 from recsys_scaling.data.synthetic import synthetic_dataset
 from recsys_scaling.models import Shape, build_model
 from recsys_scaling.train import fit
@@ -25,7 +25,7 @@ def small_data(tmp_path):
 
 def model_for(data, backbone="dnn", k=1, d=8):
     torch.manual_seed(0)
-    return build_model(backbone, data.field_dims, Shape(len(data.field_dims), d, k, k > 1),
+    return build_model(backbone, data.field_dims, Shape(len(data.field_dims), EmbeddingShape(k, d), k > 1),
                        ModelConfig(backbone=backbone, hidden=32))
 
 

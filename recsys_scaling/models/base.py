@@ -12,6 +12,7 @@ from typing import ClassVar, Dict, Sequence, Type
 import torch
 from torch import nn
 
+from ..config import EmbeddingShape
 from .embedding import MultiEmbedding
 from .layers import MLPHead, mlp_head_flops
 
@@ -20,13 +21,24 @@ BACKBONES: Dict[str, Type["Backbone"]] = {}
 
 @dataclass(frozen=True)
 class Shape:
-    """What a tower needs to know about its input."""
+    """What a tower needs to know about its input: the fields, the job's K and d, the form."""
 
     num_fields: int
-    embed_dim: int
-    num_sets: int
+    embedding: EmbeddingShape
     # The ME form (see `uses_me_form`); only IPNN's tower differs between its SE and ME forms.
     multi_embedding: bool
+
+    @classmethod
+    def of(cls, num_fields: int, embedding: EmbeddingShape, arm: str) -> "Shape":
+        return cls(num_fields, embedding, uses_me_form(arm, embedding.num_embeddings))
+
+    @property
+    def num_sets(self) -> int:
+        return self.embedding.num_embeddings
+
+    @property
+    def embed_dim(self) -> int:
+        return self.embedding.embed_dim
 
     @property
     def flat_dim(self) -> int:

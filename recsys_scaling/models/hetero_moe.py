@@ -8,20 +8,19 @@ applied one after the other: there is nothing to batch across them.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Dict, Sequence
 
 import torch
 from torch import nn
 
-from ..config import Aggregation, choice
+from ..config import Aggregation, EmbeddingShape, choice
 from .base import Backbone, Shape, get_backbone
 from .embedding import MultiEmbedding
 from .layers import MLPHead, linear_flops, linear_params, mlp_head_flops
 
 
 def _expert_shape(shape: Shape) -> Shape:
-    return replace(shape, num_sets=1, multi_embedding=True)
+    return Shape(shape.num_fields, EmbeddingShape(1, shape.embed_dim), multi_embedding=True)
 
 
 def _check(cfg, shape: Shape) -> None:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..budget import JobPlan, plan_job
-from ..config import embedding_shape, explain
+from ..config import EmbeddingShape, embedding_shape, explain
 from ..data import declared_field_dims
 from ..job import resolve_job_config
 from ..models import get_backbone, model_label
@@ -138,11 +138,8 @@ def plan(job: Job, field_dims_cache: Optional[dict] = None) -> Optional[JobPlan]
         raise SweepConfigError(f"{job.describe()}: {exc}") from exc
 
 
-def _shape(job: Job, job_plan: Optional[JobPlan]) -> tuple:
-    if job_plan is not None:
-        return job_plan.num_embeddings, job_plan.embed_dim
-    shape = embedding_shape(job.cfg.model, job.cfg.arm, job.cfg.scale)
-    return shape.num_embeddings, shape.embed_dim
+def _shape(job: Job, job_plan: Optional[JobPlan]) -> EmbeddingShape:
+    return job_plan.shape if job_plan is not None else embedding_shape(job.cfg.model, job.cfg.arm, job.cfg.scale)
 
 
 def shared_base(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -> List[Job]:
@@ -154,7 +151,7 @@ def shared_base(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -> List
         if job.cfg.arm != "me" or job.cfg.model.experts or "arm=me" not in job.overrides:
             continue
         twin = index.get(tuple(sorted("arm=se" if o == "arm=me" else o for o in job.overrides)))
-        if twin is not None and _shape(job, job_plan)[0] == 1 and _shape(job, job_plan) == _shape(*twin):
+        if twin is not None and _shape(job, job_plan).num_embeddings == 1 and _shape(job, job_plan) == _shape(*twin):
             twins.append(job)
     return twins
 

@@ -103,7 +103,7 @@ class XDeepFM(Backbone):
         f, d = shape.num_fields, shape.embed_dim
         cin, previous = 0, f
         for size in cfg.cin_layers:
-            cin += 2 * size * f * previous * d + 2 * size * f * d
+            cin += previous * f * d + 2 * size * previous * f * d  # outer product, then the 1x1 conv
             previous = size
         return shape.num_sets * (cin + linear_flops(shape.flat_dim, cfg.hidden))
 
