@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .job import run_job
+from .job import JobBusy, run_job
 from .paths import CONF_DIR
 from .runtime import default_threads
 
@@ -30,11 +30,23 @@ def set_execution(cfg: DictConfig, hydra_cfg) -> None:
         cfg.train.device = f"cuda:{number % gpus}" if gpus else "cpu"
 
 
+class JobInputError(SystemExit):
+    """Bad input found while a single job ran (bad rows under data.strict, a budget not met on the
+    real vocabulary, the job already running elsewhere). A SystemExit, so that it passes Hydra's
+    traceback printer; `recsys-scaling train` prints its message as one line."""
+
+
+INPUT_ERRORS = (ValueError, LookupError, FileNotFoundError, JobBusy)
+
+
 def _task(cfg: DictConfig) -> Optional[dict]:
     hydra_cfg = HydraConfig.get()
     set_execution(cfg, hydra_cfg)
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        return run_job(cfg)
+        try:
+            return run_job(cfg)
+        except INPUT_ERRORS as exc:
+            raise JobInputError(str(exc)) from None
     # In a sweep one failing job must not stop the others: its run is already marked
     # FAILED with the message and traceback; the sweep summary reports it.
     try:

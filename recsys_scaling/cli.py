@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from omegaconf import OmegaConf
+
 from .runtime import tune_allocator
 
 USAGE_EXAMPLES = """examples:
@@ -97,14 +99,66 @@ def _ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
 
 
-def cmd_train(overrides: List[str]) -> int:
-    from .app import launch
+TRAIN_KEYS = ("arm", "scale", "seed", "train.max_epochs", "train.batch_size", "train.lr", "train.device",
+              "data.path", "tracking.uri")
 
+
+def train_help() -> str:
+    """Short help for `train`: the groups and their options, the keys people set most."""
+    from .paths import CONF_DIR
+    from .sweep.grid import Composer
+
+    import yaml
+
+    cfg = Composer(None)([])
+    defaults = {k: v for entry in yaml.safe_load((CONF_DIR / "config.yaml").read_text())["defaults"]
+                if isinstance(entry, dict) for k, v in entry.items()}
+
+    def options(group: Path) -> str:
+        return ", ".join(f"{p.stem}*" if p.stem == defaults.get(group.name) else p.stem
+                         for p in sorted(group.glob("*.yaml")))
+
+    groups = "\n".join(f"  {g.name}: {options(g)}" for g in sorted(CONF_DIR.iterdir()) if g.is_dir())
+    keys = "\n".join(f"  {key}={OmegaConf.select(cfg, key)}" for key in TRAIN_KEYS)
+    return (f"usage: recsys-scaling train [GROUP=OPTION ...] [KEY=VALUE ...]\n\n"
+            f"One training job, recorded as one MLflow run.\n\nconfig groups (* the default):\n"
+            f"{groups}\n\ncommon keys (current defaults):\n{keys}\n\n"
+            "every key with its value: recsys-scaling train --cfg job\n"
+            "example: recsys-scaling train model=dcnv2 arm=me scale=4 seed=1 train.max_epochs=5\n")
+
+
+def cmd_train(overrides: List[str]) -> int:
+    from .app import JobInputError, launch
+
+    if {"--help", "-h"} & set(overrides):
+        print(train_help())
+        return 0
+    if not any(o.startswith("-") for o in overrides):  # Hydra flags (--cfg, --info) go straight through
+        check_train_config(overrides)
     try:
         launch(overrides)
+    except JobInputError as exc:
+        raise ValueError(str(exc.code)) from None
     except SystemExit as exc:  # Hydra reports a failed job and exits; keep main() returning codes
         return exc.code if isinstance(exc.code, int) else 1
     return 0
+
+
+def check_train_config(overrides: List[str]) -> None:
+    """Compose and check the job before Hydra starts it: a bad value fails here, before a store,
+    a run or an output folder exists."""
+    from hydra.errors import HydraException
+
+    from .config import explain
+    from .job import resolve_job_config
+    from .sweep.grid import Composer
+    from .validate import check_job
+
+    try:
+        cfg = Composer(None)(overrides)
+    except HydraException as exc:
+        raise ValueError(explain(exc)) from None
+    check_job(resolve_job_config(cfg))
 
 
 def cmd_sweep(name: str, overrides: List[str], force: bool, sweeps_dirs: List[Path]) -> int:
@@ -162,6 +216,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     backend = args.backend_store_uri or resolve_tracking_uri(None)
     if backend.startswith("http"):
         raise ValueError(f"--backend-store-uri {backend}: give the store itself (e.g. sqlite:///mlflow.db)")
+    if tracking.port_in_use(args.host, args.port):
+        raise ValueError(f"--port {args.port}: {args.host}:{args.port} is already in use (another MLflow UI?); "
+                         f"pick a free one with --port, or open http://{args.host}:{args.port} if that server is yours")
     server = tracking.start_server(backend, args.host, args.port, args.artifacts, args.allow_remote)
     url = f"http://{args.host}:{args.port}"
     try:
@@ -202,9 +259,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_ERROR_LENGTH = 400
+
+
+def _error_line(command: str, exc: BaseException) -> str:
+    """`recsys-scaling <command>: error: <message>` on one bounded line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) > MAX_ERROR_LENGTH:
+        text = text[: MAX_ERROR_LENGTH - 20] + f" ... ({len(text)} characters)"
+    return f"recsys-scaling {command}: error: {text}"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["train"]:  # everything after `train` is Hydra's: overrides, --help, --cfg job, ...
+    command = argv[0] if argv else ""
+    try:
+        return _dispatch(argv)
+    except KeyboardInterrupt:
+        print(f"recsys-scaling {command}: interrupted; a running job's run is marked KILLED and its checkpoint "
+              "kept: run the same command again to resume", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, LookupError, ValueError) as exc:
+        print(_error_line(command, exc), file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: List[str]) -> int:
+    if argv[:1] == ["train"]:  # everything after `train` is Hydra's: overrides, --cfg job, ...
         tune_allocator()
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return cmd_train(argv[1:])
@@ -218,23 +299,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.overrides = [*args.overrides, *extra]
     tune_allocator()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        if args.command == "sweep":
-            return cmd_sweep(args.name, args.overrides, args.force, args.sweeps_dir)
-        if args.command == "sweeps":
-            return cmd_sweeps(args.sweeps_dir)
-        if args.command == "budget":
-            return cmd_budget(args.overrides, args.csv, args.sweeps_dir)
-        if args.command == "tune":
-            return cmd_tune(args)
-        if args.command == "ui":
-            return cmd_ui(args)
-        if args.command == "data":
-            return cmd_data(args.action, args.overrides)
-        return cmd_report(args)
-    except (FileNotFoundError, LookupError, ValueError) as exc:
-        print(f"recsys-scaling {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    commands = {"sweep": lambda: cmd_sweep(args.name, args.overrides, args.force, args.sweeps_dir),
+                "sweeps": lambda: cmd_sweeps(args.sweeps_dir),
+                "budget": lambda: cmd_budget(args.overrides, args.csv, args.sweeps_dir),
+                "tune": lambda: cmd_tune(args),
+                "ui": lambda: cmd_ui(args),
+                "data": lambda: cmd_data(args.action, args.overrides),
+                "report": lambda: cmd_report(args)}
+    return commands[args.command]()
 
 
 if __name__ == "__main__":

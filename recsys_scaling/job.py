@@ -16,6 +16,7 @@ from .data import load_dataset
 from .models import Shape, build_model, model_label
 from .train import Checkpoint, fit, seed_everything
 from .tuned import apply_tuned
+from .validate import check_job
 
 log = logging.getLogger(__name__)
 
@@ -36,31 +37,73 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+class JobBusy(RuntimeError):
+    """The same job (config fingerprint) is running in another process right now."""
+
+
+class JobLease:
+    """An exclusive lock on one job (a file lock beside its checkpoint) held while it runs, so a
+    second process launching the same job neither trains it twice nor takes over its live
+    checkpoint. Released by the OS when the process dies, so a killed job can be resumed."""
+
+    def __init__(self, path: Path):
+        self.path, self._file = path, None
+
+    def __enter__(self) -> "JobLease":
+        import fcntl
+        import os
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise JobBusy(f"already running in {holder}; not started twice") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()}")
+        self._file.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()  # closing releases the lock; the file stays (removing it would race)
+
+
 def run_job(cfg: DictConfig, resume: bool = False,
             on_epoch_end: Optional[Callable[[int, Dict[str, float]], None]] = None) -> Dict[str, float]:
     """Train one model and record it as one MLflow run; returns its final metrics.
 
     resume: skip the job when a FINISHED run with the same config fingerprint exists.
-    on_epoch_end: called after every epoch with its metrics (e.g. an Optuna pruning hook)."""
-    set_threads(cfg.train.threads)
+    on_epoch_end: called after every epoch with its metrics (e.g. an Optuna pruning hook).
+    Bad input (config values, the data) fails before a store or a run is created."""
     resolve_job_config(cfg)
+    check_job(cfg)
+    set_threads(cfg.train.threads)
     name = tracking.run_name(model_label(cfg.model), cfg.arm, cfg.scale, cfg.seed)
     if name in cfg.sweep.shared_base:
         log.info("%s: not trained: ME with one set is the SE base, which this sweep trains once", name)
         return {"shared_base": 1.0}
     fingerprint = config_fingerprint(cfg)
-    store = tracking.Store.of(cfg)
     if resume:
-        done = store.finished_run(fingerprint)
+        done = tracking.Store.of(cfg).finished_run(fingerprint)
         if done is not None:
             log.info("%s: skipped, finished before as run %s", name, done)
             return {"skipped_as": done}
+    with JobLease(Path(cfg.train.checkpoint_dir) / f"{fingerprint}.lock"):
+        return _train_and_record(cfg, name, fingerprint, on_epoch_end)
+
+
+def _train_and_record(cfg: DictConfig, name: str, fingerprint: str, on_epoch_end) -> Dict[str, float]:
+    data = load_dataset(cfg.data, progress=cfg.train.progress)
+    plan = plan_job(cfg.model, cfg.arm, cfg.scale, data.field_dims, cfg.budget, job=name)
+    store = tracking.Store.of(cfg)
     checkpoint = Checkpoint(Path(cfg.train.checkpoint_dir) / f"{fingerprint}.pt" if cfg.train.checkpoint else None)
     with store.job_run(cfg, name, {**job_tags(cfg), "fingerprint": fingerprint}) as run:
         if checkpoint.path is not None and checkpoint.path.is_file():
             store.mark_interrupted(fingerprint, keep=run.run_id)
-        data = load_dataset(cfg.data, progress=cfg.train.progress)
-        plan = plan_job(cfg.model, cfg.arm, cfg.scale, data.field_dims, cfg.budget, job=name)
         run.set_tags({"num_embeddings": str(plan.num_embeddings), "embed_dim": str(plan.embed_dim)})
         run.log_metrics({**plan_metrics(plan), **oracle_metrics(data.meta)})
         shape = Shape.of(len(data.field_dims), plan.shape, cfg.arm)

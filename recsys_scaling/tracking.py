@@ -92,6 +92,24 @@ class JobRun:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
 
+@contextmanager
+def _creation_lock(uri: str) -> Iterator[None]:
+    """Several processes opening a new sqlite store at once would each create its tables (one
+    then fails with "table ... already exists"): they take turns on a lock file beside it."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(uri[len("sqlite:///"):] + ".lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 class Store:
     """One MLflow tracking store (a sqlite file, a database URL or a tracking server) and one
     experiment in it. Everything the tool records or reads goes through here."""
@@ -99,7 +117,8 @@ class Store:
     def __init__(self, uri: Optional[str] = None, experiment: str = DEFAULT_EXPERIMENT):
         self.uri = absolute_store(resolve_tracking_uri(uri))
         self.experiment = experiment
-        self.client = MlflowClient(tracking_uri=self.uri)
+        with _creation_lock(self.uri):
+            self.client = MlflowClient(tracking_uri=self.uri)  # creates (or upgrades) the schema
         self._experiment_id: Optional[str] = None
 
     @classmethod
@@ -174,10 +193,10 @@ class Store:
         self.client.log_metric(run_id, "jobs_planned", len(job_names))
         return run_id
 
-    def finish_sweep_parent(self, run_id: str, ok: bool, summary: Dict[str, int]) -> None:
+    def finish_sweep_parent(self, run_id: str, status: str, summary: Dict[str, int]) -> None:
         for key, value in summary.items():
             self.client.log_metric(run_id, f"jobs_{key}", value)
-        self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+        self.client.set_terminated(run_id, status)
 
     def latest_sweep_parent(self, sweep: str) -> Run:
         runs = self.client.search_runs(
@@ -233,6 +252,16 @@ def start_server(backend_uri: str, host: str = "127.0.0.1", port: int = 5000,
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri, "--host", host,
                "--port", str(port), "--artifacts-destination", str(Path(artifacts).resolve()), "--workers", "1"]
     return subprocess.Popen(command, start_new_session=True)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on host:port (a server started there would fail to bind
+    while the other one answered in its place)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex((host, port)) == 0
 
 
 def wait_for_server(url: str, timeout: float = 60.0, process=None) -> None:

@@ -48,7 +48,7 @@ def grid_cells(jobs: Sequence[grid.Job]) -> Dict[Cell, grid.Job]:
     """One job per (backbone, arm, scale): the one with the lowest seed."""
     cells: Dict[Cell, grid.Job] = {}
     for job in sorted(jobs, key=lambda j: j.cfg.seed):
-        cells.setdefault((job.cfg.model.backbone, job.cfg.arm, int(job.cfg.scale)), job)
+        cells.setdefault((str(job.cfg.model.backbone), str(job.cfg.arm), int(job.cfg.scale)), job)
     return cells
 
 
@@ -97,5 +97,5 @@ def tune_sweep(name: str, overrides: Sequence[str] = (), trials: int = 20, stora
             continue
         entries.append({"backbone": backbone, "arm": arm, "scale": scale, "params": study.best_params,
                         "best_valid_auc": study.best_value, "trials": len(study.trials)})
-    store.finish_sweep_parent(parent, bool(entries), {"tuned_cells": len(entries)})
+    store.finish_sweep_parent(parent, "FINISHED" if entries else "FAILED", {"tuned_cells": len(entries)})
     return write_tuned(out_dir / f"{spec.stem}.yaml", spec.stem, storage, entries)

@@ -77,6 +77,7 @@ def test_null_gap_and_trend_claims_are_calibrated(seeds, capsys):
     assert trend["improving"] + trend["worsening"] <= 0.065
 
 
+@pytest.mark.slow
 def test_too_few_seeds_make_no_claim(capsys):
     for seeds in (1, 2):
         gaps, me_trends, se_trends = simulate(seeds, trials=2, me_gain=10 * SD, me_slope=5 * SD)
@@ -86,6 +87,7 @@ def test_too_few_seeds_make_no_claim(capsys):
         print(f"\n[calibration] 1 and 2 seeds with a 10-sd true gap: every claim is {INSUFFICIENT}")
 
 
+@pytest.mark.slow
 def test_power_under_a_known_effect(capsys):
     gaps, me_trends, _ = simulate(5, trials=4, me_gain=5 * SD, me_slope=1 * SD)  # 200 claims each
     found_gap = rates(gaps, ["me_ahead"])["me_ahead"]

@@ -126,6 +126,7 @@ def test_no_partial_cache_is_left_behind(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.integration
 def test_two_processes_encode_identically(tmp_path):
     code = ("import sys, hashlib, numpy as np;"
             "from recsys_scaling.config import SyntheticConfig;"

@@ -22,6 +22,7 @@ def children(store_uri, sweep="smoke"):
     return parent, tracking.Store(store_uri).child_runs(parent.info.run_id)
 
 
+@pytest.mark.integration
 def test_relaunch_skips_finished_jobs_and_reruns_failed_ones(store_uri, workdir, capsys):
     args = ["sweep", "smoke", f"tracking.uri={store_uri}", *TINY, "arm=se", "train.lr=0.001,1e30"]
     assert main(args) == 1  # the second job fails
@@ -37,6 +38,7 @@ def test_relaunch_skips_finished_jobs_and_reruns_failed_ones(store_uri, workdir,
     assert "1 finished, 0 skipped" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_parallel_joblib_jobs_into_one_sqlite_store(store_uri, workdir, capsys):
     assert main(["sweep", "smoke", f"tracking.uri={store_uri}", *TINY, "hydra/launcher=joblib",
                  "hydra.launcher.n_jobs=4", "seed=0,1"]) == 0
@@ -50,6 +52,7 @@ def test_parallel_joblib_jobs_into_one_sqlite_store(store_uri, workdir, capsys):
         assert run.data.params["train.threads"] == str(max(1, (os.cpu_count() or 1) // 4))
 
 
+@pytest.mark.integration
 def test_submitit_local_runs_two_jobs(store_uri, workdir, capsys):
     assert main(["sweep", "smoke", f"tracking.uri={store_uri}", *TINY, "hydra/launcher=submitit_local",
                  "hydra.launcher.timeout_min=10"]) == 0
@@ -72,6 +75,7 @@ def _train(store_uri, workdir, epochs, extra=()):
             f"train.checkpoint_dir={workdir / 'ckpt'}", *extra]
 
 
+@pytest.mark.integration
 def test_killed_job_resumes_from_its_checkpoint_with_identical_results(store_uri, workdir):
     env = {**os.environ, "RECSYS_SCALING_CACHE": os.environ["RECSYS_SCALING_CACHE"]}
     reference = subprocess.run(_train(store_uri, workdir, 3, ["seed=7", "train.checkpoint=false"]), env=env,
@@ -109,6 +113,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.integration
 def test_mlflow_server_receives_a_parallel_sweep(workdir, capsys, monkeypatch):
     port = free_port()
     monkeypatch.setenv("RECSYS_SCALING_UI_PORT", str(port))
@@ -139,6 +144,7 @@ def test_server_refuses_a_non_loopback_host(workdir):
         tracking.start_server("sqlite:///x.db", host="0.0.0.0", port=free_port())
 
 
+@pytest.mark.integration
 def test_tuning_study_with_pruning_writes_best_parameters(store_uri, workdir, capsys):
     import optuna
     import yaml
@@ -166,6 +172,7 @@ def test_tuning_study_with_pruning_writes_best_parameters(store_uri, workdir, ca
 
 
 
+@pytest.mark.integration
 def test_relaunch_with_tuned_values_records_the_skipped_jobs(store_uri, workdir, capsys):
     """Regression: the runner fingerprinted jobs before tuned values were applied and the job
     after, so a relaunch with train.tuned=... skipped every job without recording it."""
@@ -182,6 +189,7 @@ def test_relaunch_with_tuned_values_records_the_skipped_jobs(store_uri, workdir,
     assert runs == []  # nothing ran the second time
 
 
+@pytest.mark.integration
 def test_pruned_trials_end_killed(store_uri, workdir):
     import optuna
 
@@ -226,6 +234,7 @@ def ray_cluster():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.mark.integration
 def test_ray_launcher_runs_a_sweep_on_an_existing_cluster(ray_cluster, store_uri, workdir, capsys):
     args = ["sweep", "smoke", f"tracking.uri={store_uri}", *TINY, "hydra/launcher=ray",
             f"hydra.launcher.address={ray_cluster}", "arm=se", "seed=0,1", "train.lr=0.001,1e30"]

@@ -1,6 +1,8 @@
 """End to end through the real components: Hydra app, MLflow sqlite store, multirun, report."""
 from __future__ import annotations
 
+import pytest
+
 import json
 
 import pandas as pd
@@ -21,6 +23,7 @@ def only_run(uri: str, **tags):
     return client.search_runs([experiment.experiment_id], filter_string=filters)
 
 
+@pytest.mark.integration
 def test_train_run_is_tracked_completely(store_uri):
     assert main(["train", *TINY, "model=dcnv2", "arm=me", "scale=2", "seed=3", f"tracking.uri={store_uri}"]) == 0
     runs = only_run(store_uri, backbone="dcnv2")
@@ -52,12 +55,14 @@ def test_train_run_is_tracked_completely(store_uri):
     assert diagnostics == {"diagnostics/collapse.json", "diagnostics/ia_per_field.png", "diagnostics/spectra.png"}
 
 
+@pytest.mark.integration
 def test_default_store_is_mlflow_db_in_the_working_directory(workdir):
     assert main(["train", *TINY, "train.max_epochs=1"]) == 0
     assert (workdir / "mlflow.db").is_file()
     assert len(only_run(f"sqlite:///{workdir / 'mlflow.db'}")) == 1
 
 
+@pytest.mark.integration
 def test_environment_variable_selects_the_store(workdir, monkeypatch):
     uri = f"sqlite:///{workdir / 'elsewhere.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -66,6 +71,7 @@ def test_environment_variable_selects_the_store(workdir, monkeypatch):
     assert len(only_run(uri)) == 1
 
 
+@pytest.mark.integration
 def test_same_seed_same_result(store_uri):
     for _ in range(2):
         assert main(["train", *TINY, "train.max_epochs=1", "seed=5", f"tracking.uri={store_uri}"]) == 0
@@ -73,6 +79,7 @@ def test_same_seed_same_result(store_uri):
     assert a.data.metrics["test_auc"] == b.data.metrics["test_auc"]
 
 
+@pytest.mark.integration
 def test_failing_training_marks_the_run_failed(store_uri):
     assert main(["train", *TINY, "train.lr=1e30", "train.max_epochs=2", f"tracking.uri={store_uri}",
                  "model=dcnv2", "scale=4"]) == 1
@@ -81,6 +88,7 @@ def test_failing_training_marks_the_run_failed(store_uri):
     assert "NonFiniteLossError" in run.data.tags["error"]
 
 
+@pytest.mark.integration
 def test_sweep_then_report(store_uri, workdir, capsys):
     code = main(["sweep", "smoke", f"tracking.uri={store_uri}", "data=synthetic_small"])
     out = capsys.readouterr().out
@@ -115,6 +123,7 @@ def test_sweep_then_report(store_uri, workdir, capsys):
     assert "report/auc_vs_params.png" in logged and "report/index.html" in logged
 
 
+@pytest.mark.integration
 def test_shared_base_claims_and_verdict_table(store_uri, workdir, capsys):
     """ME 1x is the SE base: trained once; the report's claims come with calibrated intervals."""
     code = main(["sweep", "smoke", f"tracking.uri={store_uri}", "data=synthetic_small", "scale=1,2",
@@ -140,6 +149,7 @@ def test_shared_base_claims_and_verdict_table(store_uri, workdir, capsys):
     assert "Holm-adjusted" in page
 
 
+@pytest.mark.integration
 def test_sweep_with_a_failing_job_goes_on_and_reports_it(store_uri, workdir, capsys):
     # the second job's learning rate makes its loss NaN
     code = main(["sweep", "smoke", f"tracking.uri={store_uri}", "data=synthetic_small",
@@ -167,6 +177,7 @@ def test_report_of_unknown_sweep_is_a_clear_error(store_uri, capsys):
     assert "no sweep named 'nothing'" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_notebook_runs_against_a_tiny_sweep(store_uri, workdir, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
@@ -188,4 +199,6 @@ def test_notebook_runs_against_a_tiny_sweep(store_uri, workdir, monkeypatch):
 def test_train_help_lists_the_config_groups(capsys):
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "model: dcnv2, dnn, finalmlp, hetero_moe, ipnn" in out and "tracking: local, server" in out
+    assert "model: dcnv2, dnn*, finalmlp, hetero_moe, ipnn" in out and "tracking: local*, server" in out
+    assert "schema" not in out and "train.max_epochs=100" in out
+    assert len(out.splitlines()) < 30

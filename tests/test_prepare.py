@@ -177,6 +177,7 @@ def test_vocab_scope_train_counts_only_training_rows(tmp_path):
     assert (X[scoped.splits["test"], c1] == 0).all() and (X[scoped.splits["train"], c1] > 0).all()
 
 
+@pytest.mark.integration
 def test_two_processes_encode_identically(tmp_path):
     rng = np.random.default_rng(0)
     lines = [criteo_line(str(rng.integers(2)), [str(v) for v in rng.integers(-1, 500, 13)],

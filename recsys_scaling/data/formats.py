@@ -27,6 +27,7 @@ from ..config import DataKind, NumericRule, choice
 
 BAD_KINDS = ("wrong_column_count", "non_integer", "bad_label", "empty_line")
 MISSING = "NULL"
+PARQUET_SUFFIXES = (".parquet", ".pq")
 CRITEO_INTS = [f"I{i}" for i in range(1, 14)]
 CRITEO_CATS = [f"C{i}" for i in range(1, 27)]
 AVAZU_COLUMNS = ["id", "click", "hour", "C1", "banner_pos", "site_id", "site_domain", "site_category", "app_id",
@@ -99,8 +100,19 @@ def check_readable(path: Path) -> Path:
         raise DataError(f"{path}: no such file")
     if not path.is_file():
         raise DataError(f"{path}: not a file")
-    open_text_head(path, 1)
+    if path.suffix in PARQUET_SUFFIXES:
+        return path
+    head = open_text_head(path, 4096)
+    if "\x00" in head or head.count("\ufffd") > len(head) // 20:
+        raise DataError(f"{path}: binary content, not a text file; give a CSV/TSV (optionally .gz) or a "
+                        "Parquet file (.parquet)")
     return path
+
+
+def _listed(names: Sequence[str], limit: int = 8) -> str:
+    """A short, printable list of column names for an error line."""
+    shown = [repr(n[:40]) for n in names[:limit]]
+    return "[" + ", ".join(shown) + (f", ... {len(names) - limit} more" if len(names) > limit else "") + "]"
 
 
 @dataclass
@@ -380,14 +392,14 @@ class TableFormat(RawFormat):
 
     @property
     def is_parquet(self) -> bool:
-        return self.path.suffix in (".parquet", ".pq")
+        return self.path.suffix in PARQUET_SUFFIXES
 
     def _check_schema(self, names: Sequence[str]) -> None:
         wanted = [self.label, *self.numeric_columns, *self.categorical_columns, *self.drop]
         absent = [c for c in wanted if c not in names]
         if absent:
-            raise DataError(f"{self.path}: schema names columns absent from the file: {absent} "
-                            f"(file has {list(names)})")
+            raise DataError(f"{self.path}: schema names columns absent from the file: {_listed(absent)} "
+                            f"(the file has {_listed(list(names))})")
 
     def layout(self) -> Layout:
         names = [c.strip().strip('"') for c in first_line(self.path).split(self.delimiter)]

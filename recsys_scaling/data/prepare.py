@@ -344,5 +344,21 @@ def _write_vocabularies(path: Path, names: List[str], vocabularies: List[pa.Tabl
 def prepare_dataset(data_cfg, progress: bool = False) -> EncodedData:
     """The verified cache for a raw-file data config, built when missing, stale or damaged."""
     settings = prepare_settings(data_cfg)
-    return open_or_build(Path(data_cfg.cache_dir), data_cfg.name, settings,
+    data = open_or_build(Path(data_cfg.cache_dir), data_cfg.name, settings,
                          lambda path, fp: build_cache(path, fp, data_cfg, settings, progress))
+    if data_cfg.strict:
+        check_strict(data)
+    return data
+
+
+def check_strict(data: EncodedData) -> None:
+    """data.strict=true on a cache built leniently: fail on the first bad row it recorded (the
+    cache is the same with or without strict, so a reused one must be checked too)."""
+    bad = {kind: info for kind, info in (data.meta.get("bad_rows") or {}).items() if info["count"]}
+    if not bad:
+        return
+    line, kind = min((min(info["first_lines"]), kind) for kind, info in bad.items())
+    total = sum(info["count"] for info in bad.values())
+    source = (data.meta.get("settings") or {}).get("input", {}).get("path", "the data file")
+    raise DataError(f"{source}:{line}: {kind.replace('_', ' ')} "
+                    f"(data.strict=true; the cache at {data.path} recorded {total} bad rows)")

@@ -21,6 +21,7 @@ from ..job import resolve_job_config
 from ..models import get_backbone, model_label
 from ..paths import CONF_DIR
 from ..tracking import run_name
+from ..validate import check_job
 
 
 class SweepConfigError(ValueError):
@@ -126,6 +127,7 @@ def plan(job: Job, field_dims_cache: Optional[dict] = None) -> Optional[JobPlan]
     cache = {} if field_dims_cache is None else field_dims_cache
     try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        check_job(cfg)
         key = OmegaConf.to_yaml(cfg.data)
         if key not in cache:
             cache[key] = declared_field_dims(cfg.data)

@@ -26,14 +26,17 @@ class SweepSummary:
     failed: int
     other: int
     skipped: int = 0
+    not_started: int = 0  # planned jobs with no run: bad data, or running in another process
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.other == 0 and self.finished + self.skipped > 0
+        return (self.failed == 0 and self.other == 0 and self.not_started == 0
+                and self.finished + self.skipped > 0)
 
     def line(self) -> str:
-        total = self.finished + self.failed + self.other + self.skipped
+        total = self.finished + self.failed + self.other + self.skipped + self.not_started
         extra = f", {self.other} not finished" if self.other else ""
+        extra += f", {self.not_started} did not start (see the log)" if self.not_started else ""
         return (f"sweep {self.sweep}: {total} jobs: {self.finished} finished, {self.skipped} skipped "
                 f"(finished before), {self.failed} failed{extra} (parent run {self.parent_run_id})")
 
@@ -68,12 +71,19 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     args: List[str] = ["--multirun", "--config-dir", str(spec.parent), "--config-name", spec.stem,
                        f"sweep.name={sweep_name}", f"tracking.parent_run_id={parent}", *overrides,
                        f"tracking.uri='{store.uri}'"]
+    status = "FAILED"
     try:
         launch(args)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
     finally:
-        summary = summarize(store, sweep_name, parent, len(reused))
-        store.finish_sweep_parent(parent, summary.ok, {"finished": summary.finished, "failed": summary.failed,
-                                                           "skipped": summary.skipped})
+        summary = summarize(store, sweep_name, parent, len(jobs), len(reused))
+        if status == "FINISHED" and not summary.ok:
+            status = "FAILED"
+        store.finish_sweep_parent(parent, status, {"finished": summary.finished, "failed": summary.failed,
+                                                   "skipped": summary.skipped, "not_started": summary.not_started})
     return summary
 
 
@@ -107,7 +117,10 @@ def check_parallelism(jobs: Sequence[grid.Job]) -> None:
                 f"{cpu_count()} cores; lower one (train.threads=0 divides the cores automatically)")
 
 
-def summarize(store: tracking.Store, sweep_name: str, parent_run_id: str, skipped: int = 0) -> SweepSummary:
+def summarize(store: tracking.Store, sweep_name: str, parent_run_id: str, planned: int,
+              skipped: int = 0) -> SweepSummary:
     statuses = Counter(run.info.status for run in store.child_runs(parent_run_id))
+    recorded = sum(statuses.values())
     finished, failed = statuses.pop("FINISHED", 0), statuses.pop("FAILED", 0)
-    return SweepSummary(sweep_name, parent_run_id, store.uri, finished, failed, sum(statuses.values()), skipped)
+    return SweepSummary(sweep_name, parent_run_id, store.uri, finished, failed, sum(statuses.values()), skipped,
+                        not_started=max(0, planned - skipped - recorded))

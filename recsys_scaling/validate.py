@@ -1,0 +1,200 @@
+"""One check of a composed job config before anything runs or records.
+
+`train`, `sweep`, `tune` and `budget` all call `check_job` on every job before a store, a
+cache, a run or an output folder exists. A failure is a ConfigError whose message names the key,
+says what is wrong and how to fix it, on one line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Any, Callable, Iterator, List, Optional, Tuple
+from urllib.parse import urlparse
+
+from omegaconf import DictConfig, OmegaConf
+
+from .config import DataKind
+from .data.formats import DataError, check_readable
+
+DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?|mps)$")
+STORE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+
+
+class ConfigError(ValueError):
+    """A config value that must not run: `key`, what is wrong, how to fix it."""
+
+    def __init__(self, key: str, what: str, fix: str):
+        super().__init__(f"{key}: {what}; {fix}")
+        self.key = key
+
+
+# (key, test, what is wrong, how to fix)
+Rule = Tuple[str, Callable[[Any], bool], str, str]
+
+
+def _at_least(low):
+    return lambda v: v is not None and v >= low
+
+
+def _finite_positive(v) -> bool:
+    return v is not None and math.isfinite(v) and v > 0
+
+
+RANGES: List[Rule] = [
+    ("train.batch_size", _at_least(1), "must be at least 1", "e.g. train.batch_size=2048"),
+    ("train.eval_batch_size", _at_least(1), "must be at least 1", "e.g. train.eval_batch_size=8192"),
+    ("train.max_epochs", _at_least(1), "must be at least 1 (0 would record an untrained model)",
+     "e.g. train.max_epochs=1"),
+    ("train.patience", _at_least(1), "must be at least 1", "e.g. train.patience=3"),
+    ("train.lr", _finite_positive, "must be a positive number", "e.g. train.lr=0.001"),
+    ("train.weight_decay", lambda v: math.isfinite(v) and v >= 0, "must be >= 0", "e.g. train.weight_decay=1e-6"),
+    ("train.prefetch", _at_least(0), "must be >= 0", "0 turns prefetching off"),
+    ("train.threads", _at_least(0), "must be >= 0", "0 picks the threads per job automatically"),
+    ("train.device", lambda v: bool(DEVICE.match(str(v))), "is not a device", "use cpu, cuda, cuda:N or auto"),
+    ("scale", _at_least(1), "must be at least 1", "scale=1 is the base model"),
+    ("seed", _at_least(0), "must be >= 0", "e.g. seed=0"),
+    ("model.base_dim", _at_least(1), "must be at least 1", "the paper's d0 is 10 (NFwFM: 50)"),
+    ("model.num_embeddings", lambda v: v is None or v >= 1, "must be at least 1 (or null)",
+     "null follows from arm and scale"),
+    ("model.embed_dim", lambda v: v is None or v >= 1, "must be at least 1 (or null)",
+     "null follows from arm and scale"),
+    ("model.hidden", _at_least(1), "must be at least 1", "e.g. model.hidden=400"),
+    ("model.dropout", lambda v: 0 <= v < 1, "must be in [0, 1)", "e.g. model.dropout=0.2"),
+    ("model.cross_layers", _at_least(0), "must be >= 0", "e.g. model.cross_layers=4"),
+    ("model.cin_layers", lambda v: all(n >= 1 for n in v), "every layer needs at least 1 map",
+     "e.g. model.cin_layers=[16,16]"),
+    ("budget.tolerance", lambda v: math.isfinite(v) and v >= 0, "must be >= 0", "e.g. budget.tolerance=0.02"),
+    ("budget.targets", lambda v: all(t >= 1 for t in v), "every target must be a positive parameter count",
+     "e.g. budget.targets=[1e6,2e6]"),
+    ("data.min_count", _at_least(1), "must be at least 1", "1 keeps every value"),
+    ("data.split", lambda v: len(v) == 3 and all(f > 0 for f in v) and abs(sum(v) - 1) < 1e-6,
+     "needs three positive fractions (train, valid, test) summing to 1", "e.g. data.split=[0.8,0.1,0.1]"),
+    ("diagnostics.max_rows", _at_least(1), "must be at least 1", "e.g. diagnostics.max_rows=10000"),
+    ("diagnostics.every_n_epochs", _at_least(0), "must be >= 0", "0 computes them only at the end"),
+    ("tracking.experiment", lambda v: bool(str(v).strip()), "must not be empty", "e.g. tracking.experiment=recsys-scaling"),
+]
+SYNTHETIC_RANGES: List[Rule] = [
+    ("data.synthetic.rows", _at_least(100), "must be at least 100", "e.g. data.synthetic.rows=20000"),
+    ("data.synthetic.cardinalities", lambda v: len(v) >= 2 and all(c >= 1 for c in v),
+     "needs at least 2 fields, each with at least 1 value", "e.g. data.synthetic.cardinalities=[3,10,50,1000]"),
+    ("data.synthetic.teacher_rank", _at_least(1), "must be at least 1", "e.g. data.synthetic.teacher_rank=16"),
+    ("data.synthetic.positive_rate", lambda v: 0 < v < 1, "must be in (0, 1)", "e.g. data.synthetic.positive_rate=0.25"),
+]
+
+
+def check_job(cfg: DictConfig) -> None:
+    """Every check, in order: keys the schema does not know, value ranges, the store URI, the
+    data source. Raises ConfigError on the first failure."""
+    check_known_keys(cfg)
+    rules = RANGES + (SYNTHETIC_RANGES if cfg.data.kind == DataKind.synthetic else [])
+    for key, test, what, fix in rules:
+        value = OmegaConf.select(cfg, key)
+        try:
+            ok = test(value)
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"{key}={_shown(value)}", what, fix)
+    check_store_uri(cfg.tracking.uri)
+    check_data_source(cfg.data)
+
+
+def _shown(value: Any) -> str:
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value)
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _unknown(node: Any, prefix: str) -> Iterator[str]:
+    schema = OmegaConf.get_type(node) if OmegaConf.is_dict(node) else None
+    if not OmegaConf.is_dict(node):
+        return
+    known = {f.name for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
+    for key in node.keys():
+        if known is not None and key not in known:
+            yield _first_leaf(node._get_node(key), f"{prefix}{key}")
+        else:
+            yield from _unknown(node._get_node(key), f"{prefix}{key}.")
+
+
+def _first_leaf(node: Any, path: str) -> str:
+    while OmegaConf.is_dict(node) and len(node):
+        key = next(iter(node.keys()))
+        node, path = node._get_node(key), f"{path}.{key}"
+    return path
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """Keys added with `+key=value` that the schema does not have (a typo Hydra lets through)."""
+    for key in _unknown(cfg, ""):
+        if key == "hydra" or key.startswith("hydra."):
+            continue
+        near = _closest(key)
+        raise ConfigError(key, "not a config key", f"did you mean {near}?" if near else
+                          "`recsys-scaling train --help` lists the keys")
+
+
+def _schema_keys(schema: type, prefix: str = "") -> Iterator[str]:
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _schema_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}"
+
+
+def _closest(key: str) -> Optional[str]:
+    import difflib
+
+    from .config import Config
+
+    found = difflib.get_close_matches(key, list(_schema_keys(Config)), n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
+def check_store_uri(uri: Optional[str]) -> None:
+    """A tracking URI MLflow can use: sqlite:///FILE in an existing folder, a database URL, or a
+    server http(s)://HOST:PORT. (No file store: MLflow 3 no longer supports it.)"""
+    resolved = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not resolved:
+        return
+    key = "tracking.uri" if uri else "MLFLOW_TRACKING_URI"
+    fix = "use sqlite:///mlflow.db, postgresql://USER@HOST/DB or http://HOST:PORT"
+    parsed = urlparse(resolved)
+    scheme = parsed.scheme.split("+")[0]
+    if scheme not in STORE_SCHEMES:
+        raise ConfigError(f"{key}={_shown(resolved)}", "not a tracking store URI", fix)
+    if scheme == "sqlite":
+        if not resolved.startswith("sqlite:///") or len(resolved) == len("sqlite:///"):
+            raise ConfigError(f"{key}={_shown(resolved)}", "a sqlite store is sqlite:///FILE", fix)
+        folder = Path(resolved[len("sqlite:///"):]).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise ConfigError(f"{key}={_shown(resolved)}", f"folder {folder} does not exist",
+                              "create it or point at an existing folder")
+    elif scheme in ("http", "https") and not parsed.hostname:
+        raise ConfigError(f"{key}={_shown(resolved)}", "no host", "use http://HOST:PORT")
+
+
+def check_data_source(data_cfg: DictConfig) -> None:
+    """A raw data file exists, is a file and can be read (synthetic data is generated)."""
+    if data_cfg.kind == DataKind.synthetic:
+        return
+    if not data_cfg.path:
+        raise ConfigError("data.path", f"required for data.kind={data_cfg.kind}", "data.path=/path/to/file")
+    path = Path(str(data_cfg.path)).expanduser()
+    if not path.exists():
+        raise ConfigError(f"data.path={_shown(data_cfg.path)}", "no such file", "check the path")
+    if not path.is_file():
+        raise ConfigError(f"data.path={_shown(data_cfg.path)}", "not a file", "give the file itself")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"data.path={_shown(data_cfg.path)}", "not readable", "check its permissions")
+    try:
+        check_readable(path)
+    except DataError as exc:
+        raise ConfigError(f"data.path={_shown(data_cfg.path)}", str(exc).split(": ", 1)[-1].split(";")[0],
+                          "give a CSV/TSV (optionally .gz) or a Parquet file") from None
