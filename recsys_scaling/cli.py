@@ -9,7 +9,7 @@ from typing import List, Optional
 
 from omegaconf import OmegaConf
 
-from .runtime import tune_allocator
+from .runtime import install_interrupt_handler, tune_allocator
 
 USAGE_EXAMPLES = """examples:
   recsys-scaling data prepare data=criteo data.path=/data/criteo/train.txt
@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--artifacts", type=Path, default=Path("mlartifacts"), help="where the server keeps artifacts")
     ui.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    ui.add_argument("--experiment", default="recsys-scaling", help="the experiment whose runs it opens on")
 
     data = commands.add_parser("data", help="prepare a raw dataset into the encoded cache, or describe one")
     data.add_argument("action", choices=["prepare", "info"])
@@ -85,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="ME - SE gap test: welch (default) or seed (paired t when both arms ran the same seeds)")
     report.add_argument("--holm", action="store_true",
                         help="Holm's correction across every claim of the report (off by default)")
-    report.add_argument("--ui-url", default="http://127.0.0.1:5000", help="MLflow UI address for run links")
+    report.add_argument("--ui-url", default=None, help="MLflow UI address for run links (default: the tracking "
+                        "server itself, else $RECSYS_SCALING_UI_URL, else `recsys-scaling ui`'s http://127.0.0.1:5000)")
     report.add_argument("--out", type=Path, default=Path("reports"), help="output root (default: reports/)")
     return parser
 
@@ -93,10 +95,6 @@ def _parser() -> argparse.ArgumentParser:
 def _sweeps_dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sweeps-dir", type=Path, action="append", default=[], metavar="DIR",
                         help="also look for sweep files here (repeatable; before ./sweeps and the built-ins)")
-
-
-def _ui_command(uri: str) -> str:
-    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
 
 
 TRAIN_KEYS = ("arm", "scale", "seed", "train.max_epochs", "train.batch_size", "train.lr", "train.device",
@@ -150,7 +148,7 @@ def check_train_config(overrides: List[str]) -> None:
     from hydra.errors import HydraException
 
     from .config import explain
-    from .job import resolve_job_config
+    from .tuned import resolve_job_config
     from .sweep.grid import Composer
     from .validate import check_job
 
@@ -165,8 +163,7 @@ def cmd_sweep(name: str, overrides: List[str], force: bool, sweeps_dirs: List[Pa
     from .sweep import run_sweep
 
     summary = run_sweep(name, overrides, force=force, sweeps_dirs=sweeps_dirs)
-    print(summary.line())
-    print(f"browse: {_ui_command(summary.store_uri)}")
+    print(summary.table())
     return 0 if summary.ok else 1
 
 
@@ -185,7 +182,7 @@ def cmd_sweeps(sweeps_dirs: List[Path]) -> int:
 def cmd_budget(args: List[str], csv: Optional[Path], sweeps_dirs: List[Path]) -> int:
     from .paths import find_sweep
     from .sweep import grid
-    from .sweep.budget_table import budget_table, format_table
+    from .sweep.budget_table import LEGEND, budget_table, format_table
 
     spec = find_sweep(args[0], sweeps_dirs) if args and "=" not in args[0] else None
     overrides = args[1:] if spec else args
@@ -195,6 +192,7 @@ def cmd_budget(args: List[str], csv: Optional[Path], sweeps_dirs: List[Path]) ->
     print(format_table(table))
     if base:
         print(f"({len(base)} ME jobs with one set are the SE base: the sweep trains them once, as SE)")
+    print(LEGEND)
     if csv is not None:
         table.to_csv(csv, index=False)
     return 0
@@ -223,7 +221,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.port}"
     try:
         tracking.wait_for_server(url, process=server)
-        print(f"MLflow UI: {url}  (server pid {server.pid}, store {backend}); Ctrl-C stops it")
+        runs = tracking.experiment_url(url, tracking.Store(backend, args.experiment).experiment_id)
+        print(f"MLflow UI: {runs}\n  (the runs of experiment {args.experiment!r}; server pid {server.pid}, store "
+              f"{backend}); Ctrl-C stops it")
         print(f"jobs log to it with: tracking=server  (RECSYS_SCALING_UI_PORT={args.port} if not 5000)", flush=True)
         server.wait()
     except KeyboardInterrupt:
@@ -255,11 +255,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     for line in report.verdicts:
         print(f"  {line}")
     print(f"  plots: {report.plot.resolve().parent}  fits: {report.fits_json.resolve()}")
-    print(f"browse the runs: {_ui_command(report.store_uri)}  then open http://127.0.0.1:5000")
+    print(f"browse the runs: recsys-scaling ui   then open {report.experiment_url}")
     return 0
 
 
 MAX_ERROR_LENGTH = 400
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # also conf/config.yaml's, for the jobs
 
 
 def _error_line(command: str, exc: BaseException) -> str:
@@ -273,8 +274,12 @@ def _error_line(command: str, exc: BaseException) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv else ""
+    install_interrupt_handler()
     try:
         return _dispatch(argv)
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"recsys-scaling {command}: interrupted; a running job's run is marked KILLED and its checkpoint "
               "kept: run the same command again to resume", file=sys.stderr)
@@ -287,7 +292,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _dispatch(argv: List[str]) -> int:
     if argv[:1] == ["train"]:  # everything after `train` is Hydra's: overrides, --cfg job, ...
         tune_allocator()
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
         return cmd_train(argv[1:])
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -298,7 +303,7 @@ def _dispatch(argv: List[str]) -> int:
     if extra:
         args.overrides = [*args.overrides, *extra]
     tune_allocator()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     commands = {"sweep": lambda: cmd_sweep(args.name, args.overrides, args.force, args.sweeps_dir),
                 "sweeps": lambda: cmd_sweeps(args.sweeps_dir),
                 "budget": lambda: cmd_budget(args.overrides, args.csv, args.sweeps_dir),

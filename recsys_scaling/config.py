@@ -248,6 +248,11 @@ EXECUTION_KEYS = ("tracking", "sweep", "train.progress", "train.threads", "train
                   "train.checkpoint_dir", "data.cache_dir")
 
 
+def job_name(backbone: str, arm: str, scale: int, seed: int) -> str:
+    """A job's name, also its MLflow run's: <backbone>-<arm>-<scale>x-s<seed>."""
+    return f"{backbone}-{arm}-{scale}x-s{seed}"
+
+
 def config_fingerprint(cfg) -> str:
     """sha256 of the resolved config without execution keys: equal for equal jobs."""
     tree = OmegaConf.to_container(cfg, resolve=True)

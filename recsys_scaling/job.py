@@ -11,11 +11,11 @@ from omegaconf import DictConfig, OmegaConf
 from . import tracking
 from .budget import plan_job
 from .collapse import CollapseProbe
-from .config import config_fingerprint
+from .config import config_fingerprint, job_name
 from .data import load_dataset
 from .models import Shape, build_model, model_label
 from .train import Checkpoint, fit, seed_everything
-from .tuned import apply_tuned
+from .tuned import resolve_job_config
 from .validate import check_job
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def run_job(cfg: DictConfig, resume: bool = False,
     resolve_job_config(cfg)
     check_job(cfg)
     set_threads(cfg.train.threads)
-    name = tracking.run_name(model_label(cfg.model), cfg.arm, cfg.scale, cfg.seed)
+    name = job_name(model_label(cfg.model), cfg.arm, cfg.scale, cfg.seed)
     if name in cfg.sweep.shared_base:
         log.info("%s: not trained: ME with one set is the SE base, which this sweep trains once", name)
         return {"shared_base": 1.0}
@@ -105,6 +105,7 @@ def _train_and_record(cfg: DictConfig, name: str, fingerprint: str, on_epoch_end
         if checkpoint.path is not None and checkpoint.path.is_file():
             store.mark_interrupted(fingerprint, keep=run.run_id)
         run.set_tags({"num_embeddings": str(plan.num_embeddings), "embed_dim": str(plan.embed_dim)})
+        run.log_params(resolved_params(plan))
         run.log_metrics({**plan_metrics(plan), **oracle_metrics(data.meta)})
         shape = Shape.of(len(data.field_dims), plan.shape, cfg.arm)
         seed_everything(cfg.seed)
@@ -127,13 +128,12 @@ def _train_and_record(cfg: DictConfig, name: str, fingerprint: str, on_epoch_end
     return final
 
 
-def resolve_job_config(cfg: DictConfig) -> DictConfig:
-    """The job's final config, as trained and fingerprinted: tuned values applied (in place).
-    The sweep runner and the job itself both go through here, so they agree on fingerprints."""
-    applied = apply_tuned(cfg)
-    if applied:
-        log.info("tuned hyperparameters from %s: %s", cfg.train.tuned, applied)
-    return cfg
+def resolved_params(plan) -> Dict[str, str]:
+    """K, d and the counts the job actually trains with, as params to filter on (the config's
+    model.num_embeddings / model.embed_dim params are null when they follow from arm and scale)."""
+    values = {"num_embeddings": plan.num_embeddings, "embed_dim": plan.embed_dim,
+              **{f"params_{k}": v for k, v in plan.counts.items()}, "flops_per_example": plan.flops}
+    return {f"resolved.{k}": str(v) for k, v in values.items()}
 
 
 def plan_metrics(plan) -> Dict[str, float]:

@@ -1,6 +1,7 @@
 """MLflow tracking: one run per job, one parent run per sweep."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -24,7 +25,29 @@ MAX_PARAM_LENGTH = 6000
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 DEFAULT_EXPERIMENT = "recsys-scaling"
+DEFAULT_UI_PORT = 5000
+NOTE_TAG = "mlflow.note.content"  # the description MLflow's UI shows for an experiment or a run
+VIEW_KEY = "scaling"
+# A saved view of the runs table (MLflow's "share view" state, kept as an experiment tag): the
+# columns to read a sweep by, best test AUC first, sweeps expanded.
+SCALING_VIEW = {
+    "selectedColumns": ["tags.`backbone`", "tags.`arm`", "tags.`scale`", "tags.`seed`",
+                        "params.`resolved.num_embeddings`", "params.`resolved.embed_dim`",
+                        "metrics.`params_total`", "metrics.`test_auc`", "metrics.`ia_mean`",
+                        "metrics.`epochs_run`"],
+    "orderByKey": "attributes.start_time",
+    "orderByAsc": False,
+}
+EXPERIMENT_NOTE = """\
+SE-vs-ME scaling sweeps recorded by recsys-scaling.
 
+* Each sweep is a parent run `sweep-<name>` (its description holds the verdicts once
+  `recsys-scaling report <name>` has run); its jobs are child runs named
+  `<backbone>-<arm>-<scale>x-s<seed>`.
+* Read them by backbone, arm and scale: open the saved view with `recsys-scaling ui`, or add
+  `?viewStateShareKey=scaling&workflowType=machine_learning` to this page's address.
+* `tags.arm`: se = one embedding set of size scale*d0; me = `scale` sets of size d0.
+"""
 
 def absolute_store(uri: str) -> str:
     """A relative sqlite URI made absolute, so jobs in other directories share the store."""
@@ -43,10 +66,6 @@ def flatten(tree: Mapping, prefix: str = "") -> Dict[str, str]:
         else:
             flat[name] = str(value)[:MAX_PARAM_LENGTH]
     return flat
-
-
-def run_name(backbone: str, arm: str, scale: int, seed: int) -> str:
-    return f"{backbone}-{arm}-{scale}x-s{seed}"
 
 
 class StopRun(Exception):
@@ -110,6 +129,37 @@ def _creation_lock(uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def ui_base_url(store_uri: str) -> str:
+    """Where the MLflow UI for a store is: the server itself for an http(s) store, else
+    $RECSYS_SCALING_UI_URL, else the address `recsys-scaling ui` serves by default."""
+    if store_uri.startswith(("http://", "https://")):
+        return store_uri.rstrip("/")
+    return os.environ.get("RECSYS_SCALING_UI_URL", f"http://127.0.0.1:{DEFAULT_UI_PORT}").rstrip("/")
+
+
+def experiment_url(ui_url: str, experiment_id: str) -> str:
+    """The experiment's runs table in the machine-learning view, with the saved scaling view."""
+    return (f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}"
+            f"?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning")
+
+
+def run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _source_tags(source: str) -> Dict[str, str]:
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return {"mlflow.source.name": source, "mlflow.source.type": "LOCAL", "mlflow.user": user}
+
+
+EXPERIMENT_TAGS = {NOTE_TAG: EXPERIMENT_NOTE, f"mlflow.sharedViewState.{VIEW_KEY}": json.dumps(SCALING_VIEW)}
+
+
 class Store:
     """One MLflow tracking store (a sqlite file, a database URL or a tracking server) and one
     experiment in it. Everything the tool records or reads goes through here."""
@@ -132,11 +182,25 @@ class Store:
             found = self.client.get_experiment_by_name(self.experiment)
             if found is None:
                 try:
-                    self._experiment_id = self.client.create_experiment(self.experiment)
+                    self._experiment_id = self.client.create_experiment(self.experiment, tags=EXPERIMENT_TAGS)
+                    return self._experiment_id
                 except MlflowException:  # created concurrently by another job
                     found = self.client.get_experiment_by_name(self.experiment)
-            self._experiment_id = self._experiment_id or found.experiment_id
+            self._experiment_id = found.experiment_id
+            for key, value in EXPERIMENT_TAGS.items():  # experiments made by older versions
+                if key not in found.tags:
+                    self.client.set_experiment_tag(self._experiment_id, key, value)
         return self._experiment_id
+
+    @property
+    def ui_url(self) -> str:
+        return ui_base_url(self.uri)
+
+    def experiment_url(self) -> str:
+        return experiment_url(self.ui_url, self.experiment_id)
+
+    def run_url(self, run_id: str) -> str:
+        return run_url(self.ui_url, self.experiment_id, run_id)
 
     # -- jobs -----------------------------------------------------------------------------------
     @contextmanager
@@ -144,7 +208,8 @@ class Store:
         """Start a job's run (a child when tracking.parent_run_id is set): config as params and
         as a YAML artifact. An exception ends the run FAILED with its message and traceback; a
         StopRun (a pruned trial) or Ctrl-C ends it KILLED."""
-        all_tags = {ROLE_TAG: "job", **tags}
+        command = f"sweep {cfg.sweep.name}" if cfg.tracking.parent_run_id else "train"
+        all_tags = {ROLE_TAG: "job", **_source_tags(f"recsys-scaling {command}"), **tags}
         if cfg.tracking.parent_run_id:
             all_tags[PARENT_TAG] = cfg.tracking.parent_run_id
         run = JobRun(self.client, self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id)
@@ -180,18 +245,28 @@ class Store:
 
     # -- sweeps ---------------------------------------------------------------------------------
     def create_sweep_parent(self, sweep: str, spec_file: Optional[Path], job_names: Sequence[str] = (),
-                            reused: Optional[Dict[str, str]] = None) -> str:
-        """The sweep's parent run, with the sweep file, the planned job names and the runs reused
-        from earlier launches (job -> run id) as artifacts."""
+                            reused: Optional[Dict[str, str]] = None, overrides: Optional[Dict[str, str]] = None) -> str:
+        """The sweep's parent run: its grid and command-line overrides as params, a description,
+        its source; the sweep file, the planned job names and the runs reused from earlier
+        launches (job -> run id) as artifacts."""
+        source = f"recsys-scaling sweep {spec_file if spec_file is not None else sweep}"
+        note = (f"Sweep `{sweep}`: {len(job_names)} jobs ({len(reused or {})} reused from earlier launches).\n\n"
+                f"Verdicts appear here after `recsys-scaling report {sweep}`.")
         run = self.client.create_run(self.experiment_id, run_name=f"sweep-{sweep}",
-                                     tags={"sweep": sweep, ROLE_TAG: "sweep"})
+                                     tags={"sweep": sweep, ROLE_TAG: "sweep", NOTE_TAG: note, **_source_tags(source)})
         run_id = run.info.run_id
+        if overrides:
+            JobRun(self.client, run_id).log_params({k: str(v)[:MAX_PARAM_LENGTH] for k, v in overrides.items()})
         if spec_file is not None:
             self.client.log_artifact(run_id, str(spec_file))
         self.client.log_dict(run_id, list(job_names), "jobs.json")
         self.client.log_dict(run_id, dict(reused or {}), "reused.json")
         self.client.log_metric(run_id, "jobs_planned", len(job_names))
         return run_id
+
+    def describe_run(self, run_id: str, text: str) -> None:
+        """Replace a run's description (markdown, shown on its page in the UI)."""
+        self.client.set_tag(run_id, NOTE_TAG, text)
 
     def finish_sweep_parent(self, run_id: str, status: str, summary: Dict[str, int]) -> None:
         for key, value in summary.items():
@@ -225,8 +300,6 @@ class Store:
     # -- artifacts ------------------------------------------------------------------------------
     def run_json(self, run_id: str, name: str):
         """A JSON artifact of a run (a sweep's jobs.json, a job's collapse.json); None if absent."""
-        import json
-
         try:
             with open(self.client.download_artifacts(run_id, name)) as fh:
                 return json.load(fh)

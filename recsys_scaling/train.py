@@ -18,6 +18,7 @@ from torch import nn
 
 from .data import BatchLoader, EncodedData
 from .metrics import log_loss, roc_auc
+from .runtime import stop_if_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def train_epoch(model, loader, optimizers, epoch: int, device, progress: bool) -
 
         batches = tqdm(batches, total=len(loader), desc=f"epoch {epoch}", unit="batch", leave=False)
     for x, y in batches:
+        stop_if_interrupted()
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(x.to(device)), y.to(device))

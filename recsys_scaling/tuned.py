@@ -1,4 +1,5 @@
-"""The tuned-hyperparameter file `recsys-scaling tune` writes (tuned/<sweep>.yaml) and jobs read.
+"""A job's final config: the tuned-hyperparameter file `recsys-scaling tune` writes
+(tuned/<sweep>.yaml), applied to the composed config.
 
 One entry per grid cell (backbone, arm, scale) with the best parameters found for it; a job
 run with `train.tuned=<sweep>` (or a path) takes its cell's entry over lr / weight_decay / dropout.
@@ -38,6 +39,16 @@ def tuned_params(name_or_path: str, backbone: str, arm: str, scale: int) -> Dict
         if (entry["backbone"], entry["arm"], int(entry["scale"])) == (backbone, str(arm), int(scale)):
             return dict(entry["params"])
     raise KeyError(f"train.tuned={name_or_path}: {path} has no cell {backbone}-{arm}-{scale}x")
+
+
+def resolve_job_config(cfg: DictConfig) -> DictConfig:
+    """The job's final config, as trained and fingerprinted: tuned values applied (in place).
+    The sweep runner, the pre-launch check and the job itself all go through here, so they
+    agree on fingerprints."""
+    applied = apply_tuned(cfg)
+    if applied:
+        log.info("tuned hyperparameters from %s: %s", cfg.train.tuned, applied)
+    return cfg
 
 
 def apply_tuned(cfg: DictConfig) -> Dict[str, float]:

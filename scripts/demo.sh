@@ -6,4 +6,4 @@ PY="$(bash scripts/setup.sh | tail -n 1)"
 BIN="$(dirname "$PY")"
 "$BIN/recsys-scaling" sweep demo
 "$BIN/recsys-scaling" report demo
-echo "MLflow UI: $BIN/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000"
+echo "browse the runs: $BIN/recsys-scaling ui   (then open the address it prints)"

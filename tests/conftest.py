@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,16 @@ def samples(tmp_path_factory) -> dict:
     return {"criteo": make.criteo_csv_variant(folder / "criteo_sample.txt"),
             "avazu": make.avazu_csv(folder / "avazu_sample.txt"),
             "csv": make.generic_csv(folder / "train_sample.csv")}
+
+
+def sweep_counts(text: str) -> dict:
+    """The counts of a sweep's closing table: {"finished": 2, "skipped": 0, "failed": 0, ...}."""
+    counts = {}
+    for line in text.splitlines():
+        match = re.match(r"^\s+(finished|skipped|failed|not finished|did not start)\b.*?\s{2,}(\d+)$", line)
+        if match:
+            counts[match.group(1)] = int(match.group(2))
+    return counts
 
 
 @pytest.fixture(scope="session")

@@ -111,7 +111,7 @@ def test_ui_refuses_a_port_in_use(workdir, capsys):
 
 def _fingerprint(overrides):
     from recsys_scaling.config import config_fingerprint
-    from recsys_scaling.job import resolve_job_config
+    from recsys_scaling.tuned import resolve_job_config
     from recsys_scaling.sweep.grid import Composer
 
     return config_fingerprint(resolve_job_config(Composer(None)(overrides)))
@@ -167,6 +167,20 @@ def test_bad_input_through_the_real_entry_point(tmp_path):
     assert created(tmp_path) == []
 
 
+def _has_trained_an_epoch(store_uri: str) -> bool:
+    """A run of the store is RUNNING and has logged an epoch (so Ctrl-C lands in training)."""
+    import sqlite3
+
+    path = store_uri[len("sqlite:///"):]
+    if not Path(path).exists():
+        return False
+    try:
+        with sqlite3.connect(path, timeout=1) as db:
+            return bool(db.execute("select count(*) from metrics where key = 'valid_auc'").fetchone()[0])
+    except sqlite3.Error:
+        return False
+
+
 @pytest.mark.integration
 def test_ctrl_c_is_one_line_exit_130_and_the_run_is_killed(tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg", "RECSYS_SCALING_CACHE": str(tmp_path / "cache")}
@@ -174,10 +188,10 @@ def test_ctrl_c_is_one_line_exit_130_and_the_run_is_killed(tmp_path):
     proc = subprocess.Popen([*CLI, "train", "data=synthetic_small", "train.max_epochs=200", "train.patience=200",
                              "train.progress=false", "diagnostics.enabled=false", f"tracking.uri={store_uri}"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 180
-    while time.time() < deadline and not (tmp_path / "mlflow.db").exists():
-        time.sleep(0.5)
-    time.sleep(3)  # inside the training loop
+    deadline = time.time() + 240
+    while time.time() < deadline and not _has_trained_an_epoch(store_uri):
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(1)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-2000:]

@@ -14,6 +14,8 @@ from recsys_scaling import tracking
 from recsys_scaling.cli import main
 from recsys_scaling.sweep import SweepConfigError, run_sweep
 
+from conftest import sweep_counts
+
 TINY = ["data=synthetic_small", "train.max_epochs=1", "train.progress=false"]
 
 
@@ -26,23 +28,23 @@ def children(store_uri, sweep="smoke"):
 def test_relaunch_skips_finished_jobs_and_reruns_failed_ones(store_uri, workdir, capsys):
     args = ["sweep", "smoke", f"tracking.uri={store_uri}", *TINY, "arm=se", "train.lr=0.001,1e30"]
     assert main(args) == 1  # the second job fails
-    assert "1 finished, 0 skipped (finished before), 1 failed" in capsys.readouterr().out
+    assert sweep_counts(capsys.readouterr().out) == {"finished": 1, "skipped": 0, "failed": 1}
     assert main(args) == 1  # the finished one is skipped, the failed one runs (and fails) again
-    assert "0 finished, 1 skipped (finished before), 1 failed" in capsys.readouterr().out
+    assert sweep_counts(capsys.readouterr().out) == {"finished": 0, "skipped": 1, "failed": 1}
     parent, runs = children(store_uri)
     assert [r.info.status for r in runs] == ["FAILED"]
     assert main(["report", "smoke", "--tracking-uri", store_uri, "--resamples", "20"]) == 0
     runs_csv = (workdir / "reports" / "smoke" / "runs.csv").read_text()
     assert runs_csv.count("FINISHED") == 1 and runs_csv.count("FAILED") == 1  # the reused run is reported
     assert main([*args, "--force"]) == 1
-    assert "1 finished, 0 skipped" in capsys.readouterr().out
+    assert sweep_counts(capsys.readouterr().out)["finished"] == 1
 
 
 @pytest.mark.integration
 def test_parallel_joblib_jobs_into_one_sqlite_store(store_uri, workdir, capsys):
     assert main(["sweep", "smoke", f"tracking.uri={store_uri}", *TINY, "hydra/launcher=joblib",
                  "hydra.launcher.n_jobs=4", "seed=0,1"]) == 0
-    assert "4 finished, 0 skipped (finished before), 0 failed" in capsys.readouterr().out
+    assert sweep_counts(capsys.readouterr().out) == {"finished": 4, "skipped": 0, "failed": 0}
     _, runs = children(store_uri)
     client = MlflowClient(store_uri)
     for run in runs:
@@ -182,9 +184,9 @@ def test_relaunch_with_tuned_values_records_the_skipped_jobs(store_uri, workdir,
     write_tuned(workdir / "tuned" / "smoke.yaml", "smoke", "sqlite:///optuna.db", cells)
     args = ["sweep", "smoke", f"tracking.uri={store_uri}", *TINY, "diagnostics.enabled=false", "train.tuned=smoke"]
     assert main(args) == 0
-    assert "2 finished, 0 skipped" in capsys.readouterr().out
+    assert sweep_counts(capsys.readouterr().out) == {"finished": 2, "skipped": 0, "failed": 0}
     assert main(args) == 0
-    assert "0 finished, 2 skipped (finished before), 0 failed" in capsys.readouterr().out
+    assert sweep_counts(capsys.readouterr().out) == {"finished": 0, "skipped": 2, "failed": 0}
     _, runs = children(store_uri)
     assert runs == []  # nothing ran the second time
 
@@ -239,7 +241,7 @@ def test_ray_launcher_runs_a_sweep_on_an_existing_cluster(ray_cluster, store_uri
     args = ["sweep", "smoke", f"tracking.uri={store_uri}", *TINY, "hydra/launcher=ray",
             f"hydra.launcher.address={ray_cluster}", "arm=se", "seed=0,1", "train.lr=0.001,1e30"]
     assert main(args) == 1  # the lr=1e30 jobs fail; the others are unaffected
-    assert "2 finished, 0 skipped (finished before), 2 failed" in capsys.readouterr().out
+    assert sweep_counts(capsys.readouterr().out) == {"finished": 2, "skipped": 0, "failed": 2}
     _, runs = children(store_uri)
     by_status = {}
     for run in runs:
@@ -248,7 +250,7 @@ def test_ray_launcher_runs_a_sweep_on_an_existing_cluster(ray_cluster, store_uri
     assert {float(r.data.params["train.lr"]) for r in by_status["FINISHED"]} == {0.001}
     assert all("loss" in r.data.tags["error"].lower() for r in by_status["FAILED"])
     assert main(args) == 1  # relaunching on the cluster skips the finished jobs
-    assert "0 finished, 2 skipped (finished before), 2 failed" in capsys.readouterr().out
+    assert sweep_counts(capsys.readouterr().out) == {"finished": 0, "skipped": 2, "failed": 2}
     _a_dead_worker_is_reported_not_raised(ray_cluster)
 
 

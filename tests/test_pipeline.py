@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 import json
+import logging
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
@@ -11,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from recsys_scaling import tracking
 from recsys_scaling.cli import main
 
-from conftest import ROOT
+from conftest import ROOT, sweep_counts
 
 TINY = ["data=synthetic_small", "train.max_epochs=3", "train.progress=false"]
 
@@ -89,21 +90,49 @@ def test_failing_training_marks_the_run_failed(store_uri):
 
 
 @pytest.mark.integration
-def test_sweep_then_report(store_uri, workdir, capsys):
-    code = main(["sweep", "smoke", f"tracking.uri={store_uri}", "data=synthetic_small"])
-    out = capsys.readouterr().out
+def test_sweep_then_report(store_uri, workdir, capsys, caplog):
+    caplog.set_level(logging.INFO)
+    code = main(["sweep", "smoke", f"tracking.uri={store_uri}", "data=synthetic_small", "train.max_epochs=3"])
+    out, err = capsys.readouterr()
     assert code == 0
-    assert "2 jobs: 2 finished, 0 skipped (finished before), 0 failed" in out
-    parent = tracking.Store(store_uri).latest_sweep_parent("smoke")
+    assert sweep_counts(out) == {"finished": 2, "skipped": 0, "failed": 0}
+    assert "slowest job" in out and "total time" in out and "recsys-scaling report smoke" in out
+    # Hydra's job logging takes the log over in-process: the progress lines are on stderr
+    progress = [line for line in (err + caplog.text).splitlines() if "sweep smoke: job " in line and "ETA" in line]
+    assert "ETA" not in out
+    assert [line.split("sweep smoke: job ")[1].split(" ")[0] for line in progress] == ["1/2", "2/2"], err[-3000:]
+    store = tracking.Store(store_uri)
+    parent = store.latest_sweep_parent("smoke")
     assert parent.info.status == "FINISHED"
-    children = tracking.Store(store_uri).child_runs(parent.info.run_id)
+    children = store.child_runs(parent.info.run_id)
     assert sorted(r.info.run_name for r in children) == ["dnn-me-2x-s0", "dnn-se-2x-s0"]
     assert all(r.data.tags["sweep"] == "smoke" for r in children)
+    # MLflow: the resolved shape and counts are params; the parent has the grid, a description, a source
+    me = next(r for r in children if r.info.run_name == "dnn-me-2x-s0")
+    assert (me.data.params["resolved.num_embeddings"], me.data.params["resolved.embed_dim"]) == ("2", "10")
+    assert int(me.data.params["resolved.params_total"]) == int(me.data.metrics["params_total"])
+    assert {k: parent.data.params[k] for k in ("model", "scale", "arm")} == {"model": "dnn", "scale": "2",
+                                                                               "arm": "se,me"}
+    assert parent.data.params["train.max_epochs"] == "3"
+    assert parent.data.tags["mlflow.source.name"].startswith("recsys-scaling sweep")
+    assert "2 jobs" in parent.data.tags["mlflow.note.content"]
+    experiment = store.client.get_experiment(store.experiment_id)
+    assert "sweep-<name>" in experiment.tags["mlflow.note.content"]
+    view = json.loads(experiment.tags["mlflow.sharedViewState.scaling"])
+    assert "metrics.`test_auc`" in view["selectedColumns"] and "tags.`backbone`" in view["selectedColumns"]
+    runs_url = f"http://127.0.0.1:5000/#/experiments/{store.experiment_id}?viewStateShareKey=scaling&" \
+               "workflowType=machine_learning"
+    assert runs_url in out
 
     assert main(["report", "smoke", "--tracking-uri", store_uri]) == 0
     out = capsys.readouterr().out
     report_dir = workdir / "reports" / "smoke"
-    assert str(report_dir / "index.html") in out and "mlflow ui --backend-store-uri" in out
+    assert str(report_dir / "index.html") in out and runs_url in out
+    note = store.client.get_run(parent.info.run_id).data.tags["mlflow.note.content"]
+    assert str(report_dir / "index.html") in note and "| backbone | ME − SE test AUC" in note and "| dnn |" in note
+    page = (report_dir / "index.html").read_text()
+    assert page.index('<table class="v">') < page.index("<img")  # the verdict table comes first
+    assert f"#/experiments/{store.experiment_id}/runs/{parent.info.run_id}" in page
     fits = json.loads((report_dir / "fits.json").read_text())
     assert [b["backbone"] for b in fits["backbones"]] == ["dnn"] and fits["missing_jobs"] == []
     assert "dnn:" in fits["backbones"][0]["verdict"]

@@ -17,7 +17,7 @@ from .claims import PAIRINGS
 from .collect import collect_runs, distinct_runs, largest_scale_spectra, oracle_aucs, seed_summary
 from .paper import compare_with_paper
 from .plots import auc_vs_params, backbone_fit, ia_vs_scale, paper_comparison, small_multiples, spectra
-from .render import write_index
+from .render import verdict_markdown, write_index
 
 __all__ = ["Report", "analyse", "build_report"]
 X_LABELS = {"total": "total parameters", "embedding": "embedding parameters", "dense": "dense parameters",
@@ -34,20 +34,24 @@ class Report:
     fits_json: Path
     parent_run_ids: List[str]
     store_uri: str
+    experiment_url: str
     num_runs: int
     verdicts: List[str]
 
 
 def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, experiment: str = "recsys-scaling",
                  out_root: Path = Path("reports"), parent_run_ids: Sequence[str] = (), x_axis: str = "total",
-                 resamples: int = 1000, ui_url: str = "http://127.0.0.1:5000", filter_string: str = "",
+                 resamples: int = 1000, ui_url: Optional[str] = None, filter_string: str = "",
                  pairing: str = "welch", holm: bool = False) -> Report:
-    """Report the latest sweep of each name (or the given parent runs) into out_root/<name>/."""
+    """Report the latest sweep of each name (or the given parent runs) into out_root/<name>/.
+    Run links point at `ui_url` (default: the store's UI, see tracking.ui_base_url); each sweep's
+    parent run gets the verdict table as its description."""
     if x_axis not in X_AXES:
         raise ValueError(f"--x {x_axis!r}: choose from {sorted(X_AXES)}")
     if pairing not in PAIRINGS:
         raise ValueError(f"--pairing {pairing!r}: choose from {PAIRINGS}")
     store = tracking.Store(tracking_uri, experiment)
+    ui_url = ui_url or store.ui_url
     parents = list(parent_run_ids) or [store.latest_sweep_parent(s).info.run_id for s in sweeps]
     runs, missing = collect_runs(store, parents, filter_string)
     if runs.empty:
@@ -64,11 +68,13 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
         if final_dir.exists():
             shutil.rmtree(final_dir)
         work.rename(final_dir)
+        for parent in parents:
+            store.describe_run(parent, _parent_note(name, report["markdown"], final_dir / "index.html"))
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return Report(final_dir, final_dir / "index.html", final_dir / report["plot"], final_dir / "summary.csv",
-                  final_dir / "runs.csv", final_dir / "fits.json", parents, store.uri, len(runs), report["verdicts"])
+                  final_dir / "runs.csv", final_dir / "fits.json", parents, store.uri, store.experiment_url(), len(runs), report["verdicts"])
 
 
 def _write(store: tracking.Store, work: Path, name: str, parents: List[str], runs: pd.DataFrame, missing: List[str], x_axis: str,
@@ -103,7 +109,12 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
         default=_json_value))
     write_index(work, name, parents, store.uri, ui_url, analyses, plots, fit_rows(analyses),
                 pd.DataFrame(claims), multipliers, summary, runs, missing, paper, x_label, method, oracle)
-    return {"plot": plots[0].name, "verdicts": verdicts}
+    return {"plot": plots[0].name, "verdicts": verdicts, "markdown": verdict_markdown(analyses)}
+
+
+def _parent_note(name: str, table: str, index: Path) -> str:
+    return (f"**Report `{name}`**: {index.resolve()} (also in this run's artifacts, `report/index.html`).\n\n"
+            f"{table}\n\nIntervals and methods: see the report.")
 
 
 def _display_runs(runs: pd.DataFrame) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import pandas as pd
 
+from ..tracking import run_url
 from .analysis import fit_note
 from .claims import INSUFFICIENT, MIN_SEEDS, claim_text
 from .plots import short_count
@@ -47,7 +48,7 @@ def _image(path: Path) -> str:
 
 
 def _run_url(ui_url: str, experiment_id, run_id: str) -> str:
-    return f"{ui_url}/#/experiments/{html.escape(str(experiment_id))}/runs/{html.escape(run_id)}"
+    return html.escape(run_url(ui_url, str(experiment_id), run_id))
 
 
 def _run_links(runs: pd.DataFrame, ui_url: str) -> pd.DataFrame:
@@ -62,13 +63,19 @@ SHORT = {"me_ahead": "ME ahead", "me_behind": "ME behind", "no_difference": "no 
 SHORT_IA = {"me_ahead": "ME less collapsed", "me_behind": "ME more collapsed"}
 
 
-def _cell(claim) -> str:
+def _cell_text(claim) -> str:
     if claim is None:
-        return "<td>–</td>"
+        return "–"
     words = (SHORT_IA if claim.kind == "ia_gap" else {}).get(claim.verdict, SHORT[claim.verdict])
     value = "" if claim.low is None else (f" {claim.estimate:+.2f}" if claim.kind == "ia_gap"
                                           else f" {claim.estimate:+.4f}")
-    return f'<td class="{claim.verdict}" title="{html.escape(claim_text(claim))}">{words}{value}</td>'
+    return words + value
+
+
+def _cell(claim) -> str:
+    if claim is None:
+        return "<td>–</td>"
+    return f'<td class="{claim.verdict}" title="{html.escape(claim_text(claim))}">{_cell_text(claim)}</td>'
 
 
 def verdict_table(analyses) -> str:
@@ -83,6 +90,20 @@ def verdict_table(analyses) -> str:
               "<th>SE: AUC per doubling</th><th>ME − SE IA of the large<br>fields (collapse)</th>"
               "<th>power-law fit</th></tr>")
     return f'<div class="scroll"><table class="v">{header}{"".join(rows)}</table></div>'
+
+
+VERDICT_COLUMNS = ("backbone", "ME − SE test AUC at the largest scale", "ME: AUC per doubling",
+                   "SE: AUC per doubling", "ME − SE IA of the large fields", "power-law fit")
+
+
+def verdict_markdown(analyses) -> str:
+    """The verdict table as markdown (for the sweep's parent run description in MLflow)."""
+    lines = ["| " + " | ".join(VERDICT_COLUMNS) + " |", "|" + "---|" * len(VERDICT_COLUMNS)]
+    for a in analyses:
+        cells = [a.label, _cell_text(a.gaps[-1] if a.gaps else None), _cell_text(a.trend("me")),
+                 _cell_text(a.trend("se")), _cell_text(a.ia_gaps[-1] if a.ia_gaps else None), fit_note(a)]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines)
 
 
 def _method_note(method: dict) -> str:

@@ -6,10 +6,18 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from ..budget import JobPlan
+from ..config import BudgetMatch
 from .grid import Job
 
 COLUMNS = ["job", "backbone", "arm", "scale", "seed", "K", "d", "embedding", "dense", "total",
-           "flops_per_example", "matched_to", "reference_total", "mismatch_pct"]
+           "flops_per_example", "matched_to", "reference_total", "mismatch_pct", "note"]
+LEGEND = """\
+K: embedding sets; d: size of each set; embedding / dense / total: parameters; flops_per_example:
+forward FLOPs of the dense part. matched_to: what a job's total is compared with (its SE or ME
+partner at the same scale, or a budget.targets entry); mismatch_pct = (total - reference) / reference.
+note "by design": budget.match=embedding (the paper's) gives SE and ME equal embedding parameters,
+so their totals differ and that is expected; budget.match=total matches totals (within
+budget.tolerance) instead."""
 
 
 def budget_table(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -> pd.DataFrame:
@@ -25,8 +33,19 @@ def budget_table(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -> pd.
             "flops_per_example": plan.flops, "matched_to": plan.reference or "-",
             "reference_total": plan.reference_total,
             "mismatch_pct": None if plan.mismatch is None else round(100 * plan.mismatch, 3),
+            "note": _note(job, plan),
         })
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _note(job: Job, plan: JobPlan) -> str:
+    if plan.mismatch is None:
+        return "-"
+    if plan.reference == "target":
+        return "target"
+    if job.cfg.budget.match == BudgetMatch.embedding:
+        return "by design" if plan.mismatch else "equal"
+    return "matched"
 
 
 def format_table(table: pd.DataFrame) -> str:

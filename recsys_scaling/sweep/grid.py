@@ -15,12 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..budget import JobPlan, plan_job
-from ..config import EmbeddingShape, embedding_shape, explain
+from ..config import EmbeddingShape, embedding_shape, explain, job_name
 from ..data import declared_field_dims
-from ..job import resolve_job_config
 from ..models import get_backbone, model_label
 from ..paths import CONF_DIR
-from ..tracking import run_name
+from ..tuned import resolve_job_config
 from ..validate import check_job
 
 
@@ -38,7 +37,7 @@ class Job:
     @property
     def name(self) -> str:
         c = self.cfg
-        return run_name(model_label(c.model), c.arm, c.scale, c.seed)
+        return job_name(model_label(c.model), c.arm, c.scale, c.seed)
 
     def describe(self) -> str:
         return f"job #{self.number} {self.name} ({' '.join(self.overrides)})"

@@ -5,7 +5,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from .. import tracking
 from ..app import launch
@@ -13,6 +13,7 @@ from ..config import config_fingerprint
 from ..paths import find_sweep
 from ..runtime import cpu_count, parallel_jobs, reserved_cpus
 from . import grid
+from .progress import SweepProgress, clock
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,9 @@ class SweepSummary:
     other: int
     skipped: int = 0
     not_started: int = 0  # planned jobs with no run: bad data, or running in another process
+    seconds: float = 0.0
+    slowest: Optional[Tuple[str, float]] = None
+    experiment_url: str = ""
 
     @property
     def ok(self) -> bool:
@@ -39,6 +43,25 @@ class SweepSummary:
         extra += f", {self.not_started} did not start (see the log)" if self.not_started else ""
         return (f"sweep {self.sweep}: {total} jobs: {self.finished} finished, {self.skipped} skipped "
                 f"(finished before), {self.failed} failed{extra} (parent run {self.parent_run_id})")
+
+    def table(self) -> str:
+        """The closing summary: counts, slowest job, total time, where to look next."""
+        rows = [("finished", str(self.finished)), ("skipped (finished before)", str(self.skipped)),
+                ("failed", str(self.failed))]
+        rows += [("not finished", str(self.other))] if self.other else []
+        rows += [("did not start (see the log)", str(self.not_started))] if self.not_started else []
+        if self.slowest:
+            rows.append(("slowest job", f"{self.slowest[0]} ({clock(self.slowest[1])})"))
+        rows.append(("total time", clock(self.seconds)))
+        width = max(len(k) for k, _ in rows)
+        total = self.finished + self.failed + self.other + self.skipped + self.not_started
+        lines = [f"sweep {self.sweep}: {'done' if self.ok else 'NOT complete'} ({total} jobs, parent run "
+                 f"{self.parent_run_id})"]
+        lines += [f"  {key:<{width}}  {value}" for key, value in rows]
+        lines += [f"report:  recsys-scaling report {self.sweep}",
+                  f"runs:    recsys-scaling ui   then open {self.experiment_url}" if self.experiment_url else
+                  "runs:    recsys-scaling ui"]
+        return "\n".join(lines)
 
 
 def compose_sweep(spec: Path, overrides: Sequence[str] = ()):
@@ -63,7 +86,8 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     log.info("sweep %s: %d jobs checked", sweep_name, len(jobs))
     store = tracking.Store.of(jobs[0].cfg)
     reused = {} if force else _finished_before(store, jobs)
-    parent = store.create_sweep_parent(sweep_name, spec, [job.name for job in jobs], reused)
+    parent = store.create_sweep_parent(sweep_name, spec, [job.name for job in jobs], reused,
+                                       overrides=sweep_params(spec, overrides))
     if reused:
         log.info("sweep %s: %d of %d jobs finished before and are skipped (--force reruns them)",
                  sweep_name, len(reused), len(jobs))
@@ -72,19 +96,36 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
                        f"sweep.name={sweep_name}", f"tracking.parent_run_id={parent}", *overrides,
                        f"tracking.uri='{store.uri}'"]
     status = "FAILED"
+    progress = SweepProgress(store, parent, sweep_name, total=len(jobs) - len(reused))
     try:
-        launch(args)
+        with progress:
+            launch(args)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
         summary = summarize(store, sweep_name, parent, len(jobs), len(reused))
+        summary.seconds, summary.slowest = progress.elapsed, progress.slowest()
+        summary.experiment_url = store.experiment_url()
         if status == "FINISHED" and not summary.ok:
             status = "FAILED"
         store.finish_sweep_parent(parent, status, {"finished": summary.finished, "failed": summary.failed,
                                                    "skipped": summary.skipped, "not_started": summary.not_started})
     return summary
+
+
+def sweep_params(spec: Path, overrides: Sequence[str]) -> dict:
+    """The sweep's grid (its sweeper params) and the command-line overrides, as the parent run's
+    params: key -> value as written (e.g. scale -> "1,2,4")."""
+    plain = [o for o in overrides if "," not in o.split("=", 1)[-1]]
+    params = {str(k): str(v) for k, v in (compose_sweep(spec, plain).hydra.sweeper.params or {}).items()}
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.startswith(("hydra", "sweep.")):
+            continue
+        params[key.lstrip("+~")] = value
+    return params
 
 
 def _finished_before(store: tracking.Store, jobs: Sequence[grid.Job]) -> dict:
