@@ -28,15 +28,16 @@ DEFAULT_EXPERIMENT = "recsys-scaling"
 DEFAULT_UI_PORT = 5000
 NOTE_TAG = "mlflow.note.content"  # the description MLflow's UI shows for an experiment or a run
 VIEW_KEY = "scaling"
-# A saved view of the runs table (MLflow's "share view" state, kept as an experiment tag): the
-# columns to read a sweep by, best test AUC first, sweeps expanded.
+# A saved view of the runs table (MLflow's saved-view state, kept as an experiment tag): the job
+# runs of every sweep as one flat table, with the columns to read a scaling grid by.
 SCALING_VIEW = {
-    "selectedColumns": ["tags.`backbone`", "tags.`arm`", "tags.`scale`", "tags.`seed`",
+    "searchFilter": f"tags.`{ROLE_TAG}` = 'job'",
+    "selectedColumns": ["tags.`backbone`", "tags.`arm`", "tags.`scale`", "tags.`seed`", "tags.`sweep`",
                         "params.`resolved.num_embeddings`", "params.`resolved.embed_dim`",
                         "metrics.`params_total`", "metrics.`test_auc`", "metrics.`ia_mean`",
                         "metrics.`epochs_run`"],
-    "orderByKey": "attributes.start_time",
-    "orderByAsc": False,
+    "orderByKey": "tags.`backbone`",
+    "orderByAsc": True,
 }
 EXPERIMENT_NOTE = """\
 SE-vs-ME scaling sweeps recorded by recsys-scaling.
@@ -44,8 +45,8 @@ SE-vs-ME scaling sweeps recorded by recsys-scaling.
 * Each sweep is a parent run `sweep-<name>` (its description holds the verdicts once
   `recsys-scaling report <name>` has run); its jobs are child runs named
   `<backbone>-<arm>-<scale>x-s<seed>`.
-* Read them by backbone, arm and scale: open the saved view with `recsys-scaling ui`, or add
-  `?viewStateShareKey=scaling&workflowType=machine_learning` to this page's address.
+* Read them by backbone, arm and scale: pick the saved view "scaling" under Views (the address
+  `recsys-scaling ui` prints opens it): every job run in one table with those columns.
 * `tags.arm`: se = one embedding set of size scale*d0; me = `scale` sets of size d0.
 """
 
@@ -139,7 +140,7 @@ def ui_base_url(store_uri: str) -> str:
 
 def experiment_url(ui_url: str, experiment_id: str) -> str:
     """The experiment's runs table in the machine-learning view, with the saved scaling view."""
-    return (f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}"
+    return (f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
             f"?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning")
 
 
@@ -157,7 +158,20 @@ def _source_tags(source: str) -> Dict[str, str]:
     return {"mlflow.source.name": source, "mlflow.source.type": "LOCAL", "mlflow.user": user}
 
 
-EXPERIMENT_TAGS = {NOTE_TAG: EXPERIMENT_NOTE, f"mlflow.sharedViewState.{VIEW_KEY}": json.dumps(SCALING_VIEW)}
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+# MLflow 3's saved-view envelope: listed under "Views" in the runs table, opened by the share key.
+VIEW_VALUE = json.dumps({"name": "scaling: jobs by backbone / arm / scale", "createdAt": 1764374400000,
+                         "updatedAt": 1764374400000, "state": json.dumps(SCALING_VIEW)})
+
+
+def _view_state(value: Optional[str]) -> dict:
+    """The state inside a stored saved-view value ({} for a missing or foreign one)."""
+    try:
+        return dict(json.loads(json.loads(value)["state"]))
+    except (TypeError, ValueError, KeyError):
+        return {}
+
+
 
 
 class Store:
@@ -182,14 +196,17 @@ class Store:
             found = self.client.get_experiment_by_name(self.experiment)
             if found is None:
                 try:
-                    self._experiment_id = self.client.create_experiment(self.experiment, tags=EXPERIMENT_TAGS)
+                    self._experiment_id = self.client.create_experiment(
+                        self.experiment, tags={NOTE_TAG: EXPERIMENT_NOTE, VIEW_TAG: VIEW_VALUE})
                     return self._experiment_id
                 except MlflowException:  # created concurrently by another job
                     found = self.client.get_experiment_by_name(self.experiment)
             self._experiment_id = found.experiment_id
-            for key, value in EXPERIMENT_TAGS.items():  # experiments made by older versions
-                if key not in found.tags:
-                    self.client.set_experiment_tag(self._experiment_id, key, value)
+            # Experiments made by older versions: add the description, bring the view up to date.
+            if NOTE_TAG not in found.tags:
+                self.client.set_experiment_tag(self._experiment_id, NOTE_TAG, EXPERIMENT_NOTE)
+            if _view_state(found.tags.get(VIEW_TAG)) != SCALING_VIEW:
+                self.client.set_experiment_tag(self._experiment_id, VIEW_TAG, VIEW_VALUE)
         return self._experiment_id
 
     @property

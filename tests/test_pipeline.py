@@ -118,9 +118,10 @@ def test_sweep_then_report(store_uri, workdir, capsys, caplog):
     assert "2 jobs" in parent.data.tags["mlflow.note.content"]
     experiment = store.client.get_experiment(store.experiment_id)
     assert "sweep-<name>" in experiment.tags["mlflow.note.content"]
-    view = json.loads(experiment.tags["mlflow.sharedViewState.scaling"])
+    view = json.loads(json.loads(experiment.tags["mlflow.sharedViewState.scaling"])["state"])
     assert "metrics.`test_auc`" in view["selectedColumns"] and "tags.`backbone`" in view["selectedColumns"]
-    runs_url = f"http://127.0.0.1:5000/#/experiments/{store.experiment_id}?viewStateShareKey=scaling&" \
+    assert view["searchFilter"] == "tags.`recsys_scaling.role` = 'job'"
+    runs_url = f"http://127.0.0.1:5000/#/experiments/{store.experiment_id}/runs?viewStateShareKey=scaling&" \
                "workflowType=machine_learning"
     assert runs_url in out
 
