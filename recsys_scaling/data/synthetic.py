@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy.optimize import brentq
 from scipy.special import expit
 
 from ..metrics import roc_auc
@@ -143,6 +142,8 @@ def _calibrate(teacher: Teacher, cfg) -> None:
     z1, z2 = teacher.raw_scores(X)
     teacher.z_stats = (z1.mean(), z1.std() or 1.0, z2.mean(), z2.std() or 1.0)
     centred = teacher.logits(X)
+    from scipy.optimize import brentq  # slow to import; only when a teacher is built
+
     teacher.bias = brentq(lambda b: expit(centred + b).mean() - cfg.positive_rate, -50.0, 50.0)
 
 
