@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--pruner", default="median", choices=["median", "none"])
     tune.add_argument("--tune-dropout", action="store_true", help="also search model.dropout")
     tune.add_argument("--timeout", type=float, default=None, help="seconds per study")
+    tune.add_argument("--seed", type=int, default=None,
+                      help="sampler seed, for a reproducible single worker (default: each worker draws its own)")
     _sweeps_dir_option(tune)
 
     ui = commands.add_parser("ui", help="start an MLflow tracking server and UI on the project's store")
@@ -66,6 +68,20 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--artifacts", type=Path, default=Path("mlartifacts"), help="where the server keeps artifacts")
     ui.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     ui.add_argument("--experiment", default="recsys-scaling", help="the experiment whose runs it opens on")
+
+    server = commands.add_parser("server", help="a shared MLflow tracking server for a team: a database store "
+                                 "(PostgreSQL) and an artifact folder; jobs on any machine log to it")
+    server.add_argument("--backend-store-uri", default=None,
+                        help="postgresql://USER:PASSWORD@HOST:PORT/DB (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    server.add_argument("--local-postgres", type=Path, default=None, metavar="DIR",
+                        help="start a PostgreSQL server in DIR (created on first use) and use it as the store")
+    server.add_argument("--artifacts", type=Path, default=Path("mlartifacts"),
+                        help="where the server keeps artifacts (shared storage for a team)")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--workers", type=int, default=4, help="server worker processes (default 4)")
+    server.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    server.add_argument("--experiment", default="recsys-scaling", help="the experiment whose runs it links to")
 
     data = commands.add_parser("data", help="prepare a raw dataset into the encoded cache, or describe one")
     data.add_argument("action", choices=["prepare", "info"])
@@ -202,7 +218,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .tune import tune_sweep
 
     path = tune_sweep(args.name, args.overrides, args.trials, args.storage, args.pruner, args.tune_dropout,
-                      args.timeout, sweeps_dirs=args.sweeps_dir)
+                      args.timeout, sweeps_dirs=args.sweeps_dir, seed=args.seed)
     print(f"tuned parameters: {path.resolve()}  (use them with train.tuned={path.stem})")
     return 0
 
@@ -230,6 +246,43 @@ def cmd_ui(args: argparse.Namespace) -> int:
         pass
     finally:
         tracking.stop_server(server)
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    """Start the team's tracking server after checking its database; run until Ctrl-C."""
+    import signal
+    import socket
+
+    from . import tracking
+    from .config import resolve_tracking_uri
+
+    # `kill` (SIGTERM) stops it as cleanly as Ctrl-C: the MLflow server and PostgreSQL go down too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    postgres = None
+    if args.local_postgres is not None:
+        postgres, backend = tracking.local_postgres(args.local_postgres)
+    else:
+        backend = args.backend_store_uri or resolve_tracking_uri(None)
+    if backend.startswith("http"):
+        raise ValueError(f"--backend-store-uri {backend}: give the database itself (e.g. postgresql://...)")
+    backend = tracking.check_store(backend)
+    if tracking.port_in_use(args.host, args.port):
+        raise ValueError(f"--port {args.port}: {args.host}:{args.port} is already in use; pick a free one with --port")
+    process = tracking.start_server(backend, args.host, args.port, args.artifacts, args.allow_remote, args.workers)
+    url = f"http://{args.host}:{args.port}"
+    try:
+        tracking.wait_for_server(url, process=process)
+        shown = socket.getfqdn() if args.host in ("0.0.0.0", "::") else args.host
+        runs = tracking.experiment_url(f"http://{shown}:{args.port}", tracking.Store(url, args.experiment).experiment_id)
+        print(f"MLflow tracking server: {url} (pid {process.pid}); store {backend}; artifacts {args.artifacts.resolve()}")
+        print(f"jobs log to it with:  tracking.uri=http://{shown}:{args.port}  (or MLFLOW_TRACKING_URI=http://{shown}:"
+              f"{args.port})")
+        print(f"runs: {runs}\nCtrl-C stops it", flush=True)
+        process.wait()
+    finally:
+        tracking.stop_server(process)
+        del postgres  # the local PostgreSQL stops with its last handle
     return 0
 
 
@@ -309,6 +362,7 @@ def _dispatch(argv: List[str]) -> int:
                 "budget": lambda: cmd_budget(args.overrides, args.csv, args.sweeps_dir),
                 "tune": lambda: cmd_tune(args),
                 "ui": lambda: cmd_ui(args),
+                "server": lambda: cmd_server(args),
                 "data": lambda: cmd_data(args.action, args.overrides),
                 "report": lambda: cmd_report(args)}
     return commands[args.command]()

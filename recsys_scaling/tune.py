@@ -75,20 +75,24 @@ def objective_for(job: grid.Job, parent: str, sweep: str, tune_dropout: bool):
 
 def tune_sweep(name: str, overrides: Sequence[str] = (), trials: int = 20, storage: Optional[str] = None,
                pruner: str = "median", tune_dropout: bool = False, timeout: Optional[float] = None,
-               out_dir: Path = TUNED_DIR, sweeps_dirs: Sequence[Path] = ()) -> Path:
+               out_dir: Path = TUNED_DIR, sweeps_dirs: Sequence[Path] = (), seed: Optional[int] = None) -> Path:
+    """One study per cell of the sweep's grid, `trials` trials each in this process. Several
+    processes given the same `storage` share the studies. `seed` makes one worker's sampler
+    reproducible; by default each worker draws its own, so parallel workers propose different
+    trials (with one shared seed they would propose the same ones)."""
     spec = find_sweep(name, sweeps_dirs)
     jobs = grid.expand(spec, overrides)
     grid.validate(jobs)
     cells = grid_cells(jobs)
     first = jobs[0].cfg
     store = tracking.Store.of(first)
-    storage = storage or default_storage(store.uri)
+    storage = tracking.with_driver(storage or default_storage(store.uri))
     parent = store.create_sweep_parent(f"tune-{spec.stem}", spec, [f"{b}-{a}-{s}x" for b, a, s in cells])
     entries: List[dict] = []
     for (backbone, arm, scale), job in cells.items():
         study = optuna.create_study(study_name=f"{spec.stem}/{backbone}-{arm}-{scale}x", storage=storage,
                                     load_if_exists=True, direction="maximize", pruner=make_pruner(pruner),
-                                    sampler=optuna.samplers.TPESampler(seed=0))
+                                    sampler=optuna.samplers.TPESampler(seed=seed))
         study.optimize(objective_for(job, parent, spec.stem, tune_dropout), n_trials=trials, timeout=timeout,
                        catch=(Exception,))
         completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
