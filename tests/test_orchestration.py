@@ -125,7 +125,7 @@ def test_mlflow_server_receives_a_parallel_sweep(workdir, capsys, monkeypatch):
         tracking.wait_for_server(url, timeout=120, process=server)
         assert main(["sweep", "smoke", "tracking=server", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
                      "seed=0,1"]) == 0
-        assert "4 finished" in capsys.readouterr().out
+        assert sweep_counts(capsys.readouterr().out)["finished"] == 4
         parent, runs = children(url)
         assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
         client = MlflowClient(url)

@@ -159,7 +159,7 @@ def test_shared_base_claims_and_verdict_table(store_uri, workdir, capsys):
     code = main(["sweep", "smoke", f"tracking.uri={store_uri}", "data=synthetic_small", "scale=1,2",
                  "seed=0,1,2", "train.max_epochs=1"])
     out = capsys.readouterr().out
-    assert code == 0 and "9 jobs: 9 finished" in out
+    assert code == 0 and "(9 jobs," in out and sweep_counts(out)["finished"] == 9
     parent = tracking.Store(store_uri).latest_sweep_parent("smoke")
     names = sorted(r.info.run_name for r in tracking.Store(store_uri).child_runs(parent.info.run_id))
     assert not [n for n in names if n.startswith("dnn-me-1x")] and len(names) == 9

@@ -105,3 +105,29 @@ def test_two_tune_workers_share_one_study(postgres, workdir):
     assert sorted(numbers) == list(range(4)), numbers  # 2 workers x 2 trials, none lost or doubled
     assert {t.state.name for t in study.trials} == {"COMPLETE"}
     assert Path(workdir / "tuned" / "smoke.yaml").is_file()
+
+
+LOGGER = """
+import sys
+from recsys_scaling import tracking
+store = tracking.Store(sys.argv[1])
+run = tracking.JobRun(store.client, store.client.create_run(store.experiment_id, run_name=sys.argv[2]).info.run_id)
+for step in range(int(sys.argv[3])):
+    run.log_epoch(step, {"valid_auc": step / 1000.0, "train_loss": 1.0 / (step + 1)})
+store.client.set_terminated(run.run_id, "FINISHED")
+"""
+
+
+def test_eight_jobs_logging_at_once_lose_no_point(team_server, postgres):
+    steps = 25
+    procs = [subprocess.Popen([sys.executable, "-c", LOGGER, team_server["url"], f"logger-{i}", str(steps)],
+                              stderr=subprocess.PIPE, text=True) for i in range(8)]
+    errors = [(p.wait(timeout=600), p.stderr.read()[-1000:]) for p in procs]
+    assert all(code == 0 for code, _ in errors), errors
+    store = tracking.Store(postgres["mlflow"])
+    runs = store.client.search_runs([store.experiment_id], filter_string="attributes.run_name LIKE 'logger-%'")
+    assert len(runs) == 8
+    for run in runs:
+        for key in ("valid_auc", "train_loss"):
+            history = store.client.get_metric_history(run.info.run_id, key)
+            assert sorted(m.step for m in history) == list(range(steps)), (run.info.run_name, key)
