@@ -119,10 +119,10 @@ TRAIN_KEYS = ("arm", "scale", "seed", "train.max_epochs", "train.batch_size", "t
 
 def train_help() -> str:
     """Short help for `train`: the groups and their options, the keys people set most."""
+    import yaml
+
     from .paths import CONF_DIR
     from .sweep.grid import Composer
-
-    import yaml
 
     cfg = Composer(None)([])
     defaults = {k: v for entry in yaml.safe_load((CONF_DIR / "config.yaml").read_text())["defaults"]
@@ -259,7 +259,7 @@ def cmd_server(args: argparse.Namespace) -> int:
 
     # `kill` (SIGTERM) stops it as cleanly as Ctrl-C: the MLflow server and PostgreSQL go down too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    postgres = None
+    postgres = None  # a local PostgreSQL runs while this handle lives, and stops when the process exits
     if args.local_postgres is not None:
         postgres, backend = tracking.local_postgres(args.local_postgres)
     else:
@@ -280,9 +280,10 @@ def cmd_server(args: argparse.Namespace) -> int:
               f"{args.port})")
         print(f"runs: {runs}\nCtrl-C stops it", flush=True)
         process.wait()
+    except KeyboardInterrupt:
+        pass
     finally:
         tracking.stop_server(process)
-        del postgres  # the local PostgreSQL stops with its last handle
     return 0
 
 

@@ -1,4 +1,5 @@
-"""MLflow tracking: one run per job, one parent run per sweep."""
+"""The one boundary to MLflow: a Store (a tracking store and an experiment in it, with its own
+client), one run per job, one parent run per sweep, the tracking server, the UI's addresses."""
 from __future__ import annotations
 
 import json
@@ -49,6 +50,7 @@ SE-vs-ME scaling sweeps recorded by recsys-scaling.
   `recsys-scaling ui` prints opens it): every job run in one table with those columns.
 * `tags.arm`: se = one embedding set of size scale*d0; me = `scale` sets of size d0.
 """
+
 
 def absolute_store(uri: str) -> str:
     """A relative sqlite URI made absolute, so jobs in other directories share the store."""
@@ -356,6 +358,7 @@ def with_driver(uri: str) -> str:
 def check_store(uri: str) -> str:
     """Open a database store the way the server will (creating or upgrading MLflow's schema);
     a one-line ValueError when it cannot be reached. Returns the URI with its driver."""
+    _reach_postgres(with_driver(uri))
     try:
         Store(uri).experiment_id
     except ImportError as exc:
@@ -364,6 +367,18 @@ def check_store(uri: str) -> str:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ValueError(f"store {uri}: cannot open it: {first}") from None
     return with_driver(uri)
+
+
+def _reach_postgres(uri: str, timeout: int = 10) -> None:
+    """Connect once, without MLflow's retries (minutes against a database that is not there)."""
+    if not uri.startswith("postgresql+psycopg://"):
+        return
+    import psycopg
+
+    try:
+        psycopg.connect("postgresql://" + uri[len("postgresql+psycopg://"):], connect_timeout=timeout).close()
+    except psycopg.Error as exc:
+        raise ValueError(f"store {uri}: cannot open it: {' '.join(str(exc).split())[:300]}") from None
 
 
 def local_postgres(folder: Path, database: str = "mlflow"):

@@ -38,9 +38,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def team_server(postgres, tmp_path):
+@pytest.fixture(scope="module")
+def team_server(postgres, tmp_path_factory):
     """`recsys-scaling server` on the PostgreSQL store, as a team would start it."""
+    tmp_path = tmp_path_factory.mktemp("server")
     port = free_port()
     env = {**os.environ, "MPLBACKEND": "Agg"}
     proc = subprocess.Popen([*CLI, "server", "--backend-store-uri", postgres["mlflow"], "--port", str(port),
@@ -119,7 +120,7 @@ store.client.set_terminated(run.run_id, "FINISHED")
 
 
 def test_eight_jobs_logging_at_once_lose_no_point(team_server, postgres):
-    steps = 25
+    steps = 12
     procs = [subprocess.Popen([sys.executable, "-c", LOGGER, team_server["url"], f"logger-{i}", str(steps)],
                               stderr=subprocess.PIPE, text=True) for i in range(8)]
     errors = [(p.wait(timeout=600), p.stderr.read()[-1000:]) for p in procs]
