@@ -320,6 +320,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # also conf/conf
 def _error_line(command: str, exc: BaseException) -> str:
     """`recsys-scaling <command>: error: <message>` on one bounded line."""
     text = " ".join(str(exc).split()) or type(exc).__name__
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)  # escapes, e.g. \x00
     if len(text) > MAX_ERROR_LENGTH:
         text = text[: MAX_ERROR_LENGTH - 20] + f" ... ({len(text)} characters)"
     return f"recsys-scaling {command}: error: {text}"

@@ -53,22 +53,28 @@ class JobLease:
         import fcntl
         import os
 
+        import socket
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a+")
+        self._file.seek(0)
+        holder = self._file.read().strip()
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._file.seek(0)
-            holder = self._file.read().strip() or "another process"
             self._file.close()
-            raise JobBusy(f"already running in {holder}; not started twice") from None
+            raise JobBusy(f"already running in {holder or 'another process'}; not started twice") from None
+        if holder:  # the lock was free, so its last holder has ended (killed, or finished)
+            log.info("job lease %s: taken over from %s, which is no longer running", self.path.name, holder)
         self._file.seek(0)
         self._file.truncate()
-        self._file.write(f"pid {os.getpid()}")
+        self._file.write(f"pid {os.getpid()} on {socket.gethostname()}")
         self._file.flush()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._file.seek(0)
+        self._file.truncate()  # a clean end leaves no holder behind
         self._file.close()  # closing releases the lock; the file stays (removing it would race)
 
 

@@ -2,6 +2,7 @@
 one clear line (exit 2), nothing is created or half-done, and no running job is taken over."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -117,22 +118,43 @@ def _fingerprint(overrides):
     return config_fingerprint(resolve_job_config(Composer(None)(overrides)))
 
 
+HOLD_LEASE = """
+import sys, time
+from pathlib import Path
+from recsys_scaling.job import JobLease
+with JobLease(Path(sys.argv[1])):
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
 @pytest.mark.integration
-def test_a_running_job_is_not_started_twice(workdir, store_uri, capsys):
+def test_a_running_job_is_not_started_twice(workdir, store_uri, capsys, caplog):
     """Another process holds the job's lease: `train` refuses in one line and records nothing;
-    a sweep counts it as not started."""
+    a sweep counts it as not started; once the holder is gone the lease is taken over."""
     from recsys_scaling.job import JobLease
     from recsys_scaling.sweep import run_sweep
 
     overrides = [*TINY, "train.max_epochs=1", f"tracking.uri={store_uri}"]
     checkpoints = Path(".cache/recsys_scaling/checkpoints")
-    with JobLease(checkpoints / f"{_fingerprint(overrides)}.lock"):
+    lease = checkpoints / f"{_fingerprint(overrides)}.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LEASE, str(lease)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    try:
         assert main(["train", *overrides]) == 2
         line = one_error_line(capsys.readouterr().err, "train")
-        assert f"already running in pid {os.getpid()}" in line
-        sweep = [*TINY, "train.max_epochs=1", f"tracking.uri={store_uri}", "model=dnn", "scale=2", "arm=se"]
-        with JobLease(checkpoints / f"{_fingerprint(sweep)}.lock"):
-            summary = run_sweep("smoke", sweep)
+        assert f"already running in pid {holder.pid} on " in line
+    finally:
+        holder.kill()  # dies holding the lease: the OS releases it
+        holder.wait()
+    caplog.set_level(logging.INFO)
+    with JobLease(lease):
+        pass
+    # (Hydra's job logging, set up by the refused `train`, may hold the log: look in both places)
+    assert f"taken over from pid {holder.pid}" in caplog.text + capsys.readouterr().err
+    sweep = [*TINY, "train.max_epochs=1", f"tracking.uri={store_uri}", "model=dnn", "scale=2", "arm=se"]
+    with JobLease(checkpoints / f"{_fingerprint(sweep)}.lock"):
+        summary = run_sweep("smoke", sweep)
     assert (summary.not_started, summary.finished, summary.ok) == (1, 0, False)
     assert "1 did not start" in summary.line()
     assert main(["train", *overrides]) == 0  # the lease is free again

@@ -103,6 +103,9 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
+        log.warning("sweep %s interrupted: %d of %d jobs finished in this launch; the same command resumes it "
+                    "(finished jobs are skipped, the interrupted one continues from its checkpoint)", sweep_name,
+                    sum(1 for job in progress.done.values() if job.status == "FINISHED"), progress.total)
         raise
     finally:
         summary = summarize(store, sweep_name, parent, len(jobs), len(reused))
