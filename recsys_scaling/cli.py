@@ -21,6 +21,15 @@ USAGE_EXAMPLES = """examples:
 """
 
 
+SWEEP_EXAMPLES = """examples:
+  recsys-scaling sweep demo                                   # the built-in demo (42 jobs)
+  recsys-scaling sweep smoke seed=0,1,2 train.max_epochs=3    # overrides; commas sweep a key
+  recsys-scaling sweep demo hydra/launcher=joblib hydra.launcher.n_jobs=2
+keys: the same as `recsys-scaling train --help`; every key with its value: recsys-scaling train --cfg job
+before launching: recsys-scaling budget <name> (the jobs and their parameter counts)
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recsys-scaling", epilog=USAGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -32,8 +41,10 @@ def _parser() -> argparse.ArgumentParser:
                                 add_help=False)
     train.add_argument("overrides", nargs=argparse.REMAINDER)
 
-    sweep = commands.add_parser("sweep", help="run a sweep from sweeps/<name>.yaml as a Hydra multirun")
-    sweep.add_argument("name", help="a sweep name in sweeps/ or a path to a sweep YAML")
+    sweep = commands.add_parser(
+        "sweep", help="run a sweep from sweeps/<name>.yaml as a Hydra multirun",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SWEEP_EXAMPLES)
+    sweep.add_argument("name", help="a sweep name (`recsys-scaling sweeps` lists them) or a path to a sweep YAML")
     sweep.add_argument("--force", action="store_true", help="rerun jobs that finished before (default: skip them)")
     sweep.add_argument("overrides", nargs="*", help="extra Hydra overrides (key=value, lists sweep)")
     _sweeps_dir_option(sweep)
