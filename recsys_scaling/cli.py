@@ -94,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     server.add_argument("--experiment", default="recsys-scaling", help="the experiment whose runs it links to")
 
+    store = commands.add_parser("store", help="move runs between MLflow stores (your sqlite into the team's server)")
+    store.add_argument("action", choices=["copy"])
+    store.add_argument("source", help="the store to copy from, e.g. sqlite:///mlflow.db")
+    store.add_argument("dest", help="the store to copy into: the team server's http://HOST:PORT (its artifact "
+                       "store gets the artifacts) or a database URI")
+    store.add_argument("--experiment", action="append", default=[],
+                       help="copy only this experiment (repeatable; default: every experiment with runs)")
+
     data = commands.add_parser("data", help="prepare a raw dataset into the encoded cache, or describe one")
     data.add_argument("action", choices=["prepare", "info"])
     data.add_argument("overrides", nargs="*", help="data=<criteo|avazu|csv|synthetic...> data.path=FILE ...")
@@ -305,6 +313,26 @@ def cmd_server(args: argparse.Namespace) -> int:
     return _serve(args, backend, announce, args.workers)
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    """Copy experiments between stores; exit 1 when the counts of the two sides differ."""
+    from .tracking import check_source, check_store
+    from .tracking.copy import copy_store
+
+    if args.source == args.dest:
+        raise ValueError("store copy: the source and the destination are the same store")
+    dest = args.dest if args.dest.startswith(("http://", "https://")) else check_store(args.dest)
+    results = copy_store(check_source(args.source), dest, args.experiment, progress=sys.stderr.isatty())
+    for result in results:
+        print(result.table())
+    bad = [r.experiment for r in results if not r.matches]
+    if bad:
+        print(f"store copy: the copy's counts differ from the source in {', '.join(bad)}; run the same command "
+              "again (complete copies are kept, half-copied runs are redone)", file=sys.stderr)
+        return 1
+    print(f"store copy: {sum(r.copied for r in results)} runs copied into {args.dest}; the counts match")
+    return 0
+
+
 def cmd_data(action: str, overrides: List[str]) -> int:
     from .data import describe, load_dataset, open_prepared
     from .sweep.grid import Composer
@@ -360,6 +388,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (FileNotFoundError, LookupError, ValueError) as exc:
         print(_error_line(command, exc), file=sys.stderr)
         return 2
+    except ConnectionError as exc:  # the tracking store stopped answering (tracking.StoreUnreachable)
+        print(_error_line(command, exc), file=sys.stderr)
+        return 3
 
 
 def _dispatch(argv: List[str]) -> int:
@@ -383,6 +414,7 @@ def _dispatch(argv: List[str]) -> int:
                 "tune": lambda: cmd_tune(args),
                 "ui": lambda: cmd_ui(args),
                 "server": lambda: cmd_server(args),
+                "store": lambda: cmd_store(args),
                 "data": lambda: cmd_data(args.action, args.overrides),
                 "report": lambda: cmd_report(args)}
     return commands[args.command]()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
@@ -48,12 +50,10 @@ class JobLease:
 
     def __init__(self, path: Path):
         self.path, self._file = path, None
+        self.holder = f"pid {os.getpid()} on {socket.gethostname()}"
 
     def __enter__(self) -> "JobLease":
         import fcntl
-        import os
-
-        import socket
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a+")
@@ -68,7 +68,7 @@ class JobLease:
             log.info("job lease %s: taken over from %s, which is no longer running", self.path.name, holder)
         self._file.seek(0)
         self._file.truncate()
-        self._file.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        self._file.write(self.holder)
         self._file.flush()
         return self
 
@@ -76,6 +76,21 @@ class JobLease:
         self._file.seek(0)
         self._file.truncate()  # a clean end leaves no holder behind
         self._file.close()  # closing releases the lock; the file stays (removing it would race)
+
+
+def holder_is_gone(holder: Optional[str]) -> bool:
+    """Whether the process a lease text names ("pid N on HOST") has ended. Only a process on this
+    host can be checked; one on another host counts as alive."""
+    parts = (holder or "").split()
+    if len(parts) != 4 or parts[0] != "pid" or parts[2] != "on" or parts[3] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError):
+        return False
+    return False
 
 
 def run_job(cfg: DictConfig, resume: bool = False,
@@ -98,18 +113,19 @@ def run_job(cfg: DictConfig, resume: bool = False,
         if done is not None:
             log.info("%s: skipped, finished before as run %s", name, done)
             return {"skipped_as": done}
-    with JobLease(Path(cfg.train.checkpoint_dir) / f"{fingerprint}.lock"):
-        return _train_and_record(cfg, name, fingerprint, on_epoch_end)
+    with JobLease(Path(cfg.train.checkpoint_dir) / f"{fingerprint}.lock") as lease:
+        return _train_and_record(cfg, name, fingerprint, on_epoch_end, lease.holder)
 
 
-def _train_and_record(cfg: DictConfig, name: str, fingerprint: str, on_epoch_end) -> Dict[str, float]:
+def _train_and_record(cfg: DictConfig, name: str, fingerprint: str, on_epoch_end, holder: str) -> Dict[str, float]:
     data = load_dataset(cfg.data, progress=cfg.train.progress)
     plan = plan_job(cfg.model, cfg.arm, cfg.scale, data.field_dims, cfg.budget, job=name)
     store = tracking.Store.of(cfg)
     checkpoint = Checkpoint(Path(cfg.train.checkpoint_dir) / f"{fingerprint}.pt" if cfg.train.checkpoint else None)
-    with store.job_run(cfg, name, {**job_tags(cfg), "fingerprint": fingerprint}) as run:
-        if checkpoint.path is not None and checkpoint.path.is_file():
-            store.mark_interrupted(fingerprint, keep=run.run_id)
+    with store.job_run(cfg, name, {**job_tags(cfg), "fingerprint": fingerprint, "lease": holder}) as run:
+        closed = store.close_stale_runs(fingerprint, keep=run.run_id, why=_stale_reason(checkpoint))
+        if closed:
+            log.info("%s: %d earlier run(s) of this job left RUNNING by an ended process are now KILLED", name, closed)
         run.set_tags({"num_embeddings": str(plan.num_embeddings), "embed_dim": str(plan.embed_dim)})
         run.log_params(resolved_params(plan))
         run.log_metrics({**plan_metrics(plan), **oracle_metrics(data.meta)})
@@ -132,6 +148,23 @@ def _train_and_record(cfg: DictConfig, name: str, fingerprint: str, on_epoch_end
                  result.test_logloss, result.best_epoch)
     checkpoint.remove()
     return final
+
+
+def _stale_reason(checkpoint: Checkpoint):
+    """Why an earlier RUNNING run of the job being started is stale, or None if it may be live.
+    We hold the job's lease, so with a checkpoint on disk its writer has ended; without one, only a
+    run whose recorded process on this host has ended is known to be stale."""
+    resuming = checkpoint.path is not None and checkpoint.path.is_file()
+
+    def reason(run) -> Optional[str]:
+        if resuming:
+            return "interrupted; its checkpoint was resumed"
+        holder = run.data.tags.get("lease")
+        if holder_is_gone(holder):
+            return f"interrupted: its process ({holder}) ended without closing the run"
+        return None
+
+    return reason
 
 
 def resolved_params(plan) -> Dict[str, str]:

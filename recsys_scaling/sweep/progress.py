@@ -67,7 +67,10 @@ class SweepProgress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-            self.poll()  # jobs that ended after the last poll
+            try:
+                self.poll()  # jobs that ended after the last poll
+            except Exception as exc:  # noqa: BLE001 - the summary that follows says what the store holds
+                log.debug("progress poll failed: %s", exc)
         if self._bar is not None:
             self._bar.close()
 

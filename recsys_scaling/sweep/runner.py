@@ -108,14 +108,28 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
                     sum(1 for job in progress.done.values() if job.status == "FINISHED"), progress.total)
         raise
     finally:
-        summary = summarize(store, sweep_name, parent, len(jobs), len(reused))
-        summary.seconds, summary.slowest = progress.elapsed, progress.slowest()
-        summary.experiment_url = store.experiment_url()
-        if status == "FINISHED" and not summary.ok:
-            status = "FAILED"
-        store.finish_sweep_parent(parent, status, {"finished": summary.finished, "failed": summary.failed,
-                                                   "skipped": summary.skipped, "not_started": summary.not_started})
+        try:
+            summary = summarize(store, sweep_name, parent, len(jobs), len(reused))
+            summary.seconds, summary.slowest = progress.elapsed, progress.slowest()
+            summary.experiment_url = store.experiment_url()
+            if status == "FINISHED" and not summary.ok:
+                status = "FAILED"
+            store.finish_sweep_parent(parent, status, {"finished": summary.finished, "failed": summary.failed,
+                                                       "skipped": summary.skipped,
+                                                       "not_started": summary.not_started})
+        except Exception as exc:
+            if not tracking.is_unreachable(exc):
+                raise
+            raise tracking.StoreUnreachable(
+                f"sweep {sweep_name}: the tracking store {store.uri} stopped answering ({_first_line(exc)}). "
+                "Jobs that ended before are recorded; when the store is back, run the same command to complete "
+                "the sweep"
+            ) from None
     return summary
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:150]
 
 
 def sweep_params(spec: Path, overrides: Sequence[str]) -> dict:

@@ -9,14 +9,14 @@ import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from .config import resolve_tracking_uri
+from ..config import resolve_tracking_uri
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 log = logging.getLogger(__name__)
@@ -69,6 +69,23 @@ def flatten(tree: Mapping, prefix: str = "") -> Dict[str, str]:
         else:
             flat[name] = str(value)[:MAX_PARAM_LENGTH]
     return flat
+
+
+class StoreUnreachable(ConnectionError):
+    """The tracking store stopped answering (a tracking server down, a database gone)."""
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether an error means the store did not answer (after the client's own retries), as
+    opposed to the store refusing a request."""
+    import requests
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, OperationalError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, MlflowException) and "API request to" in text and (
+        "Max retries exceeded" in text or "Connection" in text or "timed out" in text)
 
 
 class StopRun(Exception):
@@ -253,14 +270,19 @@ class Store:
                                                      "attributes.status = 'FINISHED'")
         return runs[0].info.run_id if runs else None
 
-    def mark_interrupted(self, fingerprint: str, keep: str) -> None:
-        """Runs of this fingerprint left RUNNING by a killed process: mark them KILLED."""
+    def close_stale_runs(self, fingerprint: str, keep: str, why: Callable[[Run], Optional[str]]) -> int:
+        """Runs of this fingerprint left RUNNING by a process that is gone (killed, or it lost the
+        store and could not close its run): each one `why` gives a reason for ends KILLED with it
+        as its error. Returns how many were closed."""
+        closed = 0
         for run in self.client.search_runs([self.experiment_id], filter_string=f"tags.fingerprint = "
                                            f"'{fingerprint}' and attributes.status = 'RUNNING'"):
-            if run.info.run_id != keep:
-                self.client.set_tag(run.info.run_id, "error",
-                                    "interrupted; continued from its checkpoint in run " + keep)
+            reason = why(run) if run.info.run_id != keep else None
+            if reason:
+                self.client.set_tag(run.info.run_id, "error", f"{reason}; continued as run {keep}")
                 self.client.set_terminated(run.info.run_id, "KILLED")
+                closed += 1
+        return closed
 
     # -- sweeps ---------------------------------------------------------------------------------
     def create_sweep_parent(self, sweep: str, spec_file: Optional[Path], job_names: Sequence[str] = (),
@@ -346,7 +368,11 @@ def start_server(backend_uri: str, host: str = "127.0.0.1", port: int = 5000,
                "--workers", str(workers)]
     if host not in LOOPBACK:  # MLflow's own guard answers only loopback hosts unless told otherwise
         command += ["--allowed-hosts", "*"]
-    return subprocess.Popen(command, start_new_session=True)
+    # MLflow 3 also starts job consumers for its GenAI features (3 more processes, ~0.7 GB, seconds
+    # of start-up); scaling sweeps never use them. Set the variable to true to keep them.
+    env = {**os.environ}
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    return subprocess.Popen(command, start_new_session=True, env=env)
 
 
 def with_driver(uri: str) -> str:
@@ -367,6 +393,16 @@ def check_store(uri: str) -> str:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ValueError(f"store {uri}: cannot open it: {first}") from None
     return with_driver(uri)
+
+
+def check_source(uri: str) -> str:
+    """A store to read from: a sqlite file must exist (opening a missing one would create it), a
+    database must answer. Returns the URI with its driver."""
+    uri = with_driver(absolute_store(uri))
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise FileNotFoundError(f"store {uri}: no such sqlite file")
+    _reach_postgres(uri)
+    return uri
 
 
 def _reach_postgres(uri: str, timeout: int = 10) -> None:
