@@ -19,6 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from ..config import resolve_tracking_uri
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow prints "View run ... at <url>" for every run it ends on a server; the tool prints its
+# own addresses (with the scaling view), once.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
 ROLE_TAG = "recsys_scaling.role"
