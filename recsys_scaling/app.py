@@ -1,9 +1,10 @@
 """The Hydra application behind `recsys-scaling train` and `recsys-scaling sweep`."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import hydra
 from hydra.core.global_hydra import GlobalHydra
@@ -19,15 +20,33 @@ log = logging.getLogger(__name__)
 
 
 def set_execution(cfg: DictConfig, hydra_cfg) -> None:
-    """Threads per job so that parallel jobs x threads fit the cores; the job's device."""
+    """Threads per job so that parallel jobs x threads fit the cores."""
     if cfg.train.threads == 0:
         cfg.train.threads = default_threads(hydra_cfg.launcher)
-    if cfg.train.device == "auto":
-        import torch
 
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        number = hydra_cfg.job.get("num") or 0
-        cfg.train.device = f"cuda:{number % gpus}" if gpus else "cpu"
+
+@contextlib.contextmanager
+def job_device(cfg: DictConfig, hydra_cfg) -> Iterator[None]:
+    """Resolve train.device=auto for the job's lifetime: a GPU slot (train.jobs_per_gpu per GPU)
+    when CUDA is present, the GPU a cluster launcher assigned (Ray: its only visible one), else
+    the CPU."""
+    if cfg.train.device != "auto":
+        yield
+        return
+    from .device import gpu_slot, visible_gpus
+
+    gpus = visible_gpus()
+    if not gpus:
+        cfg.train.device = "cpu"
+        yield
+    elif hydra_cfg.launcher.get("gpus_per_job"):  # the launcher packed jobs onto GPUs itself
+        cfg.train.device = "cuda:0"
+        yield
+    else:
+        with gpu_slot(gpus, cfg.train.jobs_per_gpu) as gpu:
+            cfg.train.device = f"cuda:{gpu}"
+            log.info("job on cuda:%d (one of its %d slots)", gpu, cfg.train.jobs_per_gpu)
+            yield
 
 
 class JobInputError(SystemExit):
@@ -42,6 +61,11 @@ INPUT_ERRORS = (ValueError, LookupError, FileNotFoundError, JobBusy)
 def _task(cfg: DictConfig) -> Optional[dict]:
     hydra_cfg = HydraConfig.get()
     set_execution(cfg, hydra_cfg)
+    with job_device(cfg, hydra_cfg):
+        return _run(cfg, hydra_cfg)
+
+
+def _run(cfg: DictConfig, hydra_cfg) -> Optional[dict]:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         try:
             return run_job(cfg)

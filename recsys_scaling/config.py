@@ -24,6 +24,12 @@ class Arm(StrEnum):
     me = "me"  # `scale` sets of size d0
 
 
+class Precision(StrEnum):
+    fp32 = "fp32"  # the paper's numerics
+    tf32 = "tf32"  # fp32 storage, TF32 matmuls (Ampere+ GPUs; no effect on CPU)
+    bf16 = "bf16"  # bf16 autocast of the towers; embeddings, loss and optimizer state stay fp32
+
+
 class Aggregation(StrEnum):
     mean = "mean"
     gate = "gate"
@@ -171,12 +177,22 @@ class TrainConfig:
     sparse_embedding: bool = False
     # torch intra-op threads; 0 = torch's default, or cores / parallel jobs under a parallel launcher.
     threads: int = 0
-    # cpu, cuda, cuda:N, or auto: job number modulo the visible GPUs when CUDA is present, else cpu.
+    # cpu, cuda, cuda:N, or auto: a free slot on a visible GPU (see jobs_per_gpu), else cpu.
     device: str = "cpu"
     progress: bool = True
     # Save the state after every epoch; a killed job rerun with the same config continues from it.
     checkpoint: bool = True
     checkpoint_dir: str = "${oc.env:RECSYS_SCALING_CHECKPOINTS,.cache/recsys_scaling/checkpoints}"
+    precision: Precision = Precision.fp32
+    # Keep the encoded dataset on the training device and draw batches there (no host copies):
+    # auto = on a GPU when it fits in half its free memory; true; false = host loader (pinned
+    # memory on a GPU).
+    data_on_device: str = "auto"
+    # torch.compile the model (compiles on the first batches; see README for where it pays off).
+    compile: bool = False
+    # Jobs sharing one GPU under a parallel launcher with train.device=auto: each job holds one of
+    # the GPUs' jobs_per_gpu slots while it runs.
+    jobs_per_gpu: int = 1
     # Name (tuned/<name>.yaml) or path of tuned hyperparameters written by `recsys-scaling tune`:
     # the entry of this job's (backbone, arm, scale) cell overrides lr / weight_decay / dropout.
     tuned: Optional[str] = None
@@ -245,7 +261,11 @@ class Config:
 
 # Keys that say where or how a job runs, not what it computes: left out of its fingerprint.
 EXECUTION_KEYS = ("tracking", "sweep", "train.progress", "train.threads", "train.device", "train.checkpoint",
-                  "train.checkpoint_dir", "data.cache_dir")
+                  "train.checkpoint_dir", "data.cache_dir", "train.data_on_device", "train.compile",
+                  "train.jobs_per_gpu")
+# Keys added after runs were recorded: at these values they leave the fingerprint out, so the
+# jobs of earlier launches still match (and are skipped) after an upgrade.
+NEUTRAL_DEFAULTS = {("train", "precision"): "fp32"}
 
 
 def job_name(backbone: str, arm: str, scale: int, seed: int) -> str:
@@ -263,6 +283,9 @@ def config_fingerprint(cfg) -> str:
             tree.get(node, {}).pop(rest[0], None)
         else:
             tree.pop(node, None)
+    for (node, key), value in NEUTRAL_DEFAULTS.items():
+        if str(tree.get(node, {}).get(key)) == value:
+            tree[node].pop(key)
     return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import BatchLoader, EncodedData
+from .data import BatchLoader, DeviceBatches, EncodedData
+from .device import autocast, keep_data_on_device, matmul_precision, warn_if_slow_precision
 from .metrics import log_loss, roc_auc
 from .runtime import stop_if_interrupted
 
@@ -60,12 +61,14 @@ def seed_everything(seed: int) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: BatchLoader, device: torch.device) -> Dict[str, float]:
+def evaluate(model: nn.Module, loader, device: torch.device, precision: str = "fp32") -> Dict[str, float]:
     model.eval()
     probabilities, labels = [], []
     for x, y in loader.epoch():
-        probabilities.append(torch.sigmoid(model(x.to(device))).cpu().numpy())
-        labels.append(y.numpy())
+        with autocast(precision, device):
+            logits = model(x.to(device, non_blocking=True))
+        probabilities.append(torch.sigmoid(logits.float()).cpu().numpy())
+        labels.append(y.cpu().numpy())
     p, y = np.concatenate(probabilities), np.concatenate(labels)
     return {"auc": roc_auc(y, p), "logloss": log_loss(y, p)}
 
@@ -85,7 +88,7 @@ def make_optimizers(model: nn.Module, train_cfg) -> List[torch.optim.Optimizer]:
     return [adam(dense), torch.optim.SparseAdam([table.weight], lr=train_cfg.lr)]
 
 
-def train_epoch(model, loader, optimizers, epoch: int, device, progress: bool) -> float:
+def train_epoch(model, loader, optimizers, epoch: int, device, progress: bool, precision: str = "fp32") -> float:
     model.train()
     loss_fn = nn.BCEWithLogitsLoss()
     total, count = 0.0, 0
@@ -98,7 +101,9 @@ def train_epoch(model, loader, optimizers, epoch: int, device, progress: bool) -
         stop_if_interrupted()
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x.to(device)), y.to(device))
+        with autocast(precision, device):
+            logits = model(x.to(device, non_blocking=True))
+        loss = loss_fn(logits.float(), y.to(device, non_blocking=True))
         value = loss.item()  # one device sync per step, shared by the check and the running mean
         if not math.isfinite(value):
             raise NonFiniteLossError(f"non-finite training loss {value} in epoch {epoch}")
@@ -170,10 +175,52 @@ def fit(
     device = torch.device(train_cfg.device)
     model.to(device)
     optimizers = make_optimizers(model, train_cfg)
-    train_loader = BatchLoader(data.X, data.y, data.splits["train"], train_cfg.batch_size, shuffle=True, seed=seed,
-                               prefetch=train_cfg.prefetch)
-    valid_loader = BatchLoader(data.X, data.y, data.splits["valid"], train_cfg.eval_batch_size)
-    test_loader = BatchLoader(data.X, data.y, data.splits["test"], train_cfg.eval_batch_size)
+    train_loader, valid_loader, test_loader = make_loaders(data, train_cfg, seed, device)
+    runner = compiled(model) if train_cfg.compile else model
+    precision = train_cfg.precision
+    warn_if_slow_precision(precision, device)
+    with matmul_precision(precision):
+        return _fit(model, runner, optimizers, (train_loader, valid_loader, test_loader), data, train_cfg,
+                    device, precision, logger, on_epoch_end, checkpoint)
+
+
+def make_loaders(data: EncodedData, train_cfg, seed: int, device: torch.device):
+    """Train, valid and test batches: from the dataset on the device when it is kept there,
+    else from host memory (pinned on a GPU)."""
+    on_device, why = keep_data_on_device(train_cfg.data_on_device, data.X.nbytes + data.y.nbytes,
+                                         device)
+    log.info(why)
+    if on_device:
+        X, y = on(device, data.X), on(device, data.y)
+        return (DeviceBatches(X, y, data.splits["train"], train_cfg.batch_size, shuffle=True, seed=seed),
+                DeviceBatches(X, y, data.splits["valid"], train_cfg.eval_batch_size),
+                DeviceBatches(X, y, data.splits["test"], train_cfg.eval_batch_size))
+    pin = device.type == "cuda"
+    return (BatchLoader(data.X, data.y, data.splits["train"], train_cfg.batch_size, shuffle=True, seed=seed,
+                        prefetch=train_cfg.prefetch, pin_memory=pin),
+            BatchLoader(data.X, data.y, data.splits["valid"], train_cfg.eval_batch_size, pin_memory=pin),
+            BatchLoader(data.X, data.y, data.splits["test"], train_cfg.eval_batch_size, pin_memory=pin))
+
+
+def on(device: torch.device, array: np.ndarray) -> torch.Tensor:
+    """A (read-only, memory-mapped) array as a tensor on the device; only ever read."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.asarray(array)).to(device)
+
+
+def compiled(model: nn.Module) -> nn.Module:
+    """The model through torch.compile for training steps (same parameters; compiles on its
+    first batches). Evaluation stays eager: its few large batches would each cost a compile."""
+    log.info("torch.compile: the first training batches compile the model")
+    return torch.compile(model)
+
+
+def _fit(model, runner, optimizers, loaders, data, train_cfg, device, precision, logger, on_epoch_end,
+         checkpoint) -> FitResult:
+    train_loader, valid_loader, test_loader = loaders
     checkpoint = checkpoint or Checkpoint(None)
     state = checkpoint.load(model, optimizers) or TrainState()
     if state.next_epoch:
@@ -185,9 +232,9 @@ def fit(
         if state.stale >= train_cfg.patience:
             break
         epoch_start = time.perf_counter()
-        train_loss = train_epoch(model, train_loader, optimizers, epoch, device, train_cfg.progress)
+        train_loss = train_epoch(runner, train_loader, optimizers, epoch, device, train_cfg.progress, precision)
         seconds = time.perf_counter() - epoch_start
-        valid = evaluate(model, valid_loader, device)
+        valid = evaluate(model, valid_loader, device, precision)
         metrics = {
             "train_logloss": train_loss,
             "valid_auc": valid["auc"],
@@ -215,7 +262,7 @@ def fit(
             break
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
-    test = evaluate(model, test_loader, device)
+    test = evaluate(model, test_loader, device, precision)
     return FitResult(
         best_epoch=state.best_epoch,
         epochs_run=len(state.history),

@@ -55,7 +55,23 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Integration tests are slow too: `-m "not slow"` is the inner loop without either."""
+    """Integration tests are slow too: `-m "not slow"` is the inner loop without either. Tests
+    marked gpu need CUDA: without it they are deselected, and the summary says how many."""
     for item in items:
         if item.get_closest_marker("integration") and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
+    import torch
+
+    if not torch.cuda.is_available():
+        gpu = [item for item in items if item.get_closest_marker("gpu")]
+        if gpu:
+            config.hook.pytest_deselected(items=gpu)
+            items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+            config._recsys_gpu_deselected = len(gpu)  # noqa: SLF001 - for the summary line below
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    count = getattr(config, "_recsys_gpu_deselected", 0)
+    if count:
+        terminalreporter.write_line(f"{count} gpu tests deselected: no CUDA device here "
+                                    "(benchmarks/gpu_check.sh runs them on a GPU machine)")

@@ -7,11 +7,11 @@ from omegaconf import OmegaConf
 
 from .cache import CacheError, EncodedData, cache_path, fingerprint, open_cache
 from .formats import DataError
-from .loader import BatchLoader
+from .loader import BatchLoader, DeviceBatches
 from .prepare import prepare_dataset, prepare_settings
 from .synthetic import synthetic_dataset
 
-__all__ = ["BatchLoader", "DataError", "EncodedData", "declared_field_dims", "describe", "load_dataset",
+__all__ = ["BatchLoader", "DeviceBatches", "DataError", "EncodedData", "declared_field_dims", "describe", "load_dataset",
            "open_prepared"]
 
 

@@ -169,3 +169,17 @@ def validate(jobs: Sequence[Job]) -> List[Optional[JobPlan]]:
         raise SweepConfigError("the sweep expands to no jobs")
     cache: dict = {}
     return [plan(job, cache) for job in jobs]
+
+
+def check_memory(job: Job, job_plan: JobPlan, device_bytes: int) -> None:
+    """Refuse a job whose train.jobs_per_gpu copies exceed a GPU of `device_bytes` (the model's
+    memory; the dataset, when a job keeps it on the GPU, is checked at the job's start)."""
+    from ..device import check_packing, estimate_memory
+    from ..models import Shape, build_model
+
+    cfg = job.cfg
+    dims = list(declared_field_dims(cfg.data))
+    shape = Shape.of(len(dims), job_plan.shape, cfg.arm)
+    estimate = estimate_memory(lambda: build_model(cfg.model.backbone, dims, shape, cfg.model), dims,
+                               cfg.train.batch_size)
+    check_packing(estimate, cfg.train.jobs_per_gpu, device_bytes, job=job.describe())

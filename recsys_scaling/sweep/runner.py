@@ -78,7 +78,9 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     overrides = [*overrides, *(["sweep.resume=false"] if force else [])]
     jobs = grid.expand(spec, overrides)
     check_parallelism(jobs)
-    jobs, _, base = grid.split_shared_base(jobs, grid.validate(jobs))
+    plans = grid.validate(jobs)
+    check_gpu_packing(jobs, plans)
+    jobs, _, base = grid.split_shared_base(jobs, plans)
     if base:
         overrides = [*overrides, "sweep.shared_base=[" + ",".join(f"'{job.name}'" for job in base) + "]"]
         log.info("sweep %s: %d ME jobs with one set are the SE base and are trained once, as SE", sweep_name,
@@ -173,6 +175,31 @@ def check_parallelism(jobs: Sequence[grid.Job]) -> None:
             raise grid.SweepConfigError(
                 f"{job.describe()}: hydra.launcher.n_jobs={parallel} x train.threads={threads} exceeds the "
                 f"{cpu_count()} cores; lower one (train.threads=0 divides the cores automatically)")
+
+
+def check_gpu_packing(jobs: Sequence[grid.Job], plans) -> None:
+    """With GPUs here and train.device=auto, train.jobs_per_gpu copies of each job must fit in one
+    GPU's memory (weights, gradients, Adam state, activations at the batch size); checked before
+    anything runs. Needs the vocabulary sizes, so jobs on unprepared data are not checked."""
+    from ..device import visible_gpus
+
+    launcher = jobs[0].launcher
+    if not visible_gpus() or (launcher is not None and launcher.get("gpus_per_job")):
+        return
+    import torch
+
+    capacity = torch.cuda.get_device_properties(0).total_memory
+    slots = visible_gpus() * jobs[0].cfg.train.jobs_per_gpu
+    if parallel_jobs(launcher) > slots:
+        log.warning("%d parallel jobs for %d GPU slots (train.jobs_per_gpu per GPU): the extra jobs wait for a "
+                    "free slot", parallel_jobs(launcher), slots)
+    for job, job_plan in zip(jobs, plans):
+        if job.cfg.train.device != "auto" or job_plan is None:
+            continue
+        try:
+            grid.check_memory(job, job_plan, capacity)
+        except ValueError as exc:
+            raise grid.SweepConfigError(str(exc)) from None
 
 
 def summarize(store: tracking.Store, sweep_name: str, parent_run_id: str, planned: int,

@@ -30,6 +30,7 @@ class PairwiseInnerProducts(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         emb, pair_index = ctx.saved_tensors
         n, f, _ = emb.shape
+        grad = grad.to(emb.dtype)  # under bf16 autocast the product was bf16, the embeddings fp32
         scattered = grad.new_zeros(n, f * f).index_copy_(1, pair_index, grad).view(n, f, f)
         return torch.bmm(scattered + scattered.transpose(1, 2), emb), None
 
