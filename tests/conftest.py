@@ -70,6 +70,12 @@ def pytest_collection_modifyitems(config, items):
             config._recsys_gpu_deselected = len(gpu)  # noqa: SLF001 - for the summary line below
 
 
+def pytest_report_header(config):
+    import torch
+
+    return None if torch.cuda.is_available() else "tests marked gpu: deselected (no CUDA device here)"
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     count = getattr(config, "_recsys_gpu_deselected", 0)
     if count:
