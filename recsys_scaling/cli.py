@@ -133,7 +133,7 @@ def _sweeps_dir_option(parser: argparse.ArgumentParser) -> None:
 
 
 TRAIN_KEYS = ("arm", "scale", "seed", "train.max_epochs", "train.batch_size", "train.lr", "train.device",
-              "data.path", "tracking.uri")
+              "train.precision", "data.path", "tracking.uri")
 
 
 def train_help() -> str:

@@ -109,7 +109,7 @@ def cpu_has_bf16() -> bool:
 def warn_if_slow_precision(precision: str, device: torch.device) -> None:
     if precision == Precision.bf16 and device.type == "cpu" and not cpu_has_bf16():
         log.warning("train.precision=bf16 on a CPU without bf16 instructions: torch emulates it, several "
-                    "times slower than fp32 (README: Precision)")
+                    "times slower than fp32 (README, \"GPUs\")")
 
 
 def autocast(precision: str, device: torch.device):

@@ -70,8 +70,8 @@ def test_gpu_slots_spread_jobs_and_cap_each_gpu(tmp_path):
     assert got == [0]
 
 
-def _take_and_release(folder) -> int:
-    with gpu_slot(2, 2, folder, poll_seconds=0.05) as gpu:
+def _take_and_release(folder, gpus: int = 2, per_gpu: int = 2) -> int:
+    with gpu_slot(gpus, per_gpu, folder, poll_seconds=0.05) as gpu:
         return gpu
 
 
@@ -89,7 +89,7 @@ def test_a_killed_jobs_gpu_slot_frees_itself(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "0"
     taken = []
-    waiter = threading.Thread(target=lambda: taken.append(_take_one(tmp_path)))
+    waiter = threading.Thread(target=lambda: taken.append(_take_and_release(tmp_path, 1, 1)))
     waiter.start()
     time.sleep(0.5)
     assert not taken
@@ -97,11 +97,6 @@ def test_a_killed_jobs_gpu_slot_frees_itself(tmp_path):
     holder.wait()
     waiter.join(timeout=10)
     assert taken == [0]
-
-
-def _take_one(folder) -> int:
-    with gpu_slot(1, 1, folder, poll_seconds=0.05) as gpu:
-        return gpu
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
