@@ -127,18 +127,17 @@ class MemoryEstimate:
     gradients: int
     optimizer: int  # Adam's two moments
     activations: int  # tensors saved for backward at the batch size
-    data: int  # the dataset, when it lives on the device
 
     @property
     def total(self) -> int:
-        return int((self.parameters + self.gradients + self.optimizer + self.activations + self.data)
-                   * ALLOCATOR_SLACK) + CUDA_CONTEXT_BYTES
+        return int((self.parameters + self.gradients + self.optimizer + self.activations) * ALLOCATOR_SLACK) \
+            + CUDA_CONTEXT_BYTES
 
     def describe(self) -> str:
         gib = 2**30
         return (f"{self.total / gib:.2f} GiB (weights {self.parameters / gib:.2f}, gradients "
                 f"{self.gradients / gib:.2f}, Adam {self.optimizer / gib:.2f}, activations "
-                f"{self.activations / gib:.2f}, data {self.data / gib:.2f}, CUDA context and slack)")
+                f"{self.activations / gib:.2f}, CUDA context and slack)")
 
 
 def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32") -> int:
@@ -157,7 +156,7 @@ def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor, precision: s
     return total
 
 
-def estimate_memory(build_model, field_dims: Sequence[int], batch_size: int, data_bytes: int = 0) -> MemoryEstimate:
+def estimate_memory(build_model, field_dims: Sequence[int], batch_size: int) -> MemoryEstimate:
     """A job's device memory, from the model built on the meta device (shapes only, no memory,
     even for a Criteo-sized table) and one meta forward at the batch size. `build_model` makes
     the model on the current default device. Autocast does not run on the meta device, so bf16
@@ -167,7 +166,7 @@ def estimate_memory(build_model, field_dims: Sequence[int], batch_size: int, dat
         x = torch.zeros(batch_size, len(field_dims), dtype=torch.long)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     return MemoryEstimate(parameters=weights, gradients=weights, optimizer=2 * weights,
-                          activations=saved_activation_bytes(model, x), data=data_bytes)
+                          activations=saved_activation_bytes(model, x))
 
 
 def check_packing(estimate: MemoryEstimate, jobs_per_gpu: int, device_bytes: int, job: str = "job") -> None:

@@ -78,7 +78,10 @@ def _copy_experiment(source: Store, dest: Store, progress: bool) -> ExperimentCo
                                                     order_by=["attributes.start_time ASC"]))
     done, replaced = _earlier_copies(dest, dest_id)
     todo = [run for run in runs if run.info.run_id not in done]
-    bar = _bar(len(todo), source.experiment, progress)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), desc=f"copy {source.experiment}", unit="run", leave=False,
+               disable=not progress or not todo)
     for run in todo:
         done[run.info.run_id] = _copy_run(source, dest, dest_id, run, done)
         bar.update()
@@ -213,19 +216,3 @@ def _artifact_sizes(store: Store, run_id: str, path: Optional[str] = None) -> Di
     for entry in store.client.list_artifacts(run_id, path):
         sizes.update(_artifact_sizes(store, run_id, entry.path) if entry.is_dir else {entry.path: entry.file_size})
     return sizes
-
-
-class _NoBar:
-    def update(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _bar(total: int, name: str, progress: bool):
-    if not progress or total == 0:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=f"copy {name}", unit="run", leave=False)
