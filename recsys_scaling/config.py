@@ -243,6 +243,21 @@ class SweepConfig:
     # Names of this sweep's ME jobs with one embedding set whose SE twin (the same model: the
     # paper's shared 1x base) is in the sweep too: they are not trained twice. Set by the runner.
     shared_base: List[str] = field(default_factory=list)
+    # Names of jobs an adaptive round leaves for later (their cells are decided). Set by the runner.
+    deferred: List[str] = field(default_factory=list)
+
+
+@dataclass
+class ReportConfig:
+    """How `recsys-scaling report` reads the sweep (recorded on its parent run; `report --margin`
+    overrides). Not part of a job's fingerprint."""
+
+    # Practical margins: a difference smaller than this does not matter to you. The verdicts
+    # "equivalent", "saturated" and "same scaling" mean "shown to be inside ±margin", and
+    # seeds_needed is the seeds that would decide a claim at this resolution.
+    margin: float = 0.0005  # AUC (and AUC per doubling)
+    ia_margin: float = 1.0  # information abundance of the large fields
+    margin_note: str = ""  # why these margins, shown in the report
 
 
 @dataclass
@@ -254,13 +269,14 @@ class Config:
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     arm: Arm = Arm.se
     scale: int = 1
     seed: int = 0
 
 
 # Keys that say where or how a job runs, not what it computes: left out of its fingerprint.
-EXECUTION_KEYS = ("tracking", "sweep", "train.progress", "train.threads", "train.device", "train.checkpoint",
+EXECUTION_KEYS = ("tracking", "sweep", "report", "train.progress", "train.threads", "train.device", "train.checkpoint",
                   "train.checkpoint_dir", "data.cache_dir", "train.data_on_device", "train.compile",
                   "train.jobs_per_gpu")
 # Keys added after runs were recorded: at these values they leave the fingerprint out, so the

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from . import tracking
 from .budget import plan_job
@@ -107,6 +107,9 @@ def run_job(cfg: DictConfig, resume: bool = False,
     if name in cfg.sweep.shared_base:
         log.info("%s: not trained: ME with one set is the SE base, which this sweep trains once", name)
         return {"shared_base": 1.0}
+    if name in cfg.sweep.deferred:
+        log.info("%s: not trained in this round: the claims its cell feeds are decided", name)
+        return {"deferred": 1.0}
     fingerprint = config_fingerprint(cfg)
     if resume:
         done = tracking.Store.of(cfg).finished_run(fingerprint)

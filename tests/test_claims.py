@@ -10,17 +10,19 @@ import pandas as pd
 import pytest
 
 from recsys_scaling.report import analyse
-from recsys_scaling.report.claims import INSUFFICIENT, gap_claim, holm_adjust, trend_claim
+from recsys_scaling.report.claims import ALL_VERDICTS, INSUFFICIENT, UNDECIDED, claim_text, holm_adjust
+from recsys_scaling.report.intervals import Levels, contrast, seeds_needed
 
-SCALES = (1, 2, 3, 4)
+SCALES = (1, 2, 3, 4, 10)  # the paper's
 SD = 0.002  # seed-to-seed sd of test AUC, as measured on the demo benchmark
+MARGIN = 0.0005
 BACKBONES_PER_TABLE = 50
 
 
-def runs_table(rng, seeds: int, me_gain=0.0, se_slope=0.0, me_slope=0.0, backbones=BACKBONES_PER_TABLE,
-               series="sim", seed_offset=0) -> pd.DataFrame:
+def runs_table(rng, seeds, me_gain=0.0, se_slope=0.0, me_slope=0.0, backbones=BACKBONES_PER_TABLE, series="sim",
+               seed_offset=0, sd=SD, me_sd=None, se_size_factor=1.0) -> pd.DataFrame:
     """SE at every scale, ME above 1x (its 1x is the SE base). True AUC = 0.70 + slope*log2(scale)
-    (+ me_gain for ME)."""
+    (+ me_gain for ME); sizes are 1e5 x scale (x se_size_factor for SE)."""
     rows = []
     for b in range(backbones):
         for arm in ("se", "me"):
@@ -29,15 +31,17 @@ def runs_table(rng, seeds: int, me_gain=0.0, se_slope=0.0, me_slope=0.0, backbon
                     continue
                 slope = me_slope if arm == "me" else se_slope
                 truth = 0.70 + slope * np.log2(scale) + (me_gain if arm == "me" else 0.0)
+                noise = me_sd if arm == "me" and me_sd is not None else sd
                 k, d = (1, 10 * scale) if arm == "se" else (scale, 10)
                 for s in range(seeds):
                     seed = s + seed_offset
+                    name = f"{series}-{b}-{arm}-{scale}-{seed}"
                     rows.append({
-                        "run_id": f"{series}-{b}-{arm}-{scale}-{seed}", "experiment_id": "0", "status": "FINISHED",
-                        "backbone": f"b{b:02d}", "arm": arm, "scale": scale, "num_embeddings": k, "embed_dim": d,
-                        "seed": seed, "series": series, "fingerprint": f"{series}-{b}-{arm}-{scale}-{seed}",
-                        "start_time": 0, "test_auc": truth + rng.normal(0, SD),
-                        "test_logloss": 0.5 + rng.normal(0, SD), "params_total": 1e5 * scale * (1.3 if arm == "se" else 1.0),
+                        "run_id": name, "experiment_id": "0", "status": "FINISHED", "backbone": f"b{b:02d}",
+                        "arm": arm, "scale": scale, "num_embeddings": k, "embed_dim": d, "seed": seed,
+                        "series": series, "fingerprint": name, "start_time": 0,
+                        "test_auc": truth + rng.normal(0, noise), "test_logloss": 0.5 + rng.normal(0, noise),
+                        "params_total": 1e5 * scale * (se_size_factor if arm == "se" else 1.0),
                     })
     return pd.DataFrame(rows)
 
@@ -47,88 +51,179 @@ def claims_of(results, kind, arm=None, scale=None):
             if c.kind == kind and (arm is None or c.arm == arm) and (scale is None or c.scale == scale)]
 
 
-def rates(claims, verdicts):
-    return {v: sum(c.verdict == v for c in claims) / len(claims) for v in verdicts}
+def rate(claims, *verdicts):
+    return sum(c.verdict in verdicts for c in claims) / len(claims)
 
 
-def simulate(seeds, trials, **truth):
+def simulate(seeds, trials, kind, arm=None, scale=None, **truth):
     rng = np.random.default_rng(1000 * seeds + trials)
-    gaps, me_trends, se_trends = [], [], []
+    claims = []
     for _ in range(trials):
-        results = analyse(runs_table(rng, seeds, **truth), resamples=1)
-        gaps += claims_of(results, "gap", scale=max(SCALES))
-        me_trends += claims_of(results, "trend", arm="me")
-        se_trends += claims_of(results, "trend", arm="se")
-    return gaps, me_trends, se_trends
+        results = analyse(runs_table(rng, seeds, **truth), resamples=1, margin=MARGIN, fit=False)
+        claims += claims_of(results, kind, arm, scale)
+    return claims
+
+
+def report(label: str, value: float, capsys) -> None:
+    with capsys.disabled():
+        print(f"\n[calibration] {label}: {value:.3f}")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seeds", [3, 5])
-def test_null_gap_and_trend_claims_are_calibrated(seeds, capsys):
-    gaps, me_trends, se_trends = simulate(seeds, trials=20)  # 1000 claims of each kind
-    gap = rates(gaps, ["me_ahead", "me_behind"])
-    trend = rates(se_trends + me_trends, ["improving", "worsening"])
-    with capsys.disabled():
-        print(f"\n[calibration] null, {seeds} seeds, {len(gaps)} gaps: P(ME ahead) {gap['me_ahead']:.3f}, "
-              f"P(ME behind) {gap['me_behind']:.3f}; {len(se_trends) * 2} flat trends: P(improving) "
-              f"{trend['improving']:.3f}, P(worsening) {trend['worsening']:.3f} (nominal 0.025 each)")
-    assert gap["me_ahead"] + gap["me_behind"] <= 0.065  # 5% nominal, ~0.7% Monte Carlo sd
-    assert gap["me_ahead"] <= 0.04 and gap["me_behind"] <= 0.04
-    assert trend["improving"] + trend["worsening"] <= 0.065
+def test_null_directional_claims_are_calibrated(seeds, capsys):
+    rng = np.random.default_rng(seeds)
+    found = {"gap": [], "trend": [], "top_trend": [], "scaling_gap": []}
+    for _ in range(20):  # 1000 claims per kind (2000 for the per-arm trends)
+        results = analyse(runs_table(rng, seeds), resamples=1, fit=False)
+        for kind in found:
+            found[kind] += claims_of(results, kind, scale=max(SCALES) if kind == "gap" else None)
+    directional = {"gap": ("me_ahead", "me_behind"), "trend": ("improving", "worsening"),
+                   "top_trend": ("improving", "worsening"), "scaling_gap": ("me_scales_better", "se_scales_better")}
+    for kind, claims in found.items():
+        up, down = rate(claims, directional[kind][0]), rate(claims, directional[kind][1])
+        report(f"null, {seeds} seeds, {len(claims)} {kind} claims: P(false {directional[kind][0]}) {up:.3f}, "
+               f"P(false {directional[kind][1]})", down, capsys)
+        assert up + down <= 0.065  # 5% nominal, ~0.7% Monte Carlo sd
+        assert up <= 0.04 and down <= 0.04
 
 
 @pytest.mark.slow
-def test_too_few_seeds_make_no_claim(capsys):
+def test_too_few_seeds_make_no_claim_and_say_how_many_would(capsys):
     for seeds in (1, 2):
-        gaps, me_trends, se_trends = simulate(seeds, trials=2, me_gain=10 * SD, me_slope=5 * SD)
-        assert {c.verdict for c in gaps + me_trends + se_trends} == {INSUFFICIENT}
-        assert all(c.low is None and c.high is None for c in gaps + me_trends)
-    with capsys.disabled():
-        print(f"\n[calibration] 1 and 2 seeds with a 10-sd true gap: every claim is {INSUFFICIENT}")
+        claims = simulate(seeds, 1, "gap", me_gain=10 * SD, me_slope=5 * SD)
+        claims += simulate(seeds, 1, "scaling_gap", me_gain=10 * SD, me_slope=5 * SD)
+        assert {c.verdict for c in claims} == {INSUFFICIENT}
+        assert all(c.low is None and c.high is None for c in claims)
+    assert all(c.seeds_needed is not None and c.seeds_needed >= 3 for c in claims)  # 2 seeds: a spread is known
+    one = analyse(runs_table(np.random.default_rng(0), 1, backbones=1), resamples=1, fit=False)[0]
+    assert all(c.seeds_needed is None for c in one.claims)  # 1 seed: no spread anywhere
+    assert "unknown number of seeds" in claim_text(one.gaps[0])
+    report("1 and 2 seeds with a 10-sd true gap: share of claims that are insufficient_seeds", 1.0, capsys)
 
 
 @pytest.mark.slow
 def test_power_under_a_known_effect(capsys):
-    gaps, me_trends, _ = simulate(5, trials=4, me_gain=5 * SD, me_slope=1 * SD)  # 200 claims each
-    found_gap = rates(gaps, ["me_ahead"])["me_ahead"]
-    found_trend = rates(me_trends, ["improving"])["improving"]
-    gaps3, me_trends3, _ = simulate(3, trials=4, me_gain=5 * SD, me_slope=1 * SD)
-    with capsys.disabled():
-        print(f"\n[power] gap of 5 seed-sd: found {found_gap:.3f} with 5 seeds, "
-              f"{rates(gaps3, ['me_ahead'])['me_ahead']:.3f} with 3; ME trend of 1 sd per doubling over "
-              f"{len(SCALES)} sizes: found {found_trend:.3f} with 5 seeds, "
-              f"{rates(me_trends3, ['improving'])['improving']:.3f} with 3")
-    assert found_gap >= 0.8
-    assert found_trend >= 0.8
+    gaps = simulate(5, 4, "gap", scale=max(SCALES), me_gain=5 * SD, me_slope=1 * SD)  # 200 claims
+    trends = simulate(5, 4, "trend", arm="me", me_gain=5 * SD, me_slope=1 * SD)
+    report("gap of 5 seed-sd, 5 seeds: P(me_ahead)", rate(gaps, "me_ahead"), capsys)
+    report("ME trend of 1 seed-sd per doubling over 4 sizes, 5 seeds: P(improving)", rate(trends, "improving"), capsys)
+    assert rate(gaps, "me_ahead") >= 0.8
+    assert rate(trends, "improving") >= 0.8
+
+
+@pytest.mark.slow
+def test_equivalence_needs_precise_data(capsys):
+    precise = simulate(5, 10, "gap", scale=max(SCALES), sd=1e-4)  # a true zero gap, Criteo-like seed sd
+    noisy = simulate(3, 10, "gap", scale=max(SCALES), sd=3e-3)  # the same truth, the demo's seed sd
+    report("true gap 0, sd 1e-4, 5 seeds: P(equivalent)", rate(precise, "equivalent"), capsys)
+    report("true gap 0, sd 3e-3, 3 seeds: P(equivalent)", rate(noisy, "equivalent"), capsys)
+    assert rate(precise, "equivalent") >= 0.8
+    assert rate(noisy, "equivalent") <= 0.05
+    assert rate(noisy, UNDECIDED) >= 0.9 and not any(c.verdict == "no_difference" for c in noisy)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seeds", [3, 5])
+def test_equivalence_at_the_margin_is_calibrated(seeds, capsys):
+    """A true gap exactly at the margin must be called equivalent at most 5% of the time (TOST)."""
+    claims = simulate(seeds, 40, "gap", scale=max(SCALES), me_gain=MARGIN, sd=2e-4)  # 2000 claims
+    report(f"true gap = margin, sd 2e-4, {seeds} seeds: P(equivalent)", rate(claims, "equivalent"), capsys)
+    assert rate(claims, "equivalent") <= 0.065  # 5% nominal, ~0.5% Monte Carlo sd
+
+
+@pytest.mark.slow
+def test_a_flat_arm_measured_precisely_is_saturated(capsys):
+    trends = simulate(5, 4, "trend", arm="se", sd=1e-4, me_slope=0.002)
+    top = simulate(5, 4, "top_trend", arm="se", sd=1e-4, me_slope=0.002)
+    improving = simulate(5, 4, "top_trend", arm="me", sd=1e-4, me_slope=0.002)
+    report("flat SE, sd 1e-4, 5 seeds: P(trend saturated)", rate(trends, "saturated"), capsys)
+    report("flat SE, sd 1e-4, 5 seeds: P(top_trend saturated)", rate(top, "saturated"), capsys)
+    assert rate(trends, "saturated") >= 0.8 and rate(top, "saturated") >= 0.8
+    assert rate(improving, "improving") >= 0.8  # ME's 0.002 per doubling at the top
+
+
+@pytest.mark.slow
+def test_scaling_gap_is_calibrated_and_finds_a_slope_difference(capsys):
+    equal = simulate(3, 40, "scaling_gap", se_slope=0.004, me_slope=0.004, me_sd=2 * SD)  # unequal variances
+    differ = simulate(5, 4, "scaling_gap", se_slope=0.0, me_slope=0.004, sd=1e-3)
+    same = simulate(5, 4, "scaling_gap", se_slope=0.004, me_slope=0.004, sd=1e-4)
+    report("equal slopes, 3 seeds, ME sd 2x SE's: P(directional scaling_gap)",
+           rate(equal, "me_scales_better", "se_scales_better"), capsys)
+    report("ME 0.004/doubling vs flat SE, sd 1e-3, 5 seeds: P(me_scales_better)", rate(differ, "me_scales_better"),
+           capsys)
+    assert rate(equal, "me_scales_better", "se_scales_better") <= 0.065
+    assert rate(differ, "me_scales_better") >= 0.8
+    assert rate(same, "same_scaling") >= 0.8
+
+
+@pytest.mark.slow
+def test_running_the_seeds_needed_decides_the_claim(capsys):
+    """Run the seeds an undecided claim asks for, on fresh data with the same truth: it decides."""
+    rng = np.random.default_rng(11)
+    decided, trials = 0, 200
+    for _ in range(trials):
+        first = contrast([rng.normal(0.7, 1e-3, 3), rng.normal(0.7, 1e-3, 3)], [1, -1])
+        n = seeds_needed(first, MARGIN, Levels())
+        again = analyse(_one_gap_table(rng, n, 1e-3), resamples=1, margin=MARGIN, fit=False)[0]
+        decided += again.gaps[0].decided
+    report("true gap 0, sd 1e-3: share decided after running seeds_needed seeds", decided / trials, capsys)
+    assert decided / trials >= 0.8
+
+
+def _one_gap_table(rng, seeds: int, sd: float) -> pd.DataFrame:
+    table = runs_table(rng, seeds, backbones=1, sd=sd)
+    return table[table["scale"].isin([1, 10])]
+
+
+@pytest.mark.slow
+def test_sequential_intervals_survive_repeated_looks(capsys):
+    """Under a null, look after every added seed from 3 to 10 and stop at the first ME ahead /
+    behind: sequential intervals keep that at most 5%; fixed ones do not."""
+    rng = np.random.default_rng(12)
+    stopped = {True: 0, False: 0}
+    sequences = 0
+    for _ in range(6):
+        table = runs_table(rng, 10, backbones=100)
+        table = table[table["scale"].isin([1, 10])]
+        for sequential in (True, False):
+            claimed = set()
+            for n in range(3, 11):
+                results = analyse(table[table["seed"] < n], resamples=1, fit=False, sequential=sequential,
+                                  max_seeds=10)
+                claimed |= {r.backbone for r in results if r.gaps[0].directional}
+            stopped[sequential] += len(claimed)
+        sequences += 100
+    report("null, looks at 3..10 seeds, stop at the first ahead/behind: P(false claim), fixed intervals",
+           stopped[False] / sequences, capsys)
+    report("... with sequential=True, max_seeds=10", stopped[True] / sequences, capsys)
+    assert stopped[True] / sequences <= 0.05
+    assert stopped[False] / sequences > stopped[True] / sequences
 
 
 def test_paired_by_seed_when_asked_and_seeds_match():
     rng = np.random.default_rng(3)
     shared = rng.normal(0, 0.01, 5)  # a per-seed effect both arms share (the same shuffling)
-    me = {s: 0.70 + 0.002 + shared[s] + rng.normal(0, 2e-4) for s in range(5)}
-    se = {s: 0.70 + shared[s] + rng.normal(0, 2e-4) for s in range(5)}
-    welch, paired = gap_claim(me, se, 4, "welch"), gap_claim(me, se, 4, "seed")
-    assert welch.verdict == "no_difference" and paired.verdict == "me_ahead"
+    table = runs_table(rng, 5, backbones=1, sd=2e-4)
+    table["test_auc"] += shared[table["seed"]] + np.where(table["arm"] == "me", 0.002, 0.0)
+    welch = analyse(table, resamples=1, fit=False)[0].gaps[-1]
+    paired = analyse(table, resamples=1, fit=False, pairing="seed")[0].gaps[-1]
+    assert welch.verdict == UNDECIDED and paired.verdict == "me_ahead"
     assert paired.method.startswith("paired") and paired.df == 4
-    unpaired = gap_claim(me, {s + 10: v for s, v in se.items()}, 4, "seed")
-    assert unpaired.method.startswith("welch") and "not paired" in unpaired.method
-
-
-def test_pairing_through_analyse():
-    rng = np.random.default_rng(4)
-    table = runs_table(rng, 3, me_gain=0.0, backbones=2)
-    for result in analyse(table, resamples=1, pairing="seed"):
-        assert all(c.method.startswith("paired") for c in result.gaps)
+    table.loc[table["arm"] == "se", "seed"] += 10
+    unpaired = analyse(table, resamples=1, fit=False, pairing="seed")[0].gaps[-1]
+    assert "not paired" in unpaired.method
 
 
 def test_holm_controls_the_family():
-    claims = [trend_claim("se", [1, 2, 4], [[0.7, 0.701, 0.699]] * 3)] + [
-        gap_claim({0: 0.7 + d, 1: 0.701 + d, 2: 0.699 + d}, {0: 0.7, 1: 0.701, 2: 0.699}, 2) for d in (0.01, 0.0026)]
-    before = [c.verdict for c in claims]
-    holm_adjust(claims)
-    assert before == ["flat", "me_ahead", "me_ahead"]
-    assert [c.verdict for c in claims] == ["flat", "me_ahead", "no_difference"]
-    assert all(c.p_adjusted >= c.p_value for c in claims)
+    rng = np.random.default_rng(4)
+    table = runs_table(rng, 3, backbones=1, sd=1e-3, me_gain=0.004)
+    plain = analyse(table, resamples=1, fit=False)[0]
+    holm = analyse(table, resamples=1, fit=False, holm=True)[0]
+    assert all(c.p_adjusted >= c.p_value for c in holm.claims if c.p_value is not None)
+    assert sum(c.directional for c in holm.claims) <= sum(c.directional for c in plain.claims)
+    assert all("Holm-adjusted" in c.method for c in holm.claims if c.p_value is not None)
+    holm_adjust([])  # an empty family is fine
 
 
 def test_sweeps_are_never_pooled_and_duplicates_count_once():
@@ -142,21 +237,45 @@ def test_sweeps_are_never_pooled_and_duplicates_count_once():
     assert all(c.n_me == 2 and c.n_se == 2 for r in results for c in r.gaps)
 
 
-def test_me_curve_starts_from_the_se_base():
+def test_me_curve_starts_from_the_se_base_and_the_scaling_gap_counts_it_once():
     rng = np.random.default_rng(6)
-    table = runs_table(rng, 3, backbones=1)
-    result = analyse(table, resamples=1)[0]
+    result = analyse(runs_table(rng, 3, backbones=1, se_size_factor=1.3), resamples=1)[0]
     me_fit, se_fit = result.fits["auc"]["me"], result.fits["auc"]["se"]
     assert me_fit.sizes[0] == se_fit.sizes[0] and me_fit.means[0] == se_fit.means[0]
-    assert [c.scale for c in result.gaps] == [2, 3, 4]
+    assert [c.scale for c in result.gaps] == [2, 3, 4, 10]
+    # the shared base cell enters the slope difference once, with the two weights added
+    assert len(result.scaling_gap.contrast.counts) == 2 * len(SCALES) - 1
+    same_sizes = runs_table(rng, 3, backbones=1)
+    # on equal sizes the base's two weights cancel: the slope difference does not use it
+    assert len(analyse(same_sizes, resamples=1)[0].scaling_gap.contrast.counts) == 2 * len(SCALES) - 2
 
 
 def test_claims_are_machine_readable():
     rng = np.random.default_rng(7)
-    result = analyse(runs_table(rng, 3, backbones=1), resamples=1)[0]
-    claims = result.as_dict()["claims"]
-    assert {"kind", "arm", "scale", "estimate", "low", "high", "n_me", "n_se", "method", "verdict"} <= set(claims[0])
-    assert {c["kind"] for c in claims} == {"gap", "trend"}
-    assert all(c["verdict"] in {"me_ahead", "me_behind", "no_difference", "improving", "worsening", "flat",
-                                INSUFFICIENT} for c in claims)
-    assert result.verdict.startswith("b00: ")
+    results = analyse(runs_table(rng, 3, backbones=1), resamples=1, margin=0.001, ia_margin=0.5)
+    claims = results[0].as_dict()["claims"]
+    assert {"kind", "arm", "scale", "estimate", "low", "high", "n_me", "n_se", "method", "verdict", "within_margin",
+            "seeds_needed", "margin", "level"} <= set(claims[0])
+    assert {c["kind"] for c in claims} == {"gap", "trend", "top_trend", "scaling_gap"}
+    assert {c["verdict"] for c in claims} <= ALL_VERDICTS
+    assert all(c["margin"] == 0.001 for c in claims)
+    assert all((c["seeds_needed"] is None) == (c["verdict"] not in (UNDECIDED, INSUFFICIENT)) for c in claims)
+    assert results[0].verdict.startswith("b00: ME vs SE scaling rate")
+    for word in ("no difference", "no_difference", "flat"):
+        assert word not in results[0].verdict
+
+
+def test_a_directional_claim_inside_the_margin_says_so():
+    rng = np.random.default_rng(8)
+    table = runs_table(rng, 5, backbones=1, sd=2e-5, me_gain=2e-4)
+    gap = analyse(table, resamples=1, fit=False)[0].gaps[-1]
+    assert gap.verdict == "me_ahead" and gap.within_margin
+    assert "by less than the margin" in claim_text(gap)
+
+
+def test_bad_margins_and_sequential_without_a_plan_are_refused():
+    table = runs_table(np.random.default_rng(9), 3, backbones=1)
+    with pytest.raises(ValueError, match="margins must be positive"):
+        analyse(table, margin=0)
+    with pytest.raises(ValueError, match="max_seeds"):
+        analyse(table, sequential=True)

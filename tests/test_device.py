@@ -149,7 +149,9 @@ def test_bf16_stays_close_to_fp32_and_tf32_changes_nothing_on_cpu(tmp_path):
     bf16_model = model_for(data)
     bf16 = fit(bf16_model, data, replace(cfg, precision="bf16"), seed=0)
     assert tf32.test_auc == fp32.test_auc  # TF32 applies to CUDA matmuls only
-    assert abs(bf16.test_auc - fp32.test_auc) < 0.01, (bf16.test_auc, fp32.test_auc)
+    # Tiny data, 3 epochs: test AUC moves by ~0.01 between seeds, and CPUs with native bf16
+    # (AVX512-BF16, AMX) round differently from emulated bf16, so "close" is a few hundredths.
+    assert abs(bf16.test_auc - fp32.test_auc) < 0.03, (bf16.test_auc, fp32.test_auc)
     assert bf16.test_auc != fp32.test_auc  # the towers really ran in bf16
     assert all(p.dtype == torch.float32 for p in bf16_model.parameters())  # weights stay fp32
 

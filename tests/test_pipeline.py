@@ -130,7 +130,7 @@ def test_sweep_then_report(store_uri, workdir, capsys, caplog):
     report_dir = workdir / "reports" / "smoke"
     assert str(report_dir / "index.html") in out and runs_url in out
     note = store.client.get_run(parent.info.run_id).data.tags["mlflow.note.content"]
-    assert str(report_dir / "index.html") in note and "| backbone | ME − SE test AUC" in note and "| dnn |" in note
+    assert str(report_dir / "index.html") in note and "| backbone | ME − SE at the largest scale | ME vs SE scaling rate" in note and "| dnn |" in note
     page = (report_dir / "index.html").read_text()
     assert page.index('<table class="v">') < page.index("<img")  # the verdict table comes first
     assert f"#/experiments/{store.experiment_id}/runs/{parent.info.run_id}" in page
@@ -166,11 +166,17 @@ def test_shared_base_claims_and_verdict_table(store_uri, workdir, capsys):
     assert main(["report", "smoke", "--tracking-uri", store_uri, "--resamples", "50", "--pairing", "seed",
                  "--holm"]) == 0
     fits = json.loads((workdir / "reports" / "smoke" / "fits.json").read_text())
-    assert fits["missing_jobs"] == [] and fits["claims_method"] == {"pairing": "seed", "holm": True, "level": 0.95}
+    assert fits["missing_jobs"] == [] and fits["margin"] == 0.0005 and fits["sequential"] is False
+    assert {k: fits["claims_method"][k] for k in ("pairing", "holm", "level")} == {"pairing": "seed", "holm": True,
+                                                                                  "level": 0.95}
     gap = next(c for c in fits["claims"] if c["kind"] == "gap")
     assert gap["scale"] == 2 and gap["n_me"] == 3 and gap["n_se"] == 3 and gap["low"] < gap["high"]
     assert gap["method"].startswith("paired") and "Holm" in gap["method"]
-    assert gap["verdict"] in {"me_ahead", "me_behind", "no_difference"}
+    assert gap["verdict"] in {"me_ahead", "me_behind", "equivalent", "undecided"}
+    if gap["verdict"] == "undecided":
+        assert gap["seeds_needed"] >= 4
+    scaling = next(c for c in fits["claims"] if c["kind"] == "scaling_gap")
+    assert sorted(map(tuple, scaling["cells"])) == [("me", 2), ("se", 1), ("se", 2)]
     me_fit = fits["backbones"][0]["fits"]["auc"]["me"]
     se_fit = fits["backbones"][0]["fits"]["auc"]["se"]
     assert me_fit["sizes"][0] == se_fit["sizes"][0] and me_fit["means"][0] == se_fit["means"][0]

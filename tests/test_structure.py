@@ -96,7 +96,7 @@ def test_no_import_cycles():
 def test_the_pipeline_runs_one_way():
     """Lower layers never import the layers that drive them."""
     graph = import_graph()
-    upper = {"recsys_scaling.app", "recsys_scaling.cli", "recsys_scaling.tune"}
+    upper = {"recsys_scaling.app", "recsys_scaling.tune"} | {m for m in graph if m.startswith("recsys_scaling.cli")}
     for lower in ("recsys_scaling.config", "recsys_scaling.paths", "recsys_scaling.job", "recsys_scaling.tracking",
                   "recsys_scaling.sweep.grid"):
         assert not graph[lower] & upper, f"{lower} imports {graph[lower] & upper}"

@@ -1,5 +1,5 @@
-"""Per-backbone scaling analysis: claims (ME − SE gaps, trends), power-law fits per arm,
-effective-size multipliers, and a verdict written from the claims.
+"""Per-backbone scaling analysis: claims (the scaling-rate gap, ME − SE gaps, trends), fitted
+curves per arm, effective-size multipliers, and a verdict written from the claims.
 
 Each sweep is its own series: runs of different sweeps are never pooled as seeds, and a run
 that appears twice in one series (same config fingerprint) counts once. The ME curve starts
@@ -13,13 +13,19 @@ from typing import Dict, List, Optional
 import numpy as np
 import pandas as pd
 
-from .claims import PAIRINGS, Claim, claim_text, gap_claim, holm_adjust, trend_claim
+from .cells import arm_cells, arm_curves, gap_claims, pooled_variance, scaling_gap_claim, trend_claim
+from .claims import PAIRINGS, Claim, claim_text, fill_seeds_needed, holm_adjust
 from .collect import distinct_runs
 from .fit import CurveFit, effective_size_multiplier, fit_curve
+from .intervals import Levels
 
 X_AXES = {"total": "params_total", "embedding": "params_embedding", "dense": "params_dense",
           "flops": "flops_per_example"}
 METRICS = {"auc": ("test_auc", lambda v: 1.0 - v), "logloss": ("test_logloss", lambda v: v)}
+DEFAULT_MARGIN = 0.0005
+DEFAULT_IA_MARGIN = 1.0
+
+__all__ = ["BackboneAnalysis", "analyse", "arm_curves", "claim_records", "fit_rows", "ia_column", "verdict"]
 
 
 @dataclass
@@ -35,16 +41,30 @@ class BackboneAnalysis:
     def __post_init__(self):
         self.label = self.label or self.backbone
 
+    def of_kind(self, kind: str) -> List[Claim]:
+        return [c for c in self.claims if c.kind == kind]
+
     @property
     def gaps(self) -> List[Claim]:
-        return [c for c in self.claims if c.kind == "gap"]
+        return self.of_kind("gap")
 
     @property
     def ia_gaps(self) -> List[Claim]:
-        return [c for c in self.claims if c.kind == "ia_gap"]
+        return self.of_kind("ia_gap")
 
-    def trend(self, arm: str) -> Optional[Claim]:
-        return next((c for c in self.claims if c.kind == "trend" and c.arm == arm), None)
+    @property
+    def scaling_gap(self) -> Optional[Claim]:
+        return next(iter(self.of_kind("scaling_gap")), None)
+
+    def trend(self, arm: str, top: bool = False) -> Optional[Claim]:
+        kind = "top_trend" if top else "trend"
+        return next((c for c in self.claims if c.kind == kind and c.arm == arm), None)
+
+    def seeds_to_decide(self) -> Optional[int]:
+        """Seeds per cell that would decide every claim not yet decided (None: all decided, or
+        no seed spread measured)."""
+        needed = [c.seeds_needed for c in self.claims if not c.decided and c.seeds_needed is not None]
+        return max(needed) if needed else None
 
     def as_dict(self) -> dict:
         return {"backbone": self.backbone, "series": self.series, "verdict": self.verdict,
@@ -53,19 +73,86 @@ class BackboneAnalysis:
                 "fits": {m: {a: f.as_dict() for a, f in arms.items()} for m, arms in self.fits.items()}}
 
 
-def arm_curves(runs: pd.DataFrame) -> Dict[str, pd.DataFrame]:
-    """arm -> its finished runs; the ME curve's 1x point is the SE base (ME with one set is that
-    model), unless ME ran a different 1x model of its own (K > 1 there, e.g. budget targets)."""
-    curves = {str(arm): curve for arm, curve in runs.groupby("arm", sort=True)}
-    se, me = curves.get("se"), curves.get("me")
-    if se is None or me is None:
-        return curves
-    me = me[me["num_embeddings"].fillna(2) != 1]
-    base = se[se["scale"] == 1]
-    if len(base) and not (me["scale"] == 1).any():
-        me = pd.concat([base.assign(arm="me"), me])
-    curves["me"] = me
-    return curves
+def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pairing: str = "welch",
+            holm: bool = False, margin: float = DEFAULT_MARGIN, ia_margin: float = DEFAULT_IA_MARGIN,
+            sequential: bool = False, max_seeds: Optional[int] = None, fit: bool = True) -> List[BackboneAnalysis]:
+    """Claims and fits per (sweep, backbone) of a tidy runs table (the columns runs.parquet has).
+
+    pairing: "welch" (default) or "seed" (paired t on seeds both arms ran); holm: Holm's
+    correction across every claim of the result; margin / ia_margin: the practical margins
+    (AUC, IA) of the equivalence verdicts and of seeds_needed; sequential: intervals that stay
+    valid when seeds are added and the report re-read up to `max_seeds` seeds per cell; fit: also
+    fit the curves (off: claims only, as the adaptive seed loop needs)."""
+    if x_axis not in X_AXES:
+        raise ValueError(f"x axis {x_axis!r}: choose from {sorted(X_AXES)}")
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing {pairing!r}: choose from {PAIRINGS}")
+    if not margin > 0 or not ia_margin > 0:
+        raise ValueError(f"margin={margin}, ia_margin={ia_margin}: margins must be positive")
+    if sequential and (max_seeds is None or max_seeds < 3):
+        raise ValueError(f"sequential intervals need max_seeds >= 3 (the planned largest seed count), got {max_seeds}")
+    levels = Levels.sequential(max_seeds) if sequential else Levels()
+    x = X_AXES[x_axis]
+    done = _finished(runs, x)
+    ia = ia_column(done)
+    several = done["series"].nunique() > 1
+    results, cells_of = [], {"auc": [], "ia": []}
+    for (series, backbone), by_backbone in done.groupby(["series", "backbone"], sort=True):
+        result = BackboneAnalysis(str(backbone), str(series), label=f"{series} / {backbone}" if several else str(backbone))
+        curves = arm_curves(by_backbone)
+        auc = {arm: arm_cells(curve, x, "test_auc") for arm, curve in curves.items()}
+        cells_of["auc"] += [c for cells in auc.values() for c in cells]
+        result.claims = _auc_claims(auc, pairing, margin, levels)
+        if ia:
+            ia_cells = {arm: arm_cells(curve, x, ia) for arm, curve in curves.items()}
+            cells_of["ia"] += [c for cells in ia_cells.values() for c in cells]
+            result.claims += gap_claims(ia_cells.get("me", []), ia_cells.get("se", []), pairing, ia_margin, levels,
+                                        kind="ia_gap")
+        if fit:
+            result.fits = _fits(curves, x, resamples, margin)
+            result.effective_multiplier = _multipliers(curves, result.fits.get("auc", {}), x, resamples)
+        results.append(result)
+    if holm:
+        holm_adjust([c for r in results for c in r.claims])
+    fallback = {"auc": pooled_variance(cells_of["auc"]), "ia": pooled_variance(cells_of["ia"])}
+    for result in results:
+        for claim in result.claims:
+            fill_seeds_needed(claim, levels, fallback["ia" if claim.kind == "ia_gap" else "auc"])
+        result.verdict = verdict(result)
+    return results
+
+
+def _finished(runs: pd.DataFrame, x: str) -> pd.DataFrame:
+    runs = runs if "series" in runs else runs.assign(series=runs["sweep"] if "sweep" in runs else "")
+    runs = distinct_runs(runs.assign(series=runs["series"].fillna("")))
+    if "run_id" not in runs:
+        runs = runs.assign(run_id=[f"row{i}" for i in range(len(runs))])
+    ia = ia_column(runs)
+    columns = ["run_id", "series", "backbone", "arm", "scale", "seed", "num_embeddings", "test_auc", "test_logloss", x,
+               *([ia] if ia else [])]
+    keep = (runs["status"] == "FINISHED") & runs[x].notna() & runs["test_auc"].notna()
+    return runs.loc[keep, list(dict.fromkeys(columns))]
+
+
+def _auc_claims(cells: dict, pairing: str, margin: float, levels: Levels) -> List[Claim]:
+    me, se = cells.get("me", []), cells.get("se", [])
+    claims = []
+    scaling = scaling_gap_claim(me, se, margin, levels) if me and se else None
+    claims += [scaling] if scaling is not None else []
+    claims += gap_claims(me, se, pairing, margin, levels)
+    for arm, arm_cells_ in sorted(cells.items()):
+        if len(arm_cells_) >= 2:  # one size has no trend, whatever the seeds
+            claims.append(trend_claim(arm, arm_cells_, margin, levels))
+            claims.append(trend_claim(arm, arm_cells_, margin, levels, top=True))
+    return claims
+
+
+def ia_column(runs: pd.DataFrame) -> Optional[str]:
+    """The IA the ia_gap claims compare: of the large fields when measured, else of all fields."""
+    for column in ("ia_mean_large", "ia_mean"):
+        if column in runs and runs[column].notna().any():
+            return column
+    return None
 
 
 def _groups(curve: pd.DataFrame, x: str, column: str, transform) -> tuple:
@@ -77,79 +164,15 @@ def _groups(curve: pd.DataFrame, x: str, column: str, transform) -> tuple:
     return sizes, [ys[xs == size] for size in sizes]
 
 
-def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pairing: str = "welch",
-            holm: bool = False) -> List[BackboneAnalysis]:
-    """Claims and fits per (sweep, backbone) of a tidy runs table (the columns runs.parquet has).
-    `pairing`: "welch" (default) or "seed" (paired t on seeds both arms ran); `holm`: Holm's
-    correction across every claim of the result."""
-    if x_axis not in X_AXES:
-        raise ValueError(f"x axis {x_axis!r}: choose from {sorted(X_AXES)}")
-    if pairing not in PAIRINGS:
-        raise ValueError(f"pairing {pairing!r}: choose from {PAIRINGS}")
-    x = X_AXES[x_axis]
-    runs = runs if "series" in runs else runs.assign(series=runs["sweep"] if "sweep" in runs else "")
-    runs = distinct_runs(runs.assign(series=runs["series"].fillna("")))
-    ia = ia_column(runs)
-    done = runs.loc[(runs["status"] == "FINISHED") & runs[x].notna() & runs["test_auc"].notna(),
-                    list(dict.fromkeys(["series", "backbone", "arm", "scale", "seed", "num_embeddings", "test_auc",
-                                        "test_logloss", x, *([ia] if ia else [])]))]
-    several = done["series"].nunique() > 1
-    results = []
-    for (series, backbone), by_backbone in done.groupby(["series", "backbone"], sort=True):
-        label = f"{series} / {backbone}" if several else str(backbone)
-        result = BackboneAnalysis(str(backbone), str(series), label=label)
-        curves = arm_curves(by_backbone)
-        for metric, (column, transform) in METRICS.items():
-            result.fits[metric] = {}
-            for arm, curve in curves.items():
-                sizes, groups = _groups(curve, x, column, transform)
-                if len(sizes):
-                    result.fits[metric][arm] = fit_curve(sizes, groups, resamples=resamples)
-        result.claims = _gap_claims(by_backbone, pairing) + _trend_claims(curves, x)
-        if ia:
-            result.claims += _gap_claims(by_backbone, pairing, ia, "ia_gap")
-        result.effective_multiplier = _multipliers(curves, result.fits.get("auc", {}), x, resamples)
-        results.append(result)
-    if holm:
-        holm_adjust([c for r in results for c in r.claims])
-    for result in results:
-        result.verdict = verdict(result)
-    return results
-
-
-def ia_column(runs: pd.DataFrame) -> Optional[str]:
-    """The IA the ia_gap claims compare: of the large fields when measured, else of all fields."""
-    for column in ("ia_mean_large", "ia_mean"):
-        if column in runs and runs[column].notna().any():
-            return column
-    return None
-
-
-def _by_seed(runs: pd.DataFrame, column: str) -> Dict[int, float]:
-    runs = runs[runs[column].notna()]
-    seeds = runs["seed"].to_numpy(dtype=float, na_value=np.nan)
-    values = runs[column].to_numpy(dtype=float)
-    return {int(s) if np.isfinite(s) else -1 - i: float(v) for i, (s, v) in enumerate(zip(seeds, values))}
-
-
-def _gap_claims(runs: pd.DataFrame, pairing: str, column: str = "test_auc", kind: str = "gap") -> List[Claim]:
-    """ME − SE of `column` at each scale > 1 that both arms ran (scale 1 is the shared base)."""
-    scales, arms = runs["scale"].to_numpy(dtype=float, na_value=np.nan), runs["arm"].to_numpy()
-    claims = []
-    for scale in np.unique(scales[np.isfinite(scales) & (scales > 1)]):
-        me, se = runs[(scales == scale) & (arms == "me")], runs[(scales == scale) & (arms == "se")]
-        if len(me) and len(se):
-            claims.append(gap_claim(_by_seed(me, column), _by_seed(se, column), int(scale), pairing, kind))
-    return claims
-
-
-def _trend_claims(curves: Dict[str, pd.DataFrame], x: str) -> List[Claim]:
-    claims = []
-    for arm, curve in curves.items():
-        sizes, groups = _groups(curve, x, "test_auc", lambda v: v)
-        if len(sizes):
-            claims.append(trend_claim(arm, sizes, groups))
-    return claims
+def _fits(curves: Dict[str, pd.DataFrame], x: str, resamples: int, margin: float) -> Dict[str, Dict[str, CurveFit]]:
+    fits: Dict[str, Dict[str, CurveFit]] = {}
+    for metric, (column, transform) in METRICS.items():
+        fits[metric] = {}
+        for arm, curve in curves.items():
+            sizes, groups = _groups(curve, x, column, transform)
+            if len(sizes):
+                fits[metric][arm] = fit_curve(sizes, groups, resamples=resamples, margin=margin)
+    return fits
 
 
 def _multipliers(curves: Dict[str, pd.DataFrame], auc_fits: Dict[str, CurveFit], x: str,
@@ -157,33 +180,30 @@ def _multipliers(curves: Dict[str, pd.DataFrame], auc_fits: Dict[str, CurveFit],
     """For each ME size above the base: the SE size whose fitted curve reaches ME's AUC there,
     over ME's size — only on a trusted SE fit."""
     se_fit = auc_fits.get("se")
-    if "me" not in curves or se_fit is None or not se_fit.identified:
+    if "me" not in curves or se_fit is None or not se_fit.trusted:
         return []
-    se_sizes, se_groups = _groups(curves["se"], x, "test_auc", lambda v: 1.0 - v)
+    _, se_groups = _groups(curves["se"], x, "test_auc", lambda v: 1.0 - v)
     me_sizes, me_groups = _groups(curves["me"], x, "test_auc", lambda v: 1.0 - v)
-    return [effective_size_multiplier(se_sizes, se_groups, size, group, resamples=resamples)
-            for size, group in zip(me_sizes, me_groups) if size > min(se_sizes)]
+    return [effective_size_multiplier(se_fit, se_groups, size, group, resamples=resamples)
+            for size, group in zip(me_sizes, me_groups) if size > min(se_fit.sizes)]
 
 
 def fit_note(result: BackboneAnalysis) -> str:
+    """'SE: peaked, trusted; ME: power law, not trusted' (or why there is no fit)."""
     fits = result.fits.get("auc", {})
-    if not fits:
-        return "no fit"
-    trusted = [a.upper() for a, f in sorted(fits.items()) if f.identified]
-    return ("power law trusted for " + " and ".join(trusted)) if trusted else "power law not trusted"
+    parts = [f"{arm.upper()}: {f.form}, {'trusted' if f.trusted else 'not trusted'}" if f.form else
+             f"{arm.upper()}: no fit" for arm, f in sorted(fits.items(), reverse=True)]
+    return "; ".join(parts) if parts else "no fit"
 
 
 def verdict(result: BackboneAnalysis) -> str:
-    """A plain statement of what the data supports, written from the claims."""
+    """A plain statement of what the data supports, leading with the scaling-rate claim."""
     if not result.claims:
         return f"{result.label}: no finished runs."
-    parts = []
-    if result.gaps:
-        parts.append(claim_text(result.gaps[-1]))
-    parts += [claim_text(c) for c in result.claims if c.kind == "trend"]
-    if result.ia_gaps:
-        parts.append(claim_text(result.ia_gaps[-1]))
-    return f"{result.label}: " + "; ".join(parts) + f"; {fit_note(result)}."
+    lead = [result.scaling_gap, result.gaps[-1] if result.gaps else None, result.trend("se", top=True),
+            result.trend("me", top=True), result.ia_gaps[-1] if result.ia_gaps else None]
+    parts = [claim_text(c) for c in lead if c is not None]
+    return f"{result.label}: " + "; ".join(parts) + f"; fits: {fit_note(result)}."
 
 
 def claim_records(results: List[BackboneAnalysis]) -> List[dict]:
@@ -191,15 +211,20 @@ def claim_records(results: List[BackboneAnalysis]) -> List[dict]:
     return [{"series": r.series, "backbone": r.backbone, **c.as_dict()} for r in results for c in r.claims]
 
 
+def _format_params(fit: CurveFit) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in fit.params.items())
+
+
 def fit_rows(results: List[BackboneAnalysis]) -> pd.DataFrame:
     rows = []
     for r in results:
         for metric, arms in r.fits.items():
             for arm, f in arms.items():
-                law = f.law or {}
                 rows.append({"backbone": r.label, "arm": arm, "metric": f"1-{metric}" if metric == "auc" else metric,
-                             "sizes": len(f.sizes), "alpha": law.get("alpha"), "alpha_ci": f.alpha_ci or None,
-                             "E": law.get("E"), "A": law.get("A"),
-                             "holdout_error": (f.holdout or {}).get("error"),
-                             "trusted": f.identified, "flags": "; ".join(f.flags)})
+                             "sizes": len(f.sizes), "form": f.form, "params": _format_params(f),
+                             "cv_error": f.cv_error.get(f.form) if f.form else None,
+                             "runner_up": f.runner_up,
+                             "runner_up_cv_error": f.cv_error.get(f.runner_up) if f.runner_up else None,
+                             "holdout_error": f.holdout_error, "runner_up_holdout_error": f.runner_up_holdout_error,
+                             "trusted": f.trusted, "flags": "; ".join(f.flags)})
     return pd.DataFrame(rows)

@@ -1,80 +1,29 @@
-"""Scaling-law fits with seed-bootstrap uncertainty.
+"""Scaling fits per arm: the candidate forms of `forms.py`, one chosen by held-out error, trusted
+in practical terms, with seed-bootstrap intervals.
 
-Fit the error, not the score: y(N) = E + A * N^(-alpha) with y = 1 - AUC (or logloss), E >= 0,
-A >= 0. Robust estimator: for every alpha on a grid, (E, A) by non-negative least squares on
-the per-size means; the alpha with the smallest squared error wins. N is scaled by its
-smallest value first, so A is the reducible error at the smallest model.
+Fit the error, not the score (1 − AUC, or logloss), on the per-size seed means against
+L = log2(N / N0). Selection: hold the largest size out (and, from 5 sizes on, each size in turn),
+fit each form on the rest and predict the held-out mean; the score is the root-mean-square
+error of those predictions. The simplest form whose score is within noise of the best one's
+wins (noise: the root-mean-square standard error of the held-out means — differences below it
+are seed noise, not shape). The runner-up is the best-scoring other form.
 
-Uncertainty: bootstrap over seeds within each size (resample each size's seed results with
-replacement, refit). A law is fitted only with at least 4 sizes: 3 points determine E, A and
-alpha exactly, so a 3-size "fit" interpolates and says nothing about alpha. A fitted curve is
-flagged (not trusted: drawn without band or extrapolation, no effective size read off it) when
-alpha sits on the edge of its grid (no curvature), when its bootstrap interval spans more than
-a factor NOISY_ALPHA_RATIO, or when the fit without the largest size mispredicts that size
-outside the prediction's bootstrap interval.
+Trust: refit the chosen form without the largest size and predict it. The fit is trusted when
+that prediction misses the observed mean by at most the report's practical margin, or by less
+than its own 95% prediction interval (a seed bootstrap of the head fit and the observed mean),
+whichever is wider. Only trusted fits are extrapolated, drawn with a band, or used for the
+effective-size multiplier.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-from scipy.optimize import minimize_scalar, nnls
 
-ALPHA_GRID = np.geomspace(0.02, 3.0, 160)
-MIN_SIZES = 4  # alpha is reported only from this many sizes on
-NOISY_ALPHA_RATIO = 4.0
+from .forms import Fitted, first_reaching, fit_form, usable_forms
 
-
-@dataclass
-class PowerLaw:
-    E: float
-    A: float
-    alpha: float
-    n0: float
-    sse: float
-
-    def predict(self, n) -> np.ndarray:
-        return self.E + self.A * (np.asarray(n, dtype=float) / self.n0) ** (-self.alpha)
-
-
-def _nnls_at(n: np.ndarray, y: np.ndarray, n0: float, alpha: float) -> PowerLaw:
-    design = np.column_stack([np.ones_like(n), (n / n0) ** (-alpha)])
-    coef, residual = nnls(design, y)
-    return PowerLaw(float(coef[0]), float(coef[1]), float(alpha), n0, float(residual**2))
-
-
-def _grid_sse(n: np.ndarray, y: np.ndarray, n0: float, alphas: np.ndarray) -> np.ndarray:
-    """Smallest squared error over E, A >= 0 at each alpha (the 2-parameter NNLS in closed form:
-    the unconstrained solution if feasible, else the better of the two boundaries)."""
-    x = (n[None, :] / n0) ** (-alphas[:, None])  # (G, m)
-    xm, ym = x.mean(1, keepdims=True), y.mean()
-    var = ((x - xm) ** 2).sum(1)
-    a_free = np.where(var > 0, ((x - xm) * (y - ym)).sum(1) / np.where(var > 0, var, 1), 0.0)
-    e_free = ym - a_free * xm[:, 0]
-    a_zero_e = np.maximum(0.0, (x * y).sum(1) / (x * x).sum(1))
-    candidates = [
-        np.where((a_free >= 0) & (e_free >= 0), ((e_free[:, None] + a_free[:, None] * x - y) ** 2).sum(1), np.inf),
-        ((a_zero_e[:, None] * x - y) ** 2).sum(1),
-        np.full(len(alphas), ((max(ym, 0.0) - y) ** 2).sum()),
-    ]
-    return np.min(candidates, axis=0)
-
-
-def fit_power_law(n: Sequence[float], y: Sequence[float], alphas: np.ndarray = ALPHA_GRID,
-                  refine: bool = True) -> PowerLaw:
-    """Grid over alpha with NNLS for (E, A), then a bounded 1-D refinement around the best."""
-    n, y = np.asarray(n, dtype=float), np.asarray(y, dtype=float)
-    n0 = float(n.min())
-    i = int(np.argmin(_grid_sse(n, y, n0, alphas)))
-    best = _nnls_at(n, y, n0, float(alphas[i]))
-    if refine and 0 < i < len(alphas) - 1:
-        found = minimize_scalar(lambda a: _nnls_at(n, y, n0, a).sse, bounds=(alphas[i - 1], alphas[i + 1]),
-                                method="bounded", options={"xatol": 1e-4})
-        refined = _nnls_at(n, y, n0, float(found.x))
-        if refined.sse <= best.sse:
-            return refined
-    return best
+MIN_SIZES = 3  # two sizes to fit on and one to check
 
 
 def _interval(values: np.ndarray, level: float = 0.95) -> List[float]:
@@ -89,117 +38,179 @@ def resample_means(groups: Sequence[np.ndarray], rng: np.random.Generator) -> np
     return np.array([rng.choice(g, size=len(g), replace=True).mean() for g in groups])
 
 
-@dataclass
-class CurveFit:
-    """One (backbone, arm) curve of `metric` (an error: lower is better) against N."""
-
-    sizes: List[float]
-    means: List[float]
-    seeds: List[int]
-    law: Optional[dict] = None
-    alpha_ci: List[float] = field(default_factory=list)
-    E_ci: List[float] = field(default_factory=list)
-    holdout: Optional[dict] = None
-    flags: List[str] = field(default_factory=list)
-
-    @property
-    def identified(self) -> bool:
-        return self.law is not None and not self.flags
-
-    def power_law(self) -> Optional[PowerLaw]:
-        return PowerLaw(**self.law) if self.law else None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
 def _sorted_groups(sizes: Sequence[float], groups: Sequence[np.ndarray]):
     order = np.argsort(sizes)
     return np.asarray(sizes, dtype=float)[order], [np.asarray(groups[i], dtype=float) for i in order]
 
 
-def fit_curve(sizes: Sequence[float], groups: Sequence[np.ndarray], resamples: int = 1000,
-              seed: int = 0) -> CurveFit:
+@dataclass
+class CurveFit:
+    """One (backbone, arm) curve of an error metric (lower is better) against size N."""
+
+    sizes: List[float]
+    means: List[float]
+    seeds: List[int]
+    margin: float = 0.0005
+    form: Optional[str] = None
+    equation: str = ""
+    params: Dict[str, float] = field(default_factory=dict)
+    params_ci: Dict[str, List[float]] = field(default_factory=dict)
+    cv_error: Dict[str, float] = field(default_factory=dict)  # form -> held-out RMS error
+    noise: Optional[float] = None  # RMS standard error of the held-out means
+    runner_up: Optional[str] = None
+    holdout: Optional[dict] = None  # the chosen form without the largest size
+    runner_up_holdout_error: Optional[float] = None
+    trusted: bool = False
+    flags: List[str] = field(default_factory=list)
+
+    @property
+    def n0(self) -> float:
+        return float(min(self.sizes))
+
+    @property
+    def holdout_error(self) -> Optional[float]:
+        return None if self.holdout is None else self.holdout["error"]
+
+    def log_size(self, n) -> np.ndarray:
+        return np.log2(np.asarray(n, dtype=float) / self.n0)
+
+    def fitted(self) -> Optional[Fitted]:
+        return None if self.form is None else Fitted(self.form, self.params)
+
+    def predict(self, n) -> np.ndarray:
+        return self.fitted().at(self.log_size(n))
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "holdout_error": self.holdout_error}
+
+
+def _standard_errors(groups: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-size standard error of the mean; a single seed borrows the pooled seed sd."""
+    variances = np.array([g.var(ddof=1) if len(g) > 1 else np.nan for g in groups])
+    pooled = np.nanmean(variances) if np.isfinite(variances).any() else 0.0
+    variances = np.where(np.isfinite(variances), variances, pooled)
+    return np.sqrt(variances / np.array([len(g) for g in groups]))
+
+
+def _folds(count: int) -> List[int]:
+    return list(range(count)) if count >= 5 else [count - 1]
+
+
+def cross_validate(L: np.ndarray, means: np.ndarray, forms) -> Dict[str, float]:
+    """form name -> RMS error of its held-out predictions."""
+    scores = {}
+    for form in forms:
+        errors = []
+        for i in _folds(len(L)):
+            keep = np.arange(len(L)) != i
+            errors.append(fit_form(form.name, L[keep], means[keep]).at(L[i:i + 1])[0] - means[i])
+        scores[form.name] = float(np.sqrt(np.mean(np.square(errors))))
+    return scores
+
+
+def fit_curve(sizes: Sequence[float], groups: Sequence[np.ndarray], resamples: int = 1000, seed: int = 0,
+              margin: float = 0.0005) -> CurveFit:
     """`groups[i]`: the per-seed values (an error metric) at size `sizes[i]`."""
     sizes, groups = _sorted_groups(sizes, groups)
     means = np.array([g.mean() for g in groups])
-    fit = CurveFit(sizes.tolist(), means.tolist(), [len(g) for g in groups])
+    fit = CurveFit(sizes.tolist(), means.tolist(), [len(g) for g in groups], margin=margin)
     if len(sizes) < MIN_SIZES:
-        fit.flags.append(
-            "a single size: no curve" if len(sizes) < 2 else
-            f"{len(sizes)} sizes: a power law needs at least {MIN_SIZES} "
-            + ("(3 points are interpolated exactly by E, A and alpha)" if len(sizes) == 3 else ""))
+        fit.flags.append("a single size: no curve" if len(sizes) < 2 else
+                         f"{len(sizes)} sizes: no fit (at least {MIN_SIZES}: two to fit, one to check it)")
         return fit
+    L = np.log2(sizes / sizes[0])
+    forms = usable_forms(len(sizes))
+    fit.cv_error = cross_validate(L, means, forms)
+    errors = _standard_errors(groups)
+    fit.noise = float(np.sqrt(np.mean(np.square(errors[_folds(len(L))]))))
+    best = min(fit.cv_error.values())
+    chosen = next(f for f in forms if fit.cv_error[f.name] <= best + fit.noise)
+    others = sorted((score, f.name) for f in forms if f is not chosen for score in [fit.cv_error[f.name]])
+    fit.form, fit.equation = chosen.name, chosen.equation
+    fit.runner_up = others[0][1] if others else None
+    fitted = fit_form(chosen.name, L, means)
+    fit.params = dict(fitted.params)
     rng = np.random.default_rng(seed)
     boot_means = np.array([resample_means(groups, rng) for _ in range(max(resamples, 1))])
-    law = fit_power_law(sizes, means)
-    fit.law = asdict(law)
-    boot = [fit_power_law(sizes, m, refine=False) for m in boot_means]
-    fit.alpha_ci = _interval(np.array([b.alpha for b in boot]))
-    fit.E_ci = _interval(np.array([b.E for b in boot]))
-    low, high = fit.alpha_ci
-    if law.alpha <= ALPHA_GRID[0] or law.alpha >= ALPHA_GRID[-1] or law.A <= 0:
-        fit.flags.append("flat or without curvature: alpha not identified")
-    elif not low > 0 or high / low > NOISY_ALPHA_RATIO:
-        fit.flags.append(f"too noisy: alpha's 95% interval [{low:.2g}, {high:.2g}] spans more than a factor "
-                         f"{NOISY_ALPHA_RATIO:g}")
-    fit.holdout = _holdout(sizes, means, boot_means)
-    if fit.holdout["missed"]:
-        fit.flags.append(f"held-out miss: without the largest size the fit predicts {fit.holdout['predicted']:.4f} "
-                         f"there, observed {fit.holdout['observed']:.4f}, outside the prediction's 95% interval")
+    boot = [fit_form(chosen.name, L, m, refine=False).params for m in boot_means]
+    fit.params_ci = {k: _interval(np.array([b[k] for b in boot])) for k in fit.params}
+    fit.holdout = _holdout(chosen.name, L, sizes, means, boot_means, margin)
+    if fit.runner_up is not None:
+        head = fit_form(fit.runner_up, L[:-1], means[:-1])
+        fit.runner_up_holdout_error = float(head.at(L[-1:])[0] - means[-1])
+    fit.trusted = fit.holdout["within"]
+    if not fit.trusted:
+        h = fit.holdout
+        fit.flags.append(f"held-out miss: without the largest size the {chosen.name} fit predicts "
+                         f"{1 - h['predicted']:.5f} AUC there, observed {1 - h['observed']:.5f}: off by "
+                         f"{abs(h['error']):.5f}, more than the margin {margin:g} and outside its 95% prediction "
+                         f"interval")
     return fit
 
 
-def _holdout(sizes: np.ndarray, means: np.ndarray, boot_means: np.ndarray) -> dict:
-    """Fit without the largest size, predict it; the interval of (predicted - observed) comes
-    from the same seed bootstrap (both the head fit and the observed mean resampled)."""
-    head = fit_power_law(sizes[:-1], means[:-1])
-    predicted = float(head.predict(sizes[-1]))
-    errors = np.array([fit_power_law(sizes[:-1], m[:-1], refine=False).predict(sizes[-1]) - m[-1]
-                       for m in boot_means])
+def _holdout(form: str, L: np.ndarray, sizes: np.ndarray, means: np.ndarray, boot_means: np.ndarray,
+             margin: float) -> dict:
+    """Fit without the largest size, predict it; the interval of (predicted − observed) comes
+    from the same seed bootstrap (head fit and observed mean both resampled)."""
+    predicted = float(fit_form(form, L[:-1], means[:-1]).at(L[-1:])[0])
+    errors = np.array([fit_form(form, L[:-1], m[:-1], refine=False).at(L[-1:])[0] - m[-1] for m in boot_means])
     interval = _interval(errors)
-    return {"size": float(sizes[-1]), "observed": float(means[-1]), "predicted": predicted,
-            "error": predicted - float(means[-1]), "error_ci": interval,
-            "missed": bool(not interval[0] <= 0.0 <= interval[1])}
+    error = predicted - float(means[-1])
+    inside_interval = bool(interval[0] <= 0.0 <= interval[1])
+    return {"size": float(sizes[-1]), "observed": float(means[-1]), "predicted": predicted, "error": error,
+            "error_ci": interval, "within_margin": bool(abs(error) <= margin),
+            "within_interval": inside_interval, "within": bool(abs(error) <= margin or inside_interval)}
 
 
 def bootstrap_band(fit: CurveFit, groups: Sequence[np.ndarray], grid: np.ndarray, resamples: int = 300,
                    seed: int = 1) -> np.ndarray:
-    """(2, len(grid)): 95% band of the fitted curve's prediction, from the seed bootstrap."""
+    """(2, len(grid)): 95% band of the chosen form's prediction over sizes `grid`."""
     rng = np.random.default_rng(seed)
     sizes, groups = _sorted_groups(fit.sizes, groups)
-    preds = np.array([fit_power_law(sizes, resample_means(groups, rng), refine=False).predict(grid)
+    L, at = np.log2(sizes / sizes[0]), np.log2(np.asarray(grid, dtype=float) / sizes[0])
+    preds = np.array([fit_form(fit.form, L, resample_means(groups, rng), refine=False).at(at)
                       for _ in range(resamples)])
     return np.percentile(preds, [2.5, 97.5], axis=0)
 
 
-def effective_size(se: PowerLaw, target_error: float) -> float:
-    """The N at which the SE curve reaches `target_error` (inf if it never does)."""
-    reducible = target_error - se.E
-    if reducible <= 0 or se.A <= 0:
-        return float("inf")
-    return float(se.n0 * (se.A / reducible) ** (1.0 / se.alpha))
+def _needed_size(fitted: Fitted, n0: float, target: float) -> float:
+    return float(n0 * 2.0 ** first_reaching(fitted, target))
 
 
-def effective_size_multiplier(se_sizes: Sequence[float], se_groups: Sequence[np.ndarray], me_size: float,
+def _never_note(se_fit: CurveFit) -> str:
+    """Why SE's curve never gets to ME's error, in words."""
+    p = se_fit.params
+    if se_fit.form == "peaked" and p["c"] > 0 and p["b"] < 0:
+        turn = se_fit.n0 * 2.0 ** (-p["b"] / (2 * p["c"]))
+        return f"SE never reaches ME at any size: its fitted curve is best near {turn:.3g} and declines after"
+    if se_fit.form in ("constant", "log-linear", "peaked"):
+        return f"SE never reaches ME at any size: its fitted curve ({se_fit.form}) does not improve enough"
+    return "SE never reaches ME at any size: its fitted floor is above ME's AUC"
+
+
+def effective_size_multiplier(se_fit: CurveFit, se_groups: Sequence[np.ndarray], me_size: float,
                               me_group: np.ndarray, resamples: int = 1000, seed: int = 3) -> dict:
-    """SE size needed to reach ME's error at `me_size`, over `me_size`, with a seed-bootstrap
-    interval (SE curve and ME mean resampled together). `reached` is false when SE's fitted
-    curve never gets there (its floor E is above ME's error); `extrapolated` when the size
+    """SE size needed (on SE's chosen, trusted form) to reach ME's error at `me_size`, over
+    `me_size`, with a seed-bootstrap interval (SE curve and ME mean resampled together).
+    `reached` is false when SE's fitted curve never gets there; `extrapolated` when the size
     needed lies beyond the largest SE size measured. An unbounded interval end is None."""
-    se_sizes, se_groups = _sorted_groups(se_sizes, se_groups)
+    sizes, se_groups = _sorted_groups(se_fit.sizes, se_groups)
     me_group = np.asarray(me_group, dtype=float)
-    law = fit_power_law(se_sizes, [g.mean() for g in se_groups])
-    needed = effective_size(law, float(me_group.mean()))
+    L = np.log2(sizes / sizes[0])
+    needed = _needed_size(se_fit.fitted(), sizes[0], float(me_group.mean()))
     rng = np.random.default_rng(seed)
-    boot = np.array([effective_size(fit_power_law(se_sizes, resample_means(se_groups, rng), refine=False),
-                                    float(rng.choice(me_group, len(me_group)).mean()))
+    boot = np.array([_needed_size(fit_form(se_fit.form, L, resample_means(se_groups, rng), refine=False), sizes[0],
+                                  float(rng.choice(me_group, len(me_group)).mean()))
                      for _ in range(max(resamples, 1))]) / me_size
     # inf sorts last; no interpolation, so an unreached end stays inf instead of turning NaN
     low, high = np.percentile(boot, 2.5, method="lower"), np.percentile(boot, 97.5, method="higher")
-    finite = np.isfinite(needed)
-    return {"me_size": float(me_size), "me_auc": 1.0 - float(me_group.mean()), "reached": bool(finite),
-            "se_size_needed": float(needed) if finite else None,
+    finite = bool(np.isfinite(needed))
+    return {"me_size": float(me_size), "me_auc": 1.0 - float(me_group.mean()), "se_form": se_fit.form,
+            "reached": finite, "se_size_needed": needed if finite else None,
             "multiplier": float(needed / me_size) if finite else None,
             "multiplier_ci": [float(low) if np.isfinite(low) else None, float(high) if np.isfinite(high) else None],
-            "extrapolated": bool(not finite or needed > se_sizes[-1])}
+            "extrapolated": bool(not finite or needed > sizes[-1]),
+            "note": "" if finite else _never_note(se_fit)}
+
+
+__all__ = ["CurveFit", "bootstrap_band", "effective_size_multiplier", "fit_curve", "resample_means"]

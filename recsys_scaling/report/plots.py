@@ -102,8 +102,8 @@ def _save(fig, path: Path) -> Path:
 
 def _draw_backbone(ax, runs: pd.DataFrame, analysis, x_column: str, color_of) -> None:
     """Measured AUC (mean ± seed std) per arm — the ME curve starting from the SE base — and the
-    fitted curve: trusted fits with their bootstrap band and dashed extrapolation, flagged fits
-    dotted inside the measured range only, none when there are too few sizes to fit."""
+    chosen fitted form: trusted fits with their bootstrap band and dashed extrapolation, labelled
+    with their form; untrusted fits dotted, inside the measured range only."""
     from .analysis import arm_curves
     from .fit import bootstrap_band
 
@@ -114,16 +114,16 @@ def _draw_backbone(ax, runs: pd.DataFrame, analysis, x_column: str, color_of) ->
         ax.errorbar(stats[x_column], stats["mean"], yerr=stats["std"], color=color, capsize=3, lw=0.8,
                     alpha=0.8, label=f"{arm.upper()} measured", **ARM_STYLE.get(arm, {}))
         fit = analysis.fits.get("auc", {}).get(arm)
-        if fit is None or fit.law is None:
+        if fit is None or fit.form is None:
             continue
-        law = fit.power_law()
         inside = np.geomspace(min(fit.sizes), max(fit.sizes), 60)
-        if not fit.identified:
-            ax.plot(inside, 1 - law.predict(inside), ":", color=color, lw=1.2, label=f"{arm.upper()} fit (not trusted)")
+        if not fit.trusted:
+            ax.plot(inside, 1 - fit.predict(inside), ":", color=color, lw=1.2,
+                    label=f"{arm.upper()} {fit.form} (not trusted)")
             continue
         beyond = np.geomspace(max(fit.sizes), 4 * max(fit.sizes), 20)
-        ax.plot(inside, 1 - law.predict(inside), "-", color=color, lw=1.6, label=f"{arm.upper()} fit α={law.alpha:.2f}")
-        ax.plot(beyond, 1 - law.predict(beyond), "--", color=color, lw=1, alpha=0.7)
+        ax.plot(inside, 1 - fit.predict(inside), "-", color=color, lw=1.6, label=f"{arm.upper()} fit: {fit.form}")
+        ax.plot(beyond, 1 - fit.predict(beyond), "--", color=color, lw=1, alpha=0.7)
         groups = [1 - curve[curve[x_column] == s]["test_auc"].to_numpy() for s in sorted(curve[x_column].unique())]
         grid = np.concatenate([inside, beyond])
         band = bootstrap_band(fit, groups, grid)

@@ -11,15 +11,18 @@ import pandas as pd
 
 from ..tracking import run_url
 from .analysis import fit_note
-from .claims import INSUFFICIENT, MIN_SEEDS, claim_text
+from .claims import INSUFFICIENT, UNDECIDED, claim_text, seeds_text
+from .intervals import MIN_SEEDS
 from .plots import short_count
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:1.5em auto;padding:0 1em;color:#222;line-height:1.4}
 .scroll{overflow-x:auto} table.t{border-collapse:collapse;font-size:12px;margin:.5em 0 1.5em}
 .t td,.t th{padding:3px 7px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
 table.v{border-collapse:collapse;margin:.5em 0 1em;font-size:14px} .v td,.v th{padding:6px 10px;border-bottom:1px solid #ccc;text-align:left}
-.v td.me_ahead,.v td.improving{color:#0a6e2d;font-weight:600} .v td.me_behind,.v td.worsening{color:#a4161a;font-weight:600}
-.v td.insufficient_seeds{color:#8a6d00} .note{color:#555;font-size:13px}
+.v td.me_ahead,.v td.improving,.v td.me_scales_better{color:#0a6e2d;font-weight:600}
+.v td.me_behind,.v td.worsening,.v td.se_scales_better{color:#a4161a;font-weight:600}
+.v td.equivalent,.v td.saturated,.v td.same_scaling{color:#1d4e89;font-weight:600}
+.v td.insufficient_seeds,.v td.undecided{color:#8a6d00} .note{color:#555;font-size:13px}
 code{background:#f3f3f3;padding:1px 4px} li{margin:.3em 0} img{max-width:100%}"""
 
 
@@ -58,8 +61,10 @@ def _run_links(runs: pd.DataFrame, ui_url: str) -> pd.DataFrame:
     return shown.drop(columns=["experiment_id", "run_id"])
 
 
-SHORT = {"me_ahead": "ME ahead", "me_behind": "ME behind", "no_difference": "no difference", "improving": "improving",
-         "worsening": "worsening", "flat": "flat", INSUFFICIENT: "insufficient seeds"}
+SHORT = {"me_ahead": "ME ahead", "me_behind": "ME behind", "equivalent": "equivalent", "improving": "improving",
+         "worsening": "worsening", "saturated": "saturated", "me_scales_better": "ME scales better",
+         "se_scales_better": "SE scales better", "same_scaling": "same scaling", UNDECIDED: "undecided",
+         INSUFFICIENT: "insufficient seeds"}
 SHORT_IA = {"me_ahead": "ME less collapsed", "me_behind": "ME more collapsed"}
 
 
@@ -67,8 +72,12 @@ def _cell_text(claim) -> str:
     if claim is None:
         return "–"
     words = (SHORT_IA if claim.kind == "ia_gap" else {}).get(claim.verdict, SHORT[claim.verdict])
+    if claim.directional and claim.within_margin:
+        words += " (< margin)"
     value = "" if claim.low is None else (f" {claim.estimate:+.2f}" if claim.kind == "ia_gap"
                                           else f" {claim.estimate:+.4f}")
+    if not claim.decided and claim.seeds_needed is not None:
+        value += f" · {seeds_text(claim.seeds_needed).replace(' per cell', '')} needed"
     return words + value
 
 
@@ -78,30 +87,31 @@ def _cell(claim) -> str:
     return f'<td class="{claim.verdict}" title="{html.escape(claim_text(claim))}">{_cell_text(claim)}</td>'
 
 
+def _row_claims(a) -> list:
+    return [a.gaps[-1] if a.gaps else None, a.scaling_gap, a.trend("se", top=True), a.trend("me", top=True),
+            a.ia_gaps[-1] if a.ia_gaps else None]
+
+
 def verdict_table(analyses) -> str:
-    """backbone | ME vs SE at the largest scale | ME trend | SE trend | large-field IA | fit trusted?"""
-    rows = []
-    for a in analyses:
-        gap = a.gaps[-1] if a.gaps else None
-        ia = a.ia_gaps[-1] if a.ia_gaps else None
-        rows.append(f"<tr><th>{html.escape(a.label)}</th>{_cell(gap)}{_cell(a.trend('me'))}{_cell(a.trend('se'))}"
-                    f"{_cell(ia)}<td>{html.escape(fit_note(a))}</td></tr>")
-    header = ("<tr><th>backbone</th><th>ME − SE test AUC<br>at the largest scale</th><th>ME: AUC per doubling</th>"
-              "<th>SE: AUC per doubling</th><th>ME − SE IA of the large<br>fields (collapse)</th>"
-              "<th>power-law fit</th></tr>")
+    """backbone | ME − SE at the largest scale | ME vs SE scaling rate | SE at the top | ME at the top |
+    large-field IA | fit"""
+    rows = [f"<tr><th>{html.escape(a.label)}</th>{''.join(_cell(c) for c in _row_claims(a))}"
+            f"<td>{html.escape(fit_note(a))}</td></tr>" for a in analyses]
+    header = ("<tr><th>backbone</th><th>ME − SE test AUC<br>at the largest scale</th><th>ME vs SE scaling rate<br>"
+              "(AUC per doubling)</th><th>SE at the top<br>(two largest sizes)</th><th>ME at the top<br>(two largest "
+              "sizes)</th><th>ME − SE IA of the large<br>fields (collapse)</th><th>fit (form, trusted?)</th></tr>")
     return f'<div class="scroll"><table class="v">{header}{"".join(rows)}</table></div>'
 
 
-VERDICT_COLUMNS = ("backbone", "ME − SE test AUC at the largest scale", "ME: AUC per doubling",
-                   "SE: AUC per doubling", "ME − SE IA of the large fields", "power-law fit")
+VERDICT_COLUMNS = ("backbone", "ME − SE at the largest scale", "ME vs SE scaling rate", "SE at the top",
+                   "ME at the top", "large-field IA", "fit")
 
 
 def verdict_markdown(analyses) -> str:
     """The verdict table as markdown (for the sweep's parent run description in MLflow)."""
     lines = ["| " + " | ".join(VERDICT_COLUMNS) + " |", "|" + "---|" * len(VERDICT_COLUMNS)]
     for a in analyses:
-        cells = [a.label, _cell_text(a.gaps[-1] if a.gaps else None), _cell_text(a.trend("me")),
-                 _cell_text(a.trend("se")), _cell_text(a.ia_gaps[-1] if a.ia_gaps else None), fit_note(a)]
+        cells = [a.label, *(_cell_text(c) for c in _row_claims(a)), fit_note(a)]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines)
 
@@ -109,12 +119,52 @@ def verdict_markdown(analyses) -> str:
 def _method_note(method: dict) -> str:
     pairing = ("paired t on the per-seed differences (both arms ran the same seeds)" if method["pairing"] == "seed"
                else "Welch's t (unequal variances)")
-    holm = (" Verdicts follow Holm-adjusted p-values across every claim of this report; intervals are per claim."
-            if method["holm"] else "")
-    return (f"<p class=note>ME − SE gap: {pairing}, 95% interval. Trend: least squares of the per-seed test AUC on "
-            f"log2(size), 95% t interval. A claim needs at least {MIN_SEEDS} finished seeds per arm (per size for a "
-            f"trend); with fewer it is <em>insufficient seeds</em>, with no interval. The ME curve starts from the SE "
-            f"base at 1x (ME with one set is that model).{holm} Hover a cell for its interval.</p>")
+    holm = (" Directional verdicts follow Holm-adjusted p-values across every claim of this report; intervals are "
+            "per claim." if method["holm"] else "")
+    level = f"{100 * method['level']:.4g}%"
+    sequential = (f" <strong>Sequential intervals</strong>: seeds were added in rounds until claims were decided, "
+                  f"so α = 5% is split over the {method['looks']} planned looks (up to {method['max_seeds']} seeds per "
+                  f"cell); every interval is a {level} one, and the chance of any false claim over all the looks "
+                  "stays ≤ 5%." if method.get("sequential") else "")
+    return (f"<p class=note><strong>Margin</strong>: {method['margin']:g} AUC ({method['ia_margin']:g} IA) — "
+            f"{html.escape(method.get('margin_note') or 'the default: differences smaller than this do not matter in practice')}. "
+            f"Verdicts: a direction (ME ahead / improving / ME scales better) when the {level} interval excludes 0; "
+            "<em>equivalent</em> / <em>saturated</em> / <em>same scaling</em> when the difference is shown to be "
+            "inside ±margin (two one-sided tests at 5%: the 90% interval inside the margin); <em>undecided</em> "
+            "when the data allow both a difference and none — the cell says how many seeds per cell would decide it; "
+            f"<em>insufficient seeds</em> with fewer than {MIN_SEEDS}. ME − SE gap: {pairing}. Slopes: least squares "
+            "through the per-size means on log2(size), the seed spread pooled within each arm, Welch–Satterthwaite "
+            "degrees of freedom. <em>At the top</em>: the gain per doubling between the two largest sizes. The ME "
+            f"curve starts from the SE base at 1x (ME with one set is that model).{holm}{sequential} Hover a cell for "
+            "its interval.</p>")
+
+
+def next_steps(analyses, sweep: str) -> List[tuple]:
+    """(backbone label, seeds per cell, command) for each backbone with undecided claims: the
+    seeds that would decide them at the observed seed spread, and how to run them."""
+    steps = []
+    for a in analyses:
+        needed = a.seeds_to_decide()
+        if needed is not None:
+            steps.append((a.label, seeds_text(needed), seed_command(a.series or sweep, needed)))
+    return steps
+
+
+def _next_steps_html(analyses, sweep: str) -> str:
+    items = [f"<li>{html.escape(label)}: {html.escape(seeds)} — <code>{html.escape(command)}</code></li>"
+             for label, seeds, command in next_steps(analyses, sweep)]
+    if not items:
+        return ""
+    return ("<h2>To decide what is undecided</h2><p class=note>At the observed seed spread, this many seeds per cell "
+            "would make every interval narrow enough to decide (half-width ≤ margin/2):</p><ul>" + "".join(items)
+            + "</ul>")
+
+
+def seed_command(sweep: str, seeds: int) -> str:
+    """The command that runs `seeds` seeds per cell of a sweep (or adds them adaptively)."""
+    listed = ",".join(str(s) for s in range(min(seeds, 6))) + (f",...,{seeds - 1}" if seeds > 6 else "")
+    return (f"recsys-scaling sweep {sweep} seed={listed}   or   recsys-scaling sweep {sweep} --until-decided "
+            f"--max-seeds {seeds}")
 
 
 def write_index(out_dir: Path, title: str, parents: List[str], tracking_uri: str, ui_url: str, analyses,
@@ -127,6 +177,7 @@ def write_index(out_dir: Path, title: str, parents: List[str], tracking_uri: str
         verdict_table(analyses),
         _method_note(method),
         "<h2>Verdicts</h2><ul>" + "".join(f"<li>{html.escape(a.verdict)}</li>" for a in analyses) + "</ul>",
+        _next_steps_html(analyses, title),
         f"<p class=note>{len(runs)} runs, {int((runs['status'] == 'FINISHED').sum())} finished; x axis: "
         f"{html.escape(x_label)}. Parent run(s) "
         + ", ".join(f'<a href="{_run_url(ui_url, runs["experiment_id"].iloc[0], p)}"><code>{html.escape(p)}</code></a>'
@@ -138,15 +189,20 @@ def write_index(out_dir: Path, title: str, parents: List[str], tracking_uri: str
             f"{html.escape(k.replace('oracle_', '').replace('_', ' '))} {v:.4f}" for k, v in oracle.items())
             + ". A width-w truncation of the teacher is the most a student of embedding width w could hold.</p>")
     sections += [
-        "<p class=note>Fits: 1 − AUC(N) = E + A·(N/N₀)^(−α), NNLS over an α grid, bands from a seed bootstrap. "
-        "α is fitted from 4 sizes on; untrusted fits are dotted, without band or extrapolation.</p>",
+        "<p class=note>Fits: four forms of 1 − AUC against L = log2(N/N₀) — constant, log-linear, power law "
+        "E + A·2^(−αL), peaked a + bL + cL² (improves, then declines) — each held out (the largest size; from 5 sizes "
+        "each size in turn); the simplest form within noise of the best held-out error is chosen. Trusted: without "
+        "the largest size it predicts that size within the margin or within its own 95% prediction interval. "
+        "Trusted fits are drawn with a seed-bootstrap band and extrapolated (dashed); untrusted ones dotted, inside "
+        "the measured range only.</p>",
         *[_image(p) for p in plots],
         "<h2>Claims</h2>", _table(claims.drop(columns=[c for c in ("df",) if c in claims])) if len(claims)
         else "<p>No claims.</p>",
         "<h2>Fitted parameters</h2>", _table(fits),
-        "<h2>Effective-size multiplier</h2><p class=note>SE parameters needed (on SE's trusted fit) to reach ME's "
-        "AUC, over ME's parameters, with a seed-bootstrap interval; <em>extrapolated</em> when that size lies beyond "
-        "the largest SE model measured; <em>reached = False</em>: SE's fitted floor is above ME's AUC.</p>",
+        "<h2>Effective-size multiplier</h2><p class=note>SE parameters needed (on SE's trusted fit, in its chosen "
+        "form) to reach ME's AUC, over ME's parameters, with a seed-bootstrap interval; <em>extrapolated</em> when "
+        "that size lies beyond the largest SE model measured; <em>reached = False</em>: SE's fitted curve never gets "
+        "there (the note says why: a floor, or a curve that declines).</p>",
         _table(multipliers) if len(multipliers) else "<p>No trusted SE fit: no multiplier.</p>",
     ]
     if paper is not None and len(paper):

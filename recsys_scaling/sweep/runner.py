@@ -5,11 +5,12 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
 from .. import tracking
 from ..app import launch
 from ..config import config_fingerprint
+from ..models import model_label
 from ..paths import find_sweep
 from ..runtime import cpu_count, parallel_jobs, reserved_cpus
 from . import grid
@@ -31,6 +32,7 @@ class SweepSummary:
     seconds: float = 0.0
     slowest: Optional[Tuple[str, float]] = None
     experiment_url: str = ""
+    experiment: str = "recsys-scaling"
 
     @property
     def ok(self) -> bool:
@@ -70,9 +72,14 @@ def compose_sweep(spec: Path, overrides: Sequence[str] = ()):
 
 
 def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
-              sweeps_dirs: Sequence[Path] = ()) -> SweepSummary:
+              sweeps_dirs: Sequence[Path] = (), max_seeds: Optional[int] = None,
+              only_cells: Optional[Set[Cell]] = None) -> SweepSummary:
     """Expand and check every job, then open the parent run and launch the multirun. Jobs whose
-    config already has a FINISHED run are skipped (their runs are reused) unless `force`."""
+    config already has a FINISHED run are skipped (their runs are reused) unless `force`.
+    `max_seeds`: this launch is a round of adaptive seeds planned up to that many (recorded, so
+    that reports use sequential intervals). `only_cells`: train only the jobs of these
+    (backbone, arm, scale) cells; the others' finished runs still stand in the sweep, and their
+    unfinished jobs wait (deferred)."""
     spec = find_sweep(name, sweeps_dirs)
     sweep_name = spec.stem
     overrides = [*overrides, *(["sweep.resume=false"] if force else [])]
@@ -88,8 +95,13 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     log.info("sweep %s: %d jobs checked", sweep_name, len(jobs))
     store = tracking.Store.of(jobs[0].cfg)
     reused = {} if force else _finished_before(store, jobs)
+    if only_cells is not None:
+        jobs, deferred = _defer_other_cells(jobs, reused, only_cells)
+        if deferred:
+            overrides = [*overrides, "sweep.deferred=[" + ",".join(f"'{job.name}'" for job in deferred) + "]"]
     parent = store.create_sweep_parent(sweep_name, spec, [job.name for job in jobs], reused,
                                        overrides=sweep_params(spec, overrides))
+    store.record_sweep_settings(parent, {**report_settings(jobs[0].cfg), "max_seeds": max_seeds})
     if reused:
         log.info("sweep %s: %d of %d jobs finished before and are skipped (--force reruns them)",
                  sweep_name, len(reused), len(jobs))
@@ -113,7 +125,7 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
         try:
             summary = summarize(store, sweep_name, parent, len(jobs), len(reused))
             summary.seconds, summary.slowest = progress.elapsed, progress.slowest()
-            summary.experiment_url = store.experiment_url()
+            summary.experiment_url, summary.experiment = store.experiment_url(), store.experiment
             if status == "FINISHED" and not summary.ok:
                 status = "FAILED"
             store.finish_sweep_parent(parent, status, {"finished": summary.finished, "failed": summary.failed,
@@ -128,6 +140,25 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
                 "the sweep"
             ) from None
     return summary
+
+
+Cell = Tuple[str, str, int]  # (backbone label, arm, scale)
+
+
+def cell_of(job: grid.Job) -> Cell:
+    return model_label(job.cfg.model), str(job.cfg.arm), int(job.cfg.scale)
+
+
+def _defer_other_cells(jobs: Sequence[grid.Job], reused: dict, cells: Set[Cell]) -> tuple:
+    """(jobs this launch keeps: those of `cells` and those finished before; the others)."""
+    finished = {key.split("#")[0] for key in reused}
+    kept = [job for job in jobs if cell_of(job) in cells or job.name in finished]
+    return kept, [job for job in jobs if all(job is not k for k in kept)]
+
+
+def report_settings(cfg) -> dict:
+    """The sweep file's `report.*` settings, for `recsys-scaling report` to read back."""
+    return {"margin": cfg.report.margin, "ia_margin": cfg.report.ia_margin, "margin_note": cfg.report.margin_note}
 
 
 def _first_line(exc: BaseException) -> str:

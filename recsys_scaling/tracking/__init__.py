@@ -32,6 +32,8 @@ DEFAULT_EXPERIMENT = "recsys-scaling"
 DEFAULT_UI_PORT = 5000
 NOTE_TAG = "mlflow.note.content"  # the description MLflow's UI shows for an experiment or a run
 VIEW_KEY = "scaling"
+SETTINGS_PREFIX = "recsys_scaling.report."
+SETTINGS = {"margin": float, "ia_margin": float, "margin_note": str, "max_seeds": int}
 # A saved view of the runs table (MLflow's saved-view state, kept as an experiment tag): the job
 # runs of every sweep as one flat table, with the columns to read a scaling grid by.
 SCALING_VIEW = {
@@ -307,6 +309,25 @@ class Store:
         self.client.log_dict(run_id, dict(reused or {}), "reused.json")
         self.client.log_metric(run_id, "jobs_planned", len(job_names))
         return run_id
+
+    def record_sweep_settings(self, run_id: str, settings: Mapping[str, object]) -> None:
+        """How the report should read this sweep (its margins, an adaptive seed plan), as tags."""
+        self.client.log_batch(run_id, tags=[RunTag(SETTINGS_PREFIX + k, str(v)) for k, v in settings.items()
+                                            if v is not None and v != ""])
+
+    def sweep_settings(self, run_id: str) -> dict:
+        """What record_sweep_settings wrote on a sweep's parent run ({} for older sweeps)."""
+        tags = self.client.get_run(run_id).data.tags
+        found = {}
+        for key, cast in SETTINGS.items():
+            value = tags.get(SETTINGS_PREFIX + key)
+            if value:
+                try:
+                    found[key] = cast(value)
+                except ValueError:
+                    log.warning("sweep run %s: tag %s%s=%r is not a %s; ignored", run_id, SETTINGS_PREFIX, key,
+                                value, cast.__name__)
+        return found
 
     def describe_run(self, run_id: str, text: str) -> None:
         """Replace a run's description (markdown, shown on its page in the UI)."""

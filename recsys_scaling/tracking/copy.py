@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from mlflow.entities import Metric, Param, Run, RunTag, ViewType
+from mlflow.entities import Metric, Param, Run, ViewType
 
 from . import MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH, PARENT_TAG, Store, _chunks
 

@@ -1,0 +1,172 @@
+"""The subcommands: each parses nothing, calls the pipeline, prints what the user reads."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from .parser import train_help
+
+def cmd_train(overrides: List[str]) -> int:
+    from ..app import JobInputError, launch
+
+    if {"--help", "-h"} & set(overrides):
+        print(train_help())
+        return 0
+    if not any(o.startswith("-") for o in overrides):  # Hydra flags (--cfg, --info) go straight through
+        check_train_config(overrides)
+    try:
+        launch(overrides)
+    except JobInputError as exc:
+        raise ValueError(str(exc.code)) from None
+    except SystemExit as exc:  # Hydra reports a failed job and exits; keep main() returning codes
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+def check_train_config(overrides: List[str]) -> None:
+    """Compose and check the job before Hydra starts it: a bad value fails here, before a store,
+    a run or an output folder exists."""
+    from hydra.errors import HydraException
+
+    from ..config import explain
+    from ..tuned import resolve_job_config
+    from ..sweep.grid import Composer
+    from ..validate import check_job
+
+    try:
+        cfg = Composer(None)(overrides)
+    except HydraException as exc:
+        raise ValueError(explain(exc)) from None
+    check_job(resolve_job_config(cfg))
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ..sweep import run_sweep
+
+    if args.until_decided:
+        return _until_decided(args)
+    if args.margin is not None or args.ia_margin is not None:
+        raise ValueError("--margin and --ia-margin go with --until-decided (or set report.margin=... as an override)")
+    summary = run_sweep(args.name, args.overrides, force=args.force, sweeps_dirs=args.sweeps_dir)
+    print(summary.table())
+    return 0 if summary.ok else 1
+
+
+def _until_decided(args: argparse.Namespace) -> int:
+    from ..report import build_report
+    from ..sweep.adaptive import RoundFailed, closing_line, run_until_decided
+
+    if args.max_seeds < 3:
+        raise ValueError(f"--max-seeds {args.max_seeds}: must be at least 3 (the fewest seeds a claim needs)")
+    for flag, value in (("--margin", args.margin), ("--ia-margin", args.ia_margin)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{flag} {value:g}: must be a positive number")
+    try:
+        rounds, summary = run_until_decided(args.name, args.overrides, args.max_seeds, args.force, args.sweeps_dir,
+                                            args.margin, args.ia_margin, echo=lambda line: print(line, flush=True))
+    except RoundFailed as failed:
+        print(failed.summary.table())
+        print(f"recsys-scaling sweep: {failed}", file=sys.stderr)
+        return 1
+    print(closing_line(rounds, args.max_seeds))
+    report = build_report([summary.sweep], summary.store_uri, summary.experiment)
+    _print_report(report, [summary.sweep])
+    return 0
+
+
+def cmd_sweeps(sweeps_dirs: List[Path]) -> int:
+    from ..paths import list_sweeps
+
+    found = list_sweeps(sweeps_dirs)
+    width = max((len(s.name) for s in found), default=4)
+    for sweep in found:
+        print(f"{sweep.name:<{width}}  {sweep.origin:<9}  {sweep.path}")
+    if not any(not s.builtin for s in found):
+        print("(no sweeps of your own: put YAML files in ./sweeps/ or pass --sweeps-dir)")
+    return 0
+
+
+def cmd_budget(args: List[str], csv: Optional[Path], sweeps_dirs: List[Path]) -> int:
+    from ..paths import find_sweep
+    from ..sweep import grid
+    from ..sweep.budget_table import LEGEND, budget_table, format_table
+
+    spec = find_sweep(args[0], sweeps_dirs) if args and "=" not in args[0] else None
+    overrides = args[1:] if spec else args
+    jobs = grid.expand(spec, overrides)
+    trained, plans, base = grid.split_shared_base(jobs, grid.validate(jobs))
+    table = budget_table(trained, plans)
+    print(format_table(table))
+    if base:
+        print(f"({len(base)} ME jobs with one set are the SE base: the sweep trains them once, as SE)")
+    print(LEGEND)
+    if csv is not None:
+        table.to_csv(csv, index=False)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from ..tune import tune_sweep
+
+    path = tune_sweep(args.name, args.overrides, args.trials, args.storage, args.pruner, args.tune_dropout,
+                      args.timeout, sweeps_dirs=args.sweeps_dir, seed=args.seed)
+    print(f"tuned parameters: {path.resolve()}  (use them with train.tuned={path.stem})")
+    return 0
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    """Copy experiments between stores; exit 1 when the counts of the two sides differ."""
+    from ..tracking import check_source, check_store
+    from ..tracking.copy import copy_store
+
+    if args.source == args.dest:
+        raise ValueError("store copy: the source and the destination are the same store")
+    dest = args.dest if args.dest.startswith(("http://", "https://")) else check_store(args.dest)
+    results = copy_store(check_source(args.source), dest, args.experiment, progress=sys.stderr.isatty())
+    for result in results:
+        print(result.table())
+    bad = [r.experiment for r in results if not r.matches]
+    if bad:
+        print(f"store copy: the copy's counts differ from the source in {', '.join(bad)}; run the same command "
+              "again (complete copies are kept, half-copied runs are redone)", file=sys.stderr)
+        return 1
+    print(f"store copy: {sum(r.copied for r in results)} runs copied into {args.dest}; the counts match")
+    return 0
+
+
+def cmd_data(action: str, overrides: List[str]) -> int:
+    from ..data import describe, load_dataset, open_prepared
+    from ..sweep.grid import Composer
+
+    cfg = Composer(None)(overrides)
+    data = load_dataset(cfg.data, progress=True) if action == "prepare" else open_prepared(cfg.data)
+    print(describe(data))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..report import ClaimOptions, build_report
+
+    if not args.sweeps and not args.parent_run_id:
+        raise ValueError("name a sweep (or give --parent-run-id)")
+    options = ClaimOptions(pairing=args.pairing, holm=args.holm, margin=args.margin, ia_margin=args.ia_margin,
+                           sequential=args.sequential, max_seeds=args.max_seeds)
+    report = build_report(args.sweeps, args.tracking_uri, args.experiment, args.out, args.parent_run_id,
+                          x_axis=args.x, resamples=args.resamples, ui_url=args.ui_url, filter_string=args.filter,
+                          options=options)
+    _print_report(report, args.sweeps)
+    return 0
+
+
+def _print_report(report, sweeps: List[str]) -> None:
+    print(f"report of {'+'.join(sweeps) or 'parent runs'} ({report.num_runs} runs): {report.index.resolve()}")
+    for line in report.verdicts:
+        print(f"  {line}")
+    for line in report.next_steps:
+        print(f"  next: {line}")
+    print(f"  plots: {report.plot.resolve().parent}  fits: {report.fits_json.resolve()}")
+    print(f"browse the runs: recsys-scaling ui   then open {report.experiment_url}")
+
+

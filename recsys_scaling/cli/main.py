@@ -1,0 +1,72 @@
+"""`recsys-scaling`: dispatch to a subcommand; every user error is one line and an exit status."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import List, Optional
+
+from ..runtime import install_interrupt_handler, tune_allocator
+from .commands import cmd_budget, cmd_data, cmd_report, cmd_store, cmd_sweep, cmd_sweeps, cmd_train, cmd_tune
+from .parser import build_parser
+from .serve import cmd_server, cmd_ui
+
+MAX_ERROR_LENGTH = 400
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # also conf/config.yaml's, for the jobs
+
+
+def _error_line(command: str, exc: BaseException) -> str:
+    """`recsys-scaling <command>: error: <message>` on one bounded line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)  # escapes, e.g. \x00
+    if len(text) > MAX_ERROR_LENGTH:
+        text = text[: MAX_ERROR_LENGTH - 20] + f" ... ({len(text)} characters)"
+    return f"recsys-scaling {command}: error: {text}"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv else ""
+    install_interrupt_handler()
+    try:
+        return _dispatch(argv)
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print(f"recsys-scaling {command}: interrupted; a running job's run is marked KILLED and its checkpoint "
+              "kept: run the same command again to resume", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, LookupError, ValueError) as exc:
+        print(_error_line(command, exc), file=sys.stderr)
+        return 2
+    except ConnectionError as exc:  # the tracking store stopped answering (tracking.StoreUnreachable)
+        print(_error_line(command, exc), file=sys.stderr)
+        return 3
+
+
+def _dispatch(argv: List[str]) -> int:
+    if argv[:1] == ["train"]:  # everything after `train` is Hydra's: overrides, --cfg job, ...
+        tune_allocator()
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+        return cmd_train(argv[1:])
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Hydra overrides may follow options (`sweep demo --force seed=0,1`): argparse leaves them over.
+    unknown = [a for a in extra if a.startswith("-")]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    tune_allocator()
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    commands = {"sweep": lambda: cmd_sweep(args),
+                "sweeps": lambda: cmd_sweeps(args.sweeps_dir),
+                "budget": lambda: cmd_budget(args.overrides, args.csv, args.sweeps_dir),
+                "tune": lambda: cmd_tune(args),
+                "ui": lambda: cmd_ui(args),
+                "server": lambda: cmd_server(args),
+                "store": lambda: cmd_store(args),
+                "data": lambda: cmd_data(args.action, args.overrides),
+                "report": lambda: cmd_report(args)}
+    return commands[args.command]()
+

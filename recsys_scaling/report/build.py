@@ -1,0 +1,204 @@
+"""Report stage: MLflow runs -> pandas -> seed aggregation -> claims and fits -> plots ->
+HTML / CSV / Parquet / JSON, all logged to the sweep's parent run."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import pandas as pd
+
+from .. import tracking
+from .analysis import DEFAULT_IA_MARGIN, DEFAULT_MARGIN, X_AXES, analyse, arm_curves, claim_records, fit_rows
+from .claims import PAIRINGS
+from .intervals import Levels
+from .collect import collect_runs, distinct_runs, largest_scale_spectra, oracle_aucs, seed_summary
+from .paper import compare_with_paper
+from .plots import auc_vs_params, backbone_fit, ia_vs_scale, paper_comparison, small_multiples, spectra
+from .render import next_steps, verdict_markdown, write_index
+
+X_LABELS = {"total": "total parameters", "embedding": "embedding parameters", "dense": "dense parameters",
+            "flops": "FLOPs per example"}
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    index: Path
+    plot: Path
+    summary_csv: Path
+    runs_csv: Path
+    fits_json: Path
+    parent_run_ids: List[str]
+    store_uri: str
+    experiment_url: str
+    num_runs: int
+    verdicts: List[str]
+    next_steps: List[str]
+
+
+@dataclass(frozen=True)
+class ClaimOptions:
+    """How the claims are tested. None: as the sweep recorded it (its `report.*` margins; its
+    adaptive seed plan, which makes the intervals sequential), else the defaults."""
+
+    pairing: str = "welch"
+    holm: bool = False
+    margin: Optional[float] = None
+    ia_margin: Optional[float] = None
+    sequential: Optional[bool] = None
+    max_seeds: Optional[int] = None
+    margin_note: str = ""
+
+    def check(self) -> None:
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"--pairing {self.pairing!r}: choose from {PAIRINGS}")
+        for flag, value in (("--margin", self.margin), ("--ia-margin", self.ia_margin)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{flag} {value:g}: must be a positive number, e.g. {flag} 0.0005")
+        if self.max_seeds is not None and self.max_seeds < 3:
+            raise ValueError(f"--max-seeds {self.max_seeds}: must be at least 3")
+
+    def resolved(self, recorded: Sequence[dict]) -> "ClaimOptions":
+        """Fill what was left open from the sweeps' recorded settings (`Store.sweep_settings`)."""
+        def agreed(key: str):
+            values = {r[key] for r in recorded if r.get(key) is not None}
+            if len(values) > 1:
+                flag = "--" + key.replace("_", "-")
+                raise ValueError(f"the sweeps of this report recorded different {key} values ({sorted(values)}); "
+                                 f"pass {flag} to pick one")
+            return values.pop() if values else None
+
+        margin = self.margin if self.margin is not None else agreed("margin")
+        note = self.margin_note or (agreed("margin_note") if self.margin is None else "") or ""
+        planned = max((r["max_seeds"] for r in recorded if r.get("max_seeds")), default=None)
+        sequential = self.sequential if self.sequential is not None else planned is not None
+        max_seeds = self.max_seeds or planned
+        if sequential and max_seeds is None:
+            raise ValueError("sequential intervals need the planned largest seed count: pass --max-seeds N")
+        return replace(self, margin=margin if margin is not None else DEFAULT_MARGIN,
+                       ia_margin=self.ia_margin if self.ia_margin is not None else (agreed("ia_margin")
+                                                                                     or DEFAULT_IA_MARGIN),
+                       sequential=sequential, max_seeds=max_seeds, margin_note=note)
+
+    def method(self) -> dict:
+        """What fits.json and the page record about the tests."""
+        levels = Levels.sequential(self.max_seeds) if self.sequential else Levels()
+        return {**asdict(self), "level": levels.confidence, "looks": levels.looks}
+
+
+def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, experiment: str = "recsys-scaling",
+                 out_root: Path = Path("reports"), parent_run_ids: Sequence[str] = (), x_axis: str = "total",
+                 resamples: int = 1000, ui_url: Optional[str] = None, filter_string: str = "",
+                 options: ClaimOptions = ClaimOptions()) -> Report:
+    """Report the latest sweep of each name (or the given parent runs) into out_root/<name>/.
+    Run links point at `ui_url` (default: the store's UI, see tracking.ui_base_url); each sweep's
+    parent run gets the verdict table as its description."""
+    if x_axis not in X_AXES:
+        raise ValueError(f"--x {x_axis!r}: choose from {sorted(X_AXES)}")
+    options.check()
+    store = tracking.Store(tracking_uri, experiment)
+    ui_url = ui_url or store.ui_url
+    parents = list(parent_run_ids) or [store.latest_sweep_parent(s).info.run_id for s in sweeps]
+    options = options.resolved([store.sweep_settings(p) for p in parents])
+    runs, missing = collect_runs(store, parents, filter_string)
+    if runs.empty:
+        raise LookupError(f"sweep(s) {', '.join(sweeps) or parents} have no job runs")
+    name = "+".join(sweeps) if sweeps else parents[0]
+    final_dir = Path(out_root) / name
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Built in a scratch folder and moved into place, so a failed report leaves the old one whole.
+    work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final_dir.parent))
+    try:
+        report = _write(store, work, name, parents, runs, missing, x_axis, resamples, ui_url, options)
+        for parent in parents:
+            store.log_artifacts_to(parent, work, "report")
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        work.rename(final_dir)
+        for parent in parents:
+            store.describe_run(parent, _parent_note(name, report["markdown"], final_dir / "index.html"))
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return Report(final_dir, final_dir / "index.html", final_dir / report["plot"], final_dir / "summary.csv",
+                  final_dir / "runs.csv", final_dir / "fits.json", parents, store.uri, store.experiment_url(), len(runs), report["verdicts"],
+                  report["next_steps"])
+
+
+def _write(store: tracking.Store, work: Path, name: str, parents: List[str], runs: pd.DataFrame, missing: List[str], x_axis: str,
+           resamples: int, ui_url: str, options: ClaimOptions) -> dict:
+    x_column, x_label = X_AXES[x_axis], X_LABELS[x_axis]
+    runs = distinct_runs(runs)
+    analyses = analyse(runs, x_axis, resamples, pairing=options.pairing, holm=options.holm, margin=options.margin,
+                       ia_margin=options.ia_margin, sequential=options.sequential, max_seeds=options.max_seeds)
+    shown = _display_runs(runs)
+    summary, oracle = seed_summary(shown), oracle_aucs(runs)
+    plots = [small_multiples(runs, analyses, x_column, x_label, work / "scaling_grid.png")]
+    plots += [backbone_fit(runs, a, x_column, x_label, work / f"scaling_{_slug(a.label)}.png") for a in analyses]
+    plots.append(auc_vs_params(summary, work / "auc_vs_params.png", f"{name}: test AUC vs model size",
+                               oracle))
+    plots.append(ia_vs_scale(summary, work / "ia_vs_scale.png", f"{name}: embedding collapse (IA)"))
+    plots.append(spectra(largest_scale_spectra(store, shown), work / "spectra.png",
+                         f"{name}: embedding spectra at the largest scale (flatter = less collapse)"))
+    paper = _paper_comparison(runs, summary)
+    if paper is not None and len(paper):
+        plots.append(paper_comparison(paper, work / "paper_comparison.png", str(runs["dataset"].iloc[0])))
+        paper.to_csv(work / "paper_comparison.csv", index=False)
+    claims = claim_records(analyses)
+    multipliers = pd.DataFrame([{"backbone": a.label, **m} for a in analyses for m in a.effective_multiplier])
+    verdicts = [a.verdict for a in analyses]
+    summary.to_csv(work / "summary.csv", index=False)
+    pd.DataFrame(claims).to_csv(work / "claims.csv", index=False)
+    runs.to_csv(work / "runs.csv", index=False)
+    runs.to_parquet(work / "runs.parquet", index=False)
+    method = options.method()
+    (work / "fits.json").write_text(json.dumps({
+        "x_axis": x_axis, "parents": parents, "resamples": resamples, "missing_jobs": missing, "claims_method": method,
+        "margin": options.margin, "ia_margin": options.ia_margin, "sequential": options.sequential,
+        "max_seeds": options.max_seeds, "claims": claims, "oracle": oracle,
+        "backbones": [a.as_dict() for a in analyses]}, indent=2, default=_json_value))
+    write_index(work, name, parents, store.uri, ui_url, analyses, plots, fit_rows(analyses),
+                pd.DataFrame(claims), multipliers, summary, runs, missing, paper, x_label, method, oracle)
+    return {"plot": plots[0].name, "verdicts": verdicts, "markdown": verdict_markdown(analyses),
+            "next_steps": [f"{label}: {seeds} would decide what is undecided: {command}"
+                           for label, seeds, command in next_steps(analyses, name)]}
+
+
+def _parent_note(name: str, table: str, index: Path) -> str:
+    return (f"**Report `{name}`**: {index.resolve()} (also in this run's artifacts, `report/index.html`).\n\n"
+            f"{table}\n\nIntervals and methods: see the report.")
+
+
+def _display_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs for the overview tables and plots: the ME curve gets the SE base as its 1x point,
+    and with several sweeps each backbone is labelled with its sweep (never pooled)."""
+    parts = []
+    several = runs["series"].nunique() > 1
+    for (series, backbone), part in runs.groupby(["series", "backbone"], sort=True, dropna=False):
+        done = part[part["status"] == "FINISHED"]
+        curves = arm_curves(done) if len(done) else {}
+        merged = pd.concat([*curves.values(), part[part["status"] != "FINISHED"]]) if curves else part
+        parts.append(merged.assign(backbone=f"{series} / {backbone}" if several else backbone))
+    return pd.concat(parts, ignore_index=True) if parts else runs
+
+
+def _slug(label: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
+
+
+def _paper_comparison(runs: pd.DataFrame, summary: pd.DataFrame) -> Optional[pd.DataFrame]:
+    datasets = set(runs["dataset"].dropna())
+    if len(datasets) != 1 or not datasets & {"criteo", "avazu"}:
+        return None
+    return compare_with_paper(summary, datasets.pop())
+
+
+def _json_value(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)

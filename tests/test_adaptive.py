@@ -1,0 +1,72 @@
+"""Adaptive seeds: `sweep --until-decided` adds seeds only where claims are undecided, with
+sequential intervals, through real sweeps into a real store."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recsys_scaling import tracking
+from recsys_scaling.cli import main
+from recsys_scaling.report.analysis import analyse
+from recsys_scaling.report.collect import collect_runs
+from recsys_scaling.sweep.adaptive import undecided_cells
+
+GRID = ["data=synthetic_small", "scale=1,2", "seed=0,1,2", "train.max_epochs=1"]
+
+
+def sweep_parents(store: tracking.Store, name: str):
+    runs = store.client.search_runs([store.experiment_id], filter_string=f"tags.sweep = '{name}' and "
+                                    f"tags.`{tracking.ROLE_TAG}` = 'sweep'", order_by=["attributes.start_time ASC"])
+    return [r.info.run_id for r in runs]
+
+
+def test_undecided_cells_are_the_cells_of_undecided_claims():
+    class Claim:
+        def __init__(self, decided, cells):
+            self.decided, self.cells = decided, cells
+
+    claims = [("dnn", [Claim(True, (("me", 2), ("se", 2))), Claim(False, (("se", 1), ("se", 2)))]),
+              ("dcnv2", [Claim(False, (("me", 4),))])]
+    assert undecided_cells(claims) == {("dnn", "se", 1), ("dnn", "se", 2), ("dcnv2", "me", 4)}
+
+
+@pytest.mark.integration
+def test_until_decided_adds_seeds_only_behind_undecided_claims(store_uri, workdir, capsys):
+    code = main(["sweep", "smoke", f"tracking.uri={store_uri}", *GRID, "--until-decided", "--max-seeds", "4",
+                 "--margin", "0.002"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "sequential intervals planned up to 4 seeds per cell" in out and "round  seeds/cell" in out
+    store = tracking.Store(store_uri)
+    parents = sweep_parents(store, "smoke")
+    assert 1 <= len(parents) <= 2  # round 0, and round 1 unless round 0 decided everything
+    settings = store.sweep_settings(parents[0])
+    assert settings["max_seeds"] == 4 and settings["margin"] == 0.002
+    runs, _ = collect_runs(store, [parents[0]])
+    round0 = analyse(runs, resamples=1, fit=False, sequential=True, max_seeds=4, margin=0.002)
+    undecided = undecided_cells([(r.backbone, r.claims) for r in round0])
+    if len(parents) == 2:
+        added = store.child_runs(parents[1])
+        assert added and all(r.data.tags["seed"] == "3" for r in added)
+        assert {(r.data.tags["backbone"], r.data.tags["arm"], int(r.data.tags["scale"])) for r in added} <= undecided
+    else:
+        assert not undecided
+    fits = json.loads((workdir / "reports" / "smoke" / "fits.json").read_text())
+    assert fits["sequential"] is True and fits["max_seeds"] == 4 and fits["margin"] == 0.002
+    assert all(c["level"] == pytest.approx(1 - 0.05 / 2) for c in fits["claims"])  # 2 looks: 3 and 4 seeds
+    page = (workdir / "reports" / "smoke" / "index.html").read_text()
+    assert "Sequential intervals" in page
+    # the same command again: every job finished before, nothing is trained, the same rounds
+    assert main(["sweep", "smoke", f"tracking.uri={store_uri}", *GRID, "--until-decided", "--max-seeds", "4",
+                 "--margin", "0.002"]) == 0
+    again = capsys.readouterr().out
+    rows = [line.split() for line in again.splitlines() if line.strip()[:1].isdigit() and len(line.split()) == 7]
+    assert rows and all(row[3] == "0" for row in rows), again  # jobs run: 0 in every round
+
+
+def test_until_decided_refuses_a_plan_below_the_grid(workdir, capsys):
+    assert main(["sweep", "smoke", "seed=0,1,2,3", "--until-decided", "--max-seeds", "3"]) == 2
+    assert "already runs 4 seeds" in capsys.readouterr().err
+    assert main(["sweep", "smoke", "--margin", "0.01"]) == 2
+    assert not (workdir / "mlflow.db").exists()
