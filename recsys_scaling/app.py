@@ -12,9 +12,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from . import tracking
 from .job import JobBusy, run_job
 from .paths import CONF_DIR
-from .runtime import default_threads
+from .runtime import default_threads, install_interrupt_handler, stop_if_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +51,37 @@ def job_device(cfg: DictConfig, hydra_cfg) -> Iterator[None]:
 
 
 class JobInputError(SystemExit):
-    """Bad input found while a single job ran (bad rows under data.strict, a budget not met on the
-    real vocabulary, the job already running elsewhere). A SystemExit, so that it passes Hydra's
-    traceback printer; `recsys-scaling train` prints its message as one line."""
+    """An error a single job met that is the user's to fix, not a bug: bad input (bad rows under
+    data.strict, a budget not met on the real vocabulary, the job already running elsewhere), a
+    store that stopped answering, a full or read-only disk. A SystemExit, so that it passes
+    Hydra's traceback printer; `recsys-scaling train` re-raises `error` and prints one line."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
 
 
 INPUT_ERRORS = (ValueError, LookupError, FileNotFoundError, JobBusy)
 
 
+def _users_to_fix(exc: Exception) -> Optional[Exception]:
+    """The error as the one-line kind main() reports, or None for a bug (left to Hydra)."""
+    if isinstance(exc, JobBusy):
+        return ValueError(str(exc))
+    if isinstance(exc, INPUT_ERRORS):
+        return exc
+    if tracking.is_unreachable(exc) or isinstance(exc, ConnectionError):
+        return tracking.StoreUnreachable(f"the tracking store stopped answering: {str(exc).splitlines()[0][:200]}")
+    if isinstance(exc, OSError):
+        return exc
+    return None
+
+
 def _task(cfg: DictConfig) -> Optional[dict]:
+    # In a launcher's worker process too, SIGTERM ends the job as Ctrl-C does (its run KILLED, its
+    # checkpoint kept), and a worker told to stop starts no further job.
+    install_interrupt_handler()
+    stop_if_interrupted()
     hydra_cfg = HydraConfig.get()
     set_execution(cfg, hydra_cfg)
     with job_device(cfg, hydra_cfg):
@@ -69,8 +92,11 @@ def _run(cfg: DictConfig, hydra_cfg) -> Optional[dict]:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         try:
             return run_job(cfg)
-        except INPUT_ERRORS as exc:
-            raise JobInputError(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - sorted into the user's errors and bugs
+            error = _users_to_fix(exc)
+            if error is None:
+                raise
+            raise JobInputError(error) from None
     # In a sweep one failing job must not stop the others: its run is already marked
     # FAILED with the message and traceback; the sweep summary reports it.
     try:

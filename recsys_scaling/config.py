@@ -159,6 +159,10 @@ class DataConfig:
     # and budget checks work before the data is prepared. Synthetic data knows its own.
     field_dims: Optional[List[int]] = None
     split: List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    # Positive and negative rows the validation and test splits need at least (AUC, early
+    # stopping): data with fewer is refused when prepared. 0 turns the check off, to look at a
+    # tiny sample's encoding; training still refuses a split with one class (AUC undefined).
+    min_class_rows: int = 5
     cache_dir: str = "${oc.env:RECSYS_SCALING_CACHE,.cache/recsys_scaling}"
 
 
@@ -278,7 +282,7 @@ class Config:
 # Keys that say where or how a job runs, not what it computes: left out of its fingerprint.
 EXECUTION_KEYS = ("tracking", "sweep", "report", "train.progress", "train.threads", "train.device", "train.checkpoint",
                   "train.checkpoint_dir", "data.cache_dir", "train.data_on_device", "train.compile",
-                  "train.jobs_per_gpu")
+                  "train.jobs_per_gpu", "data.min_class_rows")
 # Keys added after runs were recorded: at these values they leave the fingerprint out, so the
 # jobs of earlier launches still match (and are skipped) after an upgrade.
 NEUTRAL_DEFAULTS = {("train", "precision"): "fp32"}
@@ -303,6 +307,12 @@ def config_fingerprint(cfg) -> str:
         if str(tree.get(node, {}).get(key)) == value:
             tree[node].pop(key)
     return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def job_fingerprint(cfg, data_fingerprint: str) -> str:
+    """A job's identity: its config (config_fingerprint) and the content of its data, so a
+    rewritten data file makes new jobs instead of reusing runs of the old one."""
+    return hashlib.sha256(f"{config_fingerprint(cfg)}:{data_fingerprint}".encode()).hexdigest()
 
 
 def resolve_tracking_uri(uri: Optional[str]) -> str:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
@@ -13,10 +11,12 @@ from omegaconf import DictConfig
 from . import tracking
 from .budget import plan_job
 from .collapse import CollapseProbe
-from .config import config_fingerprint, job_name
-from .data import load_dataset
+from .config import job_fingerprint, job_name
+from .data import data_fingerprint, load_dataset
+from .data.faults import check_labels
 from .models import Shape, build_model, model_label
 from .train import Checkpoint, fit, seed_everything
+from .runtime import holder_is_gone, lease_holder
 from .tuned import resolve_job_config
 from .validate import check_job
 
@@ -50,7 +50,7 @@ class JobLease:
 
     def __init__(self, path: Path):
         self.path, self._file = path, None
-        self.holder = f"pid {os.getpid()} on {socket.gethostname()}"
+        self.holder = lease_holder()
 
     def __enter__(self) -> "JobLease":
         import fcntl
@@ -78,21 +78,6 @@ class JobLease:
         self._file.close()  # closing releases the lock; the file stays (removing it would race)
 
 
-def holder_is_gone(holder: Optional[str]) -> bool:
-    """Whether the process a lease text names ("pid N on HOST") has ended. Only a process on this
-    host can be checked; one on another host counts as alive."""
-    parts = (holder or "").split()
-    if len(parts) != 4 or parts[0] != "pid" or parts[2] != "on" or parts[3] != socket.gethostname():
-        return False
-    try:
-        os.kill(int(parts[1]), 0)
-    except ProcessLookupError:
-        return True
-    except (ValueError, PermissionError):
-        return False
-    return False
-
-
 def run_job(cfg: DictConfig, resume: bool = False,
             on_epoch_end: Optional[Callable[[int, Dict[str, float]], None]] = None) -> Dict[str, float]:
     """Train one model and record it as one MLflow run; returns its final metrics.
@@ -110,27 +95,31 @@ def run_job(cfg: DictConfig, resume: bool = False,
     if name in cfg.sweep.deferred:
         log.info("%s: not trained in this round: the claims its cell feeds are decided", name)
         return {"deferred": 1.0}
-    fingerprint = config_fingerprint(cfg)
+    data_id = data_fingerprint(cfg.data)
+    fingerprint = job_fingerprint(cfg, data_id)
     if resume:
         done = tracking.Store.of(cfg).finished_run(fingerprint)
         if done is not None:
             log.info("%s: skipped, finished before as run %s", name, done)
             return {"skipped_as": done}
     with JobLease(Path(cfg.train.checkpoint_dir) / f"{fingerprint}.lock") as lease:
-        return _train_and_record(cfg, name, fingerprint, on_epoch_end, lease.holder)
+        return _train_and_record(cfg, name, fingerprint, data_id, on_epoch_end, lease.holder)
 
 
-def _train_and_record(cfg: DictConfig, name: str, fingerprint: str, on_epoch_end, holder: str) -> Dict[str, float]:
+def _train_and_record(cfg: DictConfig, name: str, fingerprint: str, data_id: str, on_epoch_end,
+                      holder: str) -> Dict[str, float]:
     data = load_dataset(cfg.data, progress=cfg.train.progress)
+    check_labels(data.y, data.splits, str(cfg.data.path or cfg.data.name), minimum=1)  # AUC must be defined
     plan = plan_job(cfg.model, cfg.arm, cfg.scale, data.field_dims, cfg.budget, job=name)
     store = tracking.Store.of(cfg)
     checkpoint = Checkpoint(Path(cfg.train.checkpoint_dir) / f"{fingerprint}.pt" if cfg.train.checkpoint else None)
-    with store.job_run(cfg, name, {**job_tags(cfg), "fingerprint": fingerprint, "lease": holder}) as run:
+    tags = {**job_tags(cfg), "fingerprint": fingerprint, "data_fingerprint": data_id, "lease": holder}
+    with store.job_run(cfg, name, tags) as run:
         closed = store.close_stale_runs(fingerprint, keep=run.run_id, why=_stale_reason(checkpoint))
         if closed:
             log.info("%s: %d earlier run(s) of this job left RUNNING by an ended process are now KILLED", name, closed)
         run.set_tags({"num_embeddings": str(plan.num_embeddings), "embed_dim": str(plan.embed_dim)})
-        run.log_params(resolved_params(plan))
+        run.log_params({**resolved_params(plan), "resolved.data_fingerprint": data_id})
         run.log_metrics({**plan_metrics(plan), **oracle_metrics(data.meta)})
         shape = Shape.of(len(data.field_dims), plan.shape, cfg.arm)
         seed_everything(cfg.seed)

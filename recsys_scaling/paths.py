@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Sequence
 
+import yaml
+
 _PACKAGE = Path(__file__).resolve().parent
 _CHECKOUT = _PACKAGE.parent
 
@@ -39,6 +41,9 @@ class SweepFile:
 
 def user_sweep_dirs(extra: Sequence[Path] = ()) -> List[Path]:
     """Folders searched before the built-ins: --sweeps-dir entries first, then ./sweeps."""
+    for folder in extra:
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"--sweeps-dir {folder}: no such folder")
     dirs = [Path(d).resolve() for d in extra] + [Path.cwd().resolve() / "sweeps"]
     return [d for i, d in enumerate(dirs) if d not in dirs[:i] and d != BUILTIN_SWEEPS_DIR.resolve()]
 
@@ -63,17 +68,59 @@ def list_sweeps(extra_dirs: Sequence[Path] = ()) -> List[SweepFile]:
 
 
 def find_sweep(name: str, extra_dirs: Sequence[Path] = ()) -> Path:
-    """A sweep by name (user folders, then built-ins) or a path to a YAML file."""
+    """A sweep by name (user folders, then built-ins) or a path to a YAML file; its text is
+    checked (a YAML mapping, readable, no key twice) before anything uses it."""
     if name.endswith(SWEEP_SUFFIXES) or "/" in name:
         path = Path(name)
         if path.is_file():
-            return path.resolve()
+            return check_sweep_file(path.resolve())
         raise FileNotFoundError(f"sweep {name!r}: no such file")
     match = next((s for s in list_sweeps(extra_dirs) if s.name == name), None)
     if match is not None:
-        return match.path
+        return check_sweep_file(match.path)
     known = ", ".join(s.name for s in list_sweeps(extra_dirs))
     searched = ", ".join(str(d) for d in [*user_sweep_dirs(extra_dirs), BUILTIN_SWEEPS_DIR])
     raise FileNotFoundError(f"sweep {name!r}: not found in {searched}; known sweeps: {known} "
                             "(`recsys-scaling sweeps` lists them)")
 
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (Hydra's
+    loader reports it with a traceback, PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def check_sweep_file(path: Path) -> Path:
+    """A sweep file Hydra can compose: UTF-8 YAML, a mapping, no key given twice, a file name that
+    is a valid config name. Raises ValueError naming file:line."""
+    if not path.stem.isascii() or not path.stem.replace("_", "a").replace("-", "a").isalnum():
+        raise ValueError(f"{path}: a sweep's file name is its name in the store and in Hydra: use letters, digits, "
+                         "- and _ (e.g. my_sweep.yaml)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#x} at offset {exc.start})") from None
+    if not text.strip():
+        raise ValueError(f"{path}: empty; a sweep extends `config` and sets hydra.sweeper.params (see "
+                         f"{BUILTIN_SWEEPS_DIR / 'smoke.yaml'})")
+    try:
+        tree = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ValueError(f"{where}: {exc.problem or exc.context or 'not valid YAML'}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(tree, dict):
+        raise ValueError(f"{path}: a sweep file is a YAML mapping (defaults:, hydra: ...), not a "
+                         f"{type(tree).__name__}")
+    return path

@@ -1,11 +1,14 @@
-"""Process-level settings: the allocator, cores, and threads per job under a launcher."""
+"""Process-level settings: the allocator, signals and the processes a command started, leases,
+cores, and threads per job under a launcher."""
 from __future__ import annotations
 
 import ctypes
 import os
 import signal
+import socket
 import sys
 import threading
+from typing import Optional
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
@@ -28,24 +31,95 @@ def tune_allocator() -> bool:
 
 
 _INTERRUPTED = threading.Event()
+_STARTED_BEFORE: set = set()  # child processes that existed when the command began (not ours to stop)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`): stops a command as Ctrl-C does (runs marked KILLED, checkpoints kept, the
+    processes it started stopped); the exit status is 143 instead of 130."""
 
 
 def _on_interrupt(signum, frame) -> None:
     _INTERRUPTED.set()
-    raise KeyboardInterrupt
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 def install_interrupt_handler() -> None:
-    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered: one that lands inside a
-    garbage-collection callback (where Python only prints "Exception ignored") still stops the
-    training loop at its next batch (see `stop_if_interrupted`)."""
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt (Terminated for SIGTERM) and are remembered: one
+    that lands inside a garbage-collection callback (where Python only prints "Exception
+    ignored") still stops the training loop at its next batch (see `stop_if_interrupted`)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _on_interrupt)
+        signal.signal(signal.SIGTERM, _on_interrupt)
+        _STARTED_BEFORE.update(p.pid for p in _children())
 
 
 def stop_if_interrupted() -> None:
     if _INTERRUPTED.is_set():
         raise KeyboardInterrupt
+
+
+def _children() -> list:
+    import psutil
+
+    try:
+        return psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def stop_children(grace: float = 10.0) -> int:
+    """Stop every process this command started (launcher workers, servers, and theirs): SIGTERM
+    first — a job worker then marks its run KILLED and keeps its checkpoint — and SIGKILL for
+    any still there after `grace` seconds. Returns how many there were."""
+    import psutil
+
+    ours = [p for p in _children() if p.pid not in _STARTED_BEFORE and not _is_resource_tracker(p)]
+    for process in ours:
+        try:
+            process.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(ours, timeout=grace)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    return len(ours)
+
+
+def _is_resource_tracker(process) -> bool:
+    """multiprocessing's and loky's resource trackers ignore SIGTERM by design and end by
+    themselves when the process that started them does; killing them makes loky print a
+    traceback as it restarts one."""
+    import psutil
+
+    try:
+        return any("resource_tracker" in part for part in process.cmdline())
+    except psutil.Error:
+        return True
+
+
+def lease_holder() -> str:
+    """This process, as a lease or a run records it: "pid N on HOST"."""
+    return f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+def holder_is_gone(holder: Optional[str]) -> bool:
+    """Whether the process a lease text names ("pid N on HOST") has ended. Only a process on this
+    host can be checked; one on another host counts as alive."""
+    parts = (holder or "").split()
+    if len(parts) != 4 or parts[0] != "pid" or parts[2] != "on" or parts[3] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError):
+        return False
+    return False
 
 
 def cpu_count() -> int:

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import optuna
 
 from . import tracking
+from .config import resolve_tracking_uri
 from .job import run_job
 from .paths import find_sweep
 from .sweep import grid
@@ -75,18 +76,26 @@ def objective_for(job: grid.Job, parent: str, sweep: str, tune_dropout: bool):
 
 def tune_sweep(name: str, overrides: Sequence[str] = (), trials: int = 20, storage: Optional[str] = None,
                pruner: str = "median", tune_dropout: bool = False, timeout: Optional[float] = None,
-               out_dir: Path = TUNED_DIR, sweeps_dirs: Sequence[Path] = (), seed: Optional[int] = None) -> Path:
+               out_dir: Path = TUNED_DIR, sweeps_dirs: Sequence[Path] = (), seed: Optional[int] = None
+               ) -> Optional[Path]:
     """One study per cell of the sweep's grid, `trials` trials each in this process. Several
     processes given the same `storage` share the studies. `seed` makes one worker's sampler
     reproducible; by default each worker draws its own, so parallel workers propose different
-    trials (with one shared seed they would propose the same ones)."""
+    trials (with one shared seed they would propose the same ones). Returns the tuned file, or
+    None when no study completed a trial (nothing is written then)."""
+    if trials < 1:
+        raise ValueError(f"--trials {trials}: must be at least 1 (trials per study in this process)")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"--timeout {timeout:g}: must be a positive number of seconds")
     spec = find_sweep(name, sweeps_dirs)
     jobs = grid.expand(spec, overrides)
     grid.validate(jobs)
     cells = grid_cells(jobs)
     first = jobs[0].cfg
+    uri = tracking.absolute_store(resolve_tracking_uri(first.tracking.uri))
+    storage = tracking.with_driver(storage or default_storage(uri))
+    check_own_database(storage, uri)
     store = tracking.Store.of(first)
-    storage = tracking.with_driver(storage or default_storage(store.uri))
     parent = store.create_sweep_parent(f"tune-{spec.stem}", spec, [f"{b}-{a}-{s}x" for b, a, s in cells])
     entries: List[dict] = []
     for (backbone, arm, scale), job in cells.items():
@@ -102,4 +111,14 @@ def tune_sweep(name: str, overrides: Sequence[str] = (), trials: int = 20, stora
         entries.append({"backbone": backbone, "arm": arm, "scale": scale, "params": study.best_params,
                         "best_valid_auc": study.best_value, "trials": len(study.trials)})
     store.finish_sweep_parent(parent, "FINISHED" if entries else "FAILED", {"tuned_cells": len(entries)})
-    return write_tuned(out_dir / f"{spec.stem}.yaml", spec.stem, storage, entries)
+    return write_tuned(out_dir / f"{spec.stem}.yaml", spec.stem, storage, entries) if entries else None
+
+
+def check_own_database(storage: str, tracking_uri: str) -> None:
+    """Optuna and MLflow both keep an `alembic_version` table: one database cannot hold both."""
+    from .tracking.reach import store_identity
+
+    if store_identity(storage) == store_identity(tracking_uri):
+        raise ValueError(f"--storage {storage}: that is the MLflow store's database; Optuna needs its own (both "
+                         "keep an alembic_version table), e.g. another database on the same server, or leave "
+                         "--storage out for optuna.db beside mlflow.db")

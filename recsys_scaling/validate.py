@@ -18,7 +18,8 @@ from urllib.parse import urlparse
 from omegaconf import DictConfig, OmegaConf
 
 from .config import DataKind
-from .data.formats import DataError, check_readable
+from .data.faults import DataError
+from .data.formats import check_readable
 
 DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?|mps)$")
 STORE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
@@ -74,6 +75,7 @@ RANGES: List[Rule] = [
     ("budget.targets", lambda v: all(t >= 1 for t in v), "every target must be a positive parameter count",
      "e.g. budget.targets=[1e6,2e6]"),
     ("data.min_count", _at_least(1), "must be at least 1", "1 keeps every value"),
+    ("data.min_class_rows", _at_least(0), "must be >= 0", "0 turns the check of the splits' labels off"),
     ("data.split", lambda v: len(v) == 3 and all(f > 0 for f in v) and abs(sum(v) - 1) < 1e-6,
      "needs three positive fractions (train, valid, test) summing to 1", "e.g. data.split=[0.8,0.1,0.1]"),
     ("report.margin", _finite_positive, "must be a positive number (AUC units)",
@@ -93,8 +95,9 @@ SYNTHETIC_RANGES: List[Rule] = [
 
 
 def check_job(cfg: DictConfig) -> None:
-    """Every check, in order: keys the schema does not know, value ranges, the store URI, the
-    data source. Raises ConfigError on the first failure."""
+    """Every check, in order: values that are required and missing, keys the schema does not
+    know, value ranges, the store URI, the data source. Raises ConfigError on the first failure."""
+    check_required(cfg)
     check_known_keys(cfg)
     rules = RANGES + (SYNTHETIC_RANGES if cfg.data.kind == DataKind.synthetic else [])
     for key, test, what, fix in rules:
@@ -107,6 +110,27 @@ def check_job(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={_shown(value)}", what, fix)
     check_store_uri(cfg.tracking.uri)
     check_data_source(cfg.data)
+
+
+REQUIRED_FIXES = {"data.path": "the raw file, e.g. data.path=/data/criteo/train.txt (or data=synthetic)"}
+
+
+def _missing(node: Any, prefix: str = "") -> Iterator[str]:
+    for key in node.keys():
+        if key == "hydra":
+            continue
+        if OmegaConf.is_missing(node, key):
+            yield f"{prefix}{key}"
+        elif OmegaConf.is_dict(node._get_node(key)):
+            yield from _missing(node._get_node(key), f"{prefix}{key}.")
+
+
+def check_required(cfg: DictConfig) -> None:
+    """A value the config leaves to the user (`???`), such as data.path of a raw dataset."""
+    for key in _missing(cfg):
+        kind = OmegaConf.select(cfg, "data.kind") if key.startswith("data.") else None
+        raise ConfigError(key, f"required{f' for data.kind={kind}' if kind else ''}, and not given",
+                          f"give {REQUIRED_FIXES.get(key, key + '=...')}")
 
 
 def _shown(value: Any) -> str:
@@ -190,7 +214,7 @@ def check_data_source(data_cfg: DictConfig) -> None:
     """A raw data file exists, is a file and can be read (synthetic data is generated)."""
     if data_cfg.kind == DataKind.synthetic:
         return
-    if not data_cfg.path:
+    if OmegaConf.is_missing(data_cfg, "path") or not data_cfg.path:
         raise ConfigError("data.path", f"required for data.kind={data_cfg.kind}", "data.path=/path/to/file")
     path = Path(str(data_cfg.path)).expanduser()
     if not path.exists():

@@ -30,7 +30,7 @@ def _write(path: Path, header, rows) -> Path:
     return path
 
 
-def criteo_csv_variant(path: Path, rows: int = 200, seed: int = 0) -> Path:
+def criteo_csv_variant(path: Path, rows: int = 400, seed: int = 0) -> Path:
     """label,I1..I13,C1..C26 with a header; integers written as floats ("260.0"), some empty."""
     rng = np.random.default_rng(seed)
     lines = []
@@ -42,7 +42,7 @@ def criteo_csv_variant(path: Path, rows: int = 200, seed: int = 0) -> Path:
     return _write(path, CRITEO_HEADER, lines)
 
 
-def avazu_csv(path: Path, rows: int = 100, seed: int = 1) -> Path:
+def avazu_csv(path: Path, rows: int = 600, seed: int = 1) -> Path:
     """Avazu's train file: id, click, hour (one hour here: 14102100), 21 categorical columns."""
     rng = np.random.default_rng(seed)
     lines = []
@@ -56,7 +56,7 @@ def avazu_csv(path: Path, rows: int = 100, seed: int = 1) -> Path:
     return _write(path, AVAZU_HEADER, lines)
 
 
-def generic_csv(path: Path, rows: int = 100, seed: int = 2) -> Path:
+def generic_csv(path: Path, rows: int = 1000, seed: int = 2) -> Path:
     """A click log with the columns conf/data/csv.yaml's schema names (label clk, price numeric)."""
     rng = np.random.default_rng(seed)
     lines = []

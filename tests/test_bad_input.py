@@ -84,9 +84,10 @@ def test_data_error_found_while_training_is_one_line_without_a_run(workdir, caps
 def test_strict_fails_on_a_reused_cache_that_recorded_bad_rows(workdir, capsys):
     path = workdir / "train.txt"
     path.write_text(criteo_rows(40, bad_line=12))
-    assert main(["data", "prepare", "data=criteo", f"data.path={path}"]) == 0
+    assert main(["data", "prepare", "data=criteo", f"data.path={path}", "data.min_class_rows=0"]) == 0
     capsys.readouterr()
-    assert main(["data", "prepare", "data=criteo", f"data.path={path}", "data.strict=true"]) == 2
+    assert main(["data", "prepare", "data=criteo", f"data.path={path}", "data.min_class_rows=0",
+                 "data.strict=true"]) == 2
     line = one_error_line(capsys.readouterr().err, "data")
     assert "train.txt:12: wrong column count" in line and "recorded 1 bad rows" in line
 

@@ -208,7 +208,11 @@ def test_unknown_sweep_is_a_clear_error(workdir, capsys):
     assert "no_such_sweep" in err and "demo" in err
 
 
-def test_report_of_unknown_sweep_is_a_clear_error(store_uri, capsys):
+def test_report_of_unknown_sweep_is_a_clear_error(store_uri, workdir, capsys):
+    assert main(["report", "nothing", "--tracking-uri", store_uri]) == 2
+    assert "no such sqlite file" in capsys.readouterr().err
+    assert not (workdir / "mlflow.db").exists()  # reading a store never creates one
+    tracking.Store(store_uri).experiment_id
     assert main(["report", "nothing", "--tracking-uri", store_uri]) == 2
     assert "no sweep named 'nothing'" in capsys.readouterr().err
 

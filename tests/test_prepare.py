@@ -21,6 +21,8 @@ from recsys_scaling.data.formats import criteo_int_transform, parse_integers
 
 
 def data_cfg(tmp_path, *overrides):
+    """A data config; hand-made files of a few rows are checked for their encoding only
+    (data.min_class_rows=0), the real-format samples (tests/samples.py) as users' files are."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*overrides, f"data.cache_dir={tmp_path / 'cache'}"])
@@ -59,7 +61,7 @@ def test_non_integers_are_flagged():
 def test_real_criteo_sample_csv_variant(tmp_path, samples):
     data = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={samples['criteo']}",
                                  "data.min_count=1"))
-    assert data.meta["rows"] == 200 and len(data.field_dims) == 39
+    assert data.meta["rows"] == 400 and len(data.field_dims) == 39
     assert data.field_names[:2] == ["I1", "I2"] and data.field_names[-1] == "C26"
     assert sum(data.meta["bad_rows"][k]["count"] for k in data.meta["bad_rows"]) == 0
     assert (np.asarray(data.X).max(0) < np.array(data.field_dims)).all()
@@ -69,7 +71,7 @@ def test_real_criteo_sample_csv_variant(tmp_path, samples):
 def test_real_avazu_sample(tmp_path, samples):
     data = load_dataset(data_cfg(tmp_path, "data=avazu", f"data.path={samples['avazu']}",
                                  "data.min_count=1"))
-    assert data.meta["rows"] == 100 and len(data.field_dims) == 22
+    assert data.meta["rows"] == 600 and len(data.field_dims) == 22
     assert "id" not in data.field_names and "click" not in data.field_names and "hour" in data.field_names
     assert data.field_dims[data.field_names.index("hour")] == 2  # one hour value, plus OOV
     with_hours = load_dataset(data_cfg(tmp_path, "data=avazu", f"data.path={samples['avazu']}",
@@ -80,13 +82,13 @@ def test_real_avazu_sample(tmp_path, samples):
 def test_generic_csv_and_parquet_with_schema(tmp_path, samples):
     source = samples["csv"]
     csv = load_dataset(data_cfg(tmp_path, "data=csv", f"data.path={source}"))
-    assert csv.meta["rows"] == 100 and csv.field_names[0] == "price" and len(csv.field_dims) == 16
+    assert csv.meta["rows"] == 1000 and csv.field_names[0] == "price" and len(csv.field_dims) == 16
     import pyarrow.csv as pcsv
 
     table = pcsv.read_csv(source)
     pq.write_table(table, tmp_path / "tiny.parquet")
     parquet = load_dataset(data_cfg(tmp_path, "data=csv", f"data.path={tmp_path / 'tiny.parquet'}"))
-    assert parquet.meta["rows"] == 100 and parquet.field_names == csv.field_names
+    assert parquet.meta["rows"] == 1000 and parquet.field_names == csv.field_names
 
 
 def test_schema_naming_absent_columns_is_a_clear_error(tmp_path, samples):
@@ -108,7 +110,7 @@ def test_hand_computed_vocabulary_and_oov(tmp_path):
              criteo_line("1", ["5"] + [""] * 12, cats("c")),
              criteo_line("0", ["0"] + [""] * 12, cats("a"))]
     path = write(tmp_path / "train.txt", lines)
-    data = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_count=2"))
+    data = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_class_rows=0", "data.min_count=2"))
     names = data.field_names
     # I1: "5" -> floor(ln 5 ^2) = 2 (3x), "0" -> "-2" (2x): by count then value
     # C1: a (2x), b (2x) kept, ordered by value; c (1x) -> OOV 0
@@ -135,7 +137,7 @@ def test_bad_rows_counted_by_kind_with_line_numbers(tmp_path, gz, caplog):
              criteo_line(ints=["1.5"] + ["1"] * 12),  # 8 non-integer
              good]                                   # 9
     path = write(tmp_path / ("train.txt.gz" if gz else "train.txt"), lines, gz=gz)
-    data = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_count=1"))
+    data = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_class_rows=0", "data.min_count=1"))
     bad = data.meta["bad_rows"]
     assert {k: (v["count"], v["first_lines"]) for k, v in bad.items()} == {
         "wrong_column_count": (2, [3, 7]), "non_integer": (2, [2, 8]),
@@ -149,27 +151,27 @@ def test_bad_rows_counted_by_kind_with_line_numbers(tmp_path, gz, caplog):
 def test_strict_mode_names_file_and_line(tmp_path):
     path = write(tmp_path / "train.txt", [criteo_line(), criteo_line(), "\t".join(["1"] * 10), criteo_line(label="x")])
     with pytest.raises(DataError, match=r"train.txt:3: wrong column count"):
-        load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.strict=true"))
+        load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_class_rows=0", "data.strict=true"))
     assert not any((tmp_path / "cache").glob("criteo-*")), "nothing half-written"
 
 
 def test_cache_reuse_and_rebuild_on_changed_input_or_setting(tmp_path):
     path = write(tmp_path / "train.txt", [criteo_line(label=str(i % 2)) for i in range(50)])
-    first = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}"))
+    first = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_class_rows=0"))
     stamp = (first.path / "X.npy").stat().st_mtime_ns
-    again = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}"))
+    again = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_class_rows=0"))
     assert again.path == first.path and (again.path / "X.npy").stat().st_mtime_ns == stamp
-    other_setting = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_count=1"))
+    other_setting = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_class_rows=0", "data.min_count=1"))
     assert other_setting.path != first.path
     write(path, [criteo_line(label=str(i % 2)) for i in range(60)])
-    changed = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}"))
+    changed = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_class_rows=0"))
     assert changed.path != first.path and changed.meta["rows"] == 60
 
 
 def test_vocab_scope_train_counts_only_training_rows(tmp_path):
     lines = [criteo_line(label=str(i % 2), cats=[f"v{i}"] + ["z"] * 25) for i in range(40)]
     path = write(tmp_path / "train.txt", lines)
-    scoped = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_count=1",
+    scoped = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_class_rows=0", "data.min_count=1",
                                    "data.vocab_scope=train"))
     c1 = scoped.field_names.index("C1")
     X = np.asarray(scoped.X)
@@ -202,7 +204,7 @@ def test_bad_rows_in_blocks_arrow_parses_as_integers(tmp_path):
     good = criteo_line()
     lines = [good, "", criteo_line(label="7"), "\t".join(["1"] * 5), good, criteo_line(ints=[""] * 13)]
     path = write(tmp_path / "train.txt", lines)
-    data = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_count=1"))
+    data = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_class_rows=0", "data.min_count=1"))
     bad = {k: (v["count"], v["first_lines"]) for k, v in data.meta["bad_rows"].items()}
     assert bad == {"wrong_column_count": (1, [4]), "non_integer": (0, []), "bad_label": (1, [3]),
                    "empty_line": (1, [2])}

@@ -19,7 +19,7 @@ def cmd_train(overrides: List[str]) -> int:
     try:
         launch(overrides)
     except JobInputError as exc:
-        raise ValueError(str(exc.code)) from None
+        raise exc.error from None
     except SystemExit as exc:  # Hydra reports a failed job and exits; keep main() returning codes
         return exc.code if isinstance(exc.code, int) else 1
     return 0
@@ -30,16 +30,19 @@ def check_train_config(overrides: List[str]) -> None:
     a run or an output folder exists."""
     from hydra.errors import HydraException
 
-    from ..config import explain
-    from ..tuned import resolve_job_config
+    from ..config import explain, resolve_tracking_uri
     from ..sweep.grid import Composer
-    from ..validate import check_job
+    from ..tracking.store import probe_server
+    from ..tuned import resolve_job_config
+    from ..validate import check_job, check_required
 
     try:
         cfg = Composer(None)(overrides)
     except HydraException as exc:
         raise ValueError(explain(exc)) from None
+    check_required(cfg)
     check_job(resolve_job_config(cfg))
+    probe_server(resolve_tracking_uri(cfg.tracking.uri))  # a server that never answers: one line, now
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -112,6 +115,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     path = tune_sweep(args.name, args.overrides, args.trials, args.storage, args.pruner, args.tune_dropout,
                       args.timeout, sweeps_dirs=args.sweeps_dir, seed=args.seed)
+    if path is None:
+        print("recsys-scaling tune: error: no trial completed in any study (their runs say why); nothing written",
+              file=sys.stderr)
+        return 1
     print(f"tuned parameters: {path.resolve()}  (use them with train.tuned={path.stem})")
     return 0
 
@@ -120,11 +127,12 @@ def cmd_store(args: argparse.Namespace) -> int:
     """Copy experiments between stores; exit 1 when the counts of the two sides differ."""
     from ..tracking import check_source, check_store
     from ..tracking.copy import copy_store
+    from ..tracking.reach import check_distinct
 
-    if args.source == args.dest:
-        raise ValueError("store copy: the source and the destination are the same store")
+    check_distinct(args.source, args.dest)
+    source = check_source(args.source)  # before the destination is opened (opening a sqlite one creates it)
     dest = args.dest if args.dest.startswith(("http://", "https://")) else check_store(args.dest)
-    results = copy_store(check_source(args.source), dest, args.experiment, progress=sys.stderr.isatty())
+    results = copy_store(source, dest, args.experiment, progress=sys.stderr.isatty())
     for result in results:
         print(result.table())
     bad = [r.experiment for r in results if not r.matches]
@@ -137,10 +145,19 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def cmd_data(action: str, overrides: List[str]) -> int:
+    from hydra.errors import HydraException
+
+    from ..config import explain
     from ..data import describe, load_dataset, open_prepared
     from ..sweep.grid import Composer
+    from ..validate import check_data_source, check_required
 
-    cfg = Composer(None)(overrides)
+    try:
+        cfg = Composer(None)(overrides)
+    except HydraException as exc:
+        raise ValueError(explain(exc)) from None
+    check_required(cfg)
+    check_data_source(cfg.data)
     data = load_dataset(cfg.data, progress=True) if action == "prepare" else open_prepared(cfg.data)
     print(describe(data))
     return 0

@@ -1,11 +1,12 @@
 """`recsys-scaling`: dispatch to a subcommand; every user error is one line and an exit status."""
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from typing import List, Optional
 
-from ..runtime import install_interrupt_handler, tune_allocator
+from ..runtime import Terminated, install_interrupt_handler, stop_children, tune_allocator
 from .commands import cmd_budget, cmd_data, cmd_report, cmd_store, cmd_sweep, cmd_sweeps, cmd_train, cmd_tune
 from .parser import build_parser
 from .serve import cmd_server, cmd_ui
@@ -23,6 +24,18 @@ def _error_line(command: str, exc: BaseException) -> str:
     return f"recsys-scaling {command}: error: {text}"
 
 
+def os_error_text(exc: OSError) -> str:
+    """'no space left on device: /data/cache/X.npy' — what went wrong, and where."""
+    text = exc.strerror.lower() if exc.strerror else str(exc)
+    if exc.filename:
+        text += f": {exc.filename}"
+    hint = {errno.ENOSPC: "free some space, or point the folder elsewhere",
+            errno.EROFS: "the folder is read-only; point it at a writable one",
+            errno.EACCES: "no permission; point it at a folder you can write",
+            errno.EDQUOT: "disk quota exceeded; free some space"}.get(exc.errno, "")
+    return text + (f" ({hint})" if hint else "")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv else ""
@@ -32,16 +45,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        print(f"recsys-scaling {command}: interrupted; a running job's run is marked KILLED and its checkpoint "
-              "kept: run the same command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        stopped = stop_children()
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        also = f"; {stopped} process(es) it started stopped" if stopped else ""
+        print(f"recsys-scaling {command}: {how}; a running job's run is marked KILLED and its checkpoint "
+              f"kept{also}: run the same command again to resume", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except (FileNotFoundError, LookupError, ValueError) as exc:
         print(_error_line(command, exc), file=sys.stderr)
         return 2
     except ConnectionError as exc:  # the tracking store stopped answering (tracking.StoreUnreachable)
         print(_error_line(command, exc), file=sys.stderr)
         return 3
+    except OSError as exc:  # the machine, not the input: a full disk, a read-only folder, no permission
+        print(_error_line(command, os_error_text(exc)), file=sys.stderr)
+        return 1
 
 
 def _dispatch(argv: List[str]) -> int:

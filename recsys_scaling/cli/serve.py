@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 def _serve(args: argparse.Namespace, backend: str, announce, workers: int = 1) -> int:
     """Start an MLflow server on `backend` (refusing a port in use), call `announce(url, process)`
@@ -50,13 +49,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_server(args: argparse.Namespace) -> int:
     """Start the team's tracking server after checking its database; run until Ctrl-C."""
-    import signal
     import socket
 
     from .. import tracking
 
-    # `kill` (SIGTERM) stops it as cleanly as Ctrl-C: the MLflow server and PostgreSQL go down too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     postgres = None  # a local PostgreSQL runs while this handle lives, and stops when the process exits
     if args.local_postgres is not None:
         postgres, backend = tracking.local_postgres(args.local_postgres)

@@ -6,13 +6,13 @@ from typing import List, Optional
 from omegaconf import OmegaConf
 
 from .cache import CacheError, EncodedData, cache_path, fingerprint, open_cache
-from .formats import DataError
+from .faults import DataError, check_labels
 from .loader import BatchLoader, DeviceBatches
 from .prepare import prepare_dataset, prepare_settings
-from .synthetic import synthetic_dataset
+from .synthetic import synthetic_dataset, synthetic_settings
 
-__all__ = ["BatchLoader", "DeviceBatches", "DataError", "EncodedData", "declared_field_dims", "describe", "load_dataset",
-           "open_prepared"]
+__all__ = ["BatchLoader", "DeviceBatches", "DataError", "EncodedData", "data_fingerprint", "declared_field_dims",
+           "describe", "load_dataset", "open_prepared"]
 
 
 def declared_field_dims(data_cfg) -> Optional[List[int]]:
@@ -70,4 +70,15 @@ def load_dataset(data_cfg, progress: bool = False) -> EncodedData:
     if data_cfg.kind != "synthetic":
         return prepare_dataset(data_cfg, progress)
     synthetic = OmegaConf.to_object(data_cfg.synthetic)
-    return synthetic_dataset(data_cfg.name, synthetic, list(data_cfg.split), data_cfg.cache_dir, progress)
+    data = synthetic_dataset(data_cfg.name, synthetic, list(data_cfg.split), data_cfg.cache_dir, progress)
+    check_labels(data.y, data.splits, f"synthetic data {data_cfg.name}", int(data_cfg.min_class_rows))
+    return data
+
+
+def data_fingerprint(data_cfg, progress: bool = False) -> str:
+    """The identity of a data config's data by content: its cache's fingerprint (the input
+    file's bytes and the preprocessing settings; or the generator, its version and the split).
+    Part of every job's fingerprint, so changed data never reuses runs of the old data."""
+    if data_cfg.kind == "synthetic":
+        return fingerprint(synthetic_settings(OmegaConf.to_object(data_cfg.synthetic), list(data_cfg.split)))
+    return fingerprint(prepare_settings(data_cfg, progress))

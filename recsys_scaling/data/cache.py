@@ -18,6 +18,8 @@ from typing import Callable, Dict, List, Mapping, Sequence
 
 import numpy as np
 
+from .faults import reserve
+
 FORMAT_VERSION = 1
 SPLIT_NAMES = ("train", "valid", "test")
 log = logging.getLogger(__name__)
@@ -82,10 +84,20 @@ class CacheWriter:
         self.field_names = list(field_names)
 
     def allocate(self, rows: int) -> None:
-        self.X = np.lib.format.open_memmap(
-            self.tmp_dir / "X.npy", mode="w+", dtype=np.int32, shape=(rows, len(self.field_names))
-        )
-        self.y = np.lib.format.open_memmap(self.tmp_dir / "y.npy", mode="w+", dtype=np.float32, shape=(rows,))
+        """X and y as memory maps whose disk space is reserved up front: on a full disk this
+        fails with one line, where writing a sparse map would die of SIGBUS."""
+        self.X = self._memmap("X.npy", np.int32, (rows, len(self.field_names)))
+        self.y = self._memmap("y.npy", np.float32, (rows,))
+
+    def _memmap(self, name: str, dtype, shape) -> np.memmap:
+        path = self.tmp_dir / name
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        try:
+            reserve(path, path.stat().st_size)
+        except OSError:
+            del array
+            raise
+        return array
 
     def commit(self, field_dims: Sequence[int], splits: Dict[str, np.ndarray], meta: dict) -> Path:
         # No msync: the page cache already holds what every reader sees, and a cache damaged by

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from ..config import DataKind, NumericRule, choice
+from .faults import DataError, check_flat_columns
 
 BAD_KINDS = ("wrong_column_count", "non_integer", "bad_label", "empty_line")
 MISSING = "NULL"
@@ -34,10 +35,6 @@ AVAZU_COLUMNS = ["id", "click", "hour", "C1", "banner_pos", "site_id", "site_dom
                  "app_domain", "app_category", "device_id", "device_ip", "device_model", "device_type",
                  "device_conn_type", "C14", "C15", "C16", "C17", "C18", "C19", "C20", "C21"]
 _INTEGER = r"^[+-]?\d+(\.0*)?$"
-
-
-class DataError(ValueError):
-    """Input that cannot be read as asked: the message names the file, line or key."""
 
 
 @dataclass
@@ -418,6 +415,7 @@ class TableFormat(RawFormat):
         parquet = pq.ParquetFile(self.path)
         self._check_schema(parquet.schema_arrow.names)
         columns = [self.label, *self.numeric_columns, *self.categorical_columns]
+        check_flat_columns(parquet.schema_arrow, columns, self.path)
         row = 1  # "lines" of a Parquet file are its 1-based row numbers
         for batch in parquet.iter_batches(columns=columns, batch_size=1 << 18):
             arrays = [pc.fill_null(pc.cast(c, pa.string()), "") for c in batch.columns]

@@ -11,7 +11,6 @@ training split only, so validation and test values unseen in training are OOV.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +25,9 @@ import pyarrow.parquet as pq
 from ..config import VocabScope, choice
 from ..runtime import cpu_count
 from .cache import CacheWriter, EncodedData, open_or_build, seeded_split
-from .formats import BAD_KINDS, MISSING, Batch, DataError, RawFormat, make_format
+from .faults import DataError, check_labels, reading
+from .identity import content_hash
+from .formats import BAD_KINDS, MISSING, Batch, RawFormat, make_format
 from .prefetch import prefetched
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,12 @@ class Scan:
 
     def __iter__(self) -> Iterator[Batch]:
         bar = _progress_bar("parsing" if self.progress else None)
+        with reading(self.fmt.path):
+            yield from self._batches(bar)
+        if bar is not None:
+            bar.close()
+
+    def _batches(self, bar) -> Iterator[Batch]:
         for chunk in prefetched(self.fmt.chunks()):  # parse the next block while this one is encoded
             batch = self.fmt.transform(chunk.table)
             found = {"wrong_column_count": chunk.skipped_lines}
@@ -87,8 +94,6 @@ class Scan:
             self.valid_rows += len(batch.labels)
             if bar is not None:
                 bar.update(batch.raw_rows + len(chunk.skipped_lines))
-        if bar is not None:
-            bar.close()
 
     def _record(self, found: Dict[str, np.ndarray]) -> None:
         found = {k: v for k, v in found.items() if len(v)}
@@ -167,24 +172,20 @@ class ValueCounter:
         return vocabularies
 
 
-def input_fingerprint(path: Path, sample: int = 1 << 20) -> dict:
-    stat = path.stat()
-    digest = hashlib.blake2b(digest_size=16)
-    with path.open("rb") as fh:
-        digest.update(fh.read(sample))
-        fh.seek(max(0, stat.st_size - sample))
-        digest.update(fh.read(sample))
-    return {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "head_tail_blake2b": digest.hexdigest()}
+def input_fingerprint(path: Path, memo_dir: Optional[Path] = None, progress: bool = False) -> dict:
+    """The input file by content (not by name or mtime): a file moved or touched keeps its
+    cache and its jobs; a file rewritten in place gets new ones."""
+    return {"bytes": path.stat().st_size, "blake2b": content_hash(path, memo_dir, progress)}
 
 
-def prepare_settings(data_cfg) -> dict:
+def prepare_settings(data_cfg, progress: bool = False) -> dict:
+    """Everything the encoded cache depends on: the input's content and the preprocessing."""
     from omegaconf import OmegaConf
 
     fmt = make_format(data_cfg)
     return {
         "kind": data_cfg.kind,
-        "input": input_fingerprint(fmt.path),
+        "input": input_fingerprint(fmt.path, Path(data_cfg.cache_dir), progress),
         "min_count": int(data_cfg.min_count),
         "vocab_scope": data_cfg.vocab_scope,
         "split": list(data_cfg.split),
@@ -230,6 +231,7 @@ def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -
             _remap(writer, spill, local, vocabularies)
             splits = split.result()
         writer.y[:] = y
+        check_labels(y, splits, str(fmt.path), int(data_cfg.min_class_rows))
         local.remove()
         spill.remove()
         _write_vocabularies(writer.tmp_dir / "vocab.parquet", names, vocabularies)
@@ -240,6 +242,7 @@ def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -
             "positive_rate": float(np.mean(y)),
             "bad_rows": scan.bad.as_dict(),
             "settings": settings,
+            "source_path": str(fmt.path.resolve()),
             "oov_index": 0,
         }
         return writer.commit([v.num_rows + 1 for v in vocabularies], splits, meta)
@@ -343,9 +346,11 @@ def _write_vocabularies(path: Path, names: List[str], vocabularies: List[pa.Tabl
 
 def prepare_dataset(data_cfg, progress: bool = False) -> EncodedData:
     """The verified cache for a raw-file data config, built when missing, stale or damaged."""
-    settings = prepare_settings(data_cfg)
+    settings = prepare_settings(data_cfg, progress)
     data = open_or_build(Path(data_cfg.cache_dir), data_cfg.name, settings,
                          lambda path, fp: build_cache(path, fp, data_cfg, settings, progress))
+    # also for a cache built before this check existed, or with another data.min_class_rows
+    check_labels(data.y, data.splits, str(data_cfg.path), int(data_cfg.min_class_rows))
     if data_cfg.strict:
         check_strict(data)
     return data
@@ -359,6 +364,6 @@ def check_strict(data: EncodedData) -> None:
         return
     line, kind = min((min(info["first_lines"]), kind) for kind, info in bad.items())
     total = sum(info["count"] for info in bad.values())
-    source = (data.meta.get("settings") or {}).get("input", {}).get("path", "the data file")
+    source = data.meta.get("source_path") or "the data file"
     raise DataError(f"{source}:{line}: {kind.replace('_', ' ')} "
                     f"(data.strict=true; the cache at {data.path} recorded {total} bad rows)")

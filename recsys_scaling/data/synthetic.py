@@ -198,8 +198,13 @@ def _progress(chunks: range, enabled: bool, rows: int):
     return tqdm(chunks, desc=f"generating {rows:,} rows", unit="chunk")
 
 
+def synthetic_settings(cfg, split: Sequence[float]) -> dict:
+    """What the generated cache depends on (its fingerprint): the generator, its version, the split."""
+    return {**generator_settings(cfg), "split": list(split)}
+
+
 def synthetic_dataset(name: str, cfg, split: Sequence[float], cache_dir: str, progress: bool = False) -> EncodedData:
-    settings = {**generator_settings(cfg), "split": list(split)}
+    settings = synthetic_settings(cfg, split)
     return open_or_build(
         Path(cache_dir), name, settings,
         lambda path, fp: write_synthetic(path, fp, cfg, split, progress),

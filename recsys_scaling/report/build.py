@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence
 import pandas as pd
 
 from .. import tracking
+from ..config import resolve_tracking_uri
 from .analysis import DEFAULT_IA_MARGIN, DEFAULT_MARGIN, X_AXES, analyse, arm_curves, claim_records, fit_rows
 from .claims import PAIRINGS
 from .intervals import Levels
@@ -100,7 +101,8 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
     if x_axis not in X_AXES:
         raise ValueError(f"--x {x_axis!r}: choose from {sorted(X_AXES)}")
     options.check()
-    store = tracking.Store(tracking_uri, experiment)
+    # Read only: a missing sqlite store is an error, not a new empty store.
+    store = tracking.Store(tracking.check_source(resolve_tracking_uri(tracking_uri)), experiment)
     ui_url = ui_url or store.ui_url
     parents = list(parent_run_ids) or [store.latest_sweep_parent(s).info.run_id for s in sweeps]
     options = options.resolved([store.sweep_settings(p) for p in parents])

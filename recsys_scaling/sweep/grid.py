@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
+from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -18,7 +18,7 @@ from ..budget import JobPlan, plan_job
 from ..config import EmbeddingShape, embedding_shape, explain, job_name
 from ..data import declared_field_dims
 from ..models import get_backbone, model_label
-from ..paths import CONF_DIR
+from ..paths import BUILTIN_SWEEPS_DIR, CONF_DIR
 from ..tuned import resolve_job_config
 from ..validate import check_job
 
@@ -53,6 +53,7 @@ class Composer:
         self.searchpath = [f"hydra.searchpath=[file://{CONF_DIR}]"] if spec else []
 
     def __call__(self, overrides: Sequence[str] = (), hydra_config: bool = False) -> DictConfig:
+        check_override_syntax(overrides)
         GlobalHydra.instance().clear()
         try:
             with initialize_config_dir(config_dir=str(self.config_dir), version_base="1.3"):
@@ -60,6 +61,19 @@ class Composer:
                                return_hydra_config=hydra_config)
         finally:
             GlobalHydra.instance().clear()
+
+
+def check_override_syntax(overrides: Sequence[str]) -> None:
+    """Each override parses on its own; the one that does not is named, with the fix for the
+    usual cause: a value holding =, ?, & or spaces (a URI) must be quoted."""
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_override(override)
+        except (OverrideParseException, HydraException) as exc:
+            key, _, value = override.partition("=")
+            raise HydraException(f"override {override!r} cannot be parsed ({' '.join(str(exc).split())[:120]}); "
+                                 f"quote a value with =, ?, & or spaces: {key}=\"'{value}'\"") from None
 
 
 def _is_group_choice(override: str, spec: Optional[Path]) -> bool:
@@ -102,8 +116,11 @@ def expand(spec: Optional[Path], overrides: Sequence[str] = ()) -> List[Job]:
     plain = [o for o in overrides if "," not in o.split("=", 1)[-1]]
     try:
         base = composer(plain, hydra_config=True)
-    except HydraException as exc:
+    except (HydraException, OmegaConfBaseException) as exc:
         raise SweepConfigError(f"sweep config: {explain(exc)}") from exc
+    if spec is not None and not all(key in base for key in ("model", "data", "train")):
+        raise SweepConfigError(f"{spec}: does not extend the job config; start it with `defaults: [config, _self_]` "
+                               f"(see {BUILTIN_SWEEPS_DIR / 'smoke.yaml'})")
     params = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
     parsed = OverridesParser.create().parse_overrides([*params, *overrides])
     combos = BasicSweeper.split_arguments(parsed, None)[0]

@@ -5,14 +5,17 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
+
+from omegaconf import OmegaConf
 
 from .. import tracking
 from ..app import launch
-from ..config import config_fingerprint
+from ..config import config_fingerprint, job_fingerprint
+from ..data import data_fingerprint, load_dataset
 from ..models import model_label
 from ..paths import find_sweep
-from ..runtime import cpu_count, parallel_jobs, reserved_cpus
+from ..runtime import cpu_count, parallel_jobs, reserved_cpus, stop_children
 from . import grid
 from .progress import SweepProgress, clock
 
@@ -93,12 +96,17 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
         log.info("sweep %s: %d ME jobs with one set are the SE base and are trained once, as SE", sweep_name,
                  len(base))
     log.info("sweep %s: %d jobs checked", sweep_name, len(jobs))
+    data_ids = prepare_data(jobs)  # bad data or a full disk fail here, before a store or a run exists
     store = tracking.Store.of(jobs[0].cfg)
-    reused = {} if force else _finished_before(store, jobs)
+    reused = {} if force else _finished_before(store, jobs, data_ids)
     if only_cells is not None:
         jobs, deferred = _defer_other_cells(jobs, reused, only_cells)
         if deferred:
             overrides = [*overrides, "sweep.deferred=[" + ",".join(f"'{job.name}'" for job in deferred) + "]"]
+    closed = store.close_stale_sweep_parents(sweep_name)
+    if closed:
+        log.info("sweep %s: %d earlier launch(es) left RUNNING by a process that ended are now KILLED", sweep_name,
+                 closed)
     parent = store.create_sweep_parent(sweep_name, spec, [job.name for job in jobs], reused,
                                        overrides=sweep_params(spec, overrides))
     store.record_sweep_settings(parent, {**report_settings(jobs[0].cfg), "max_seeds": max_seeds})
@@ -117,6 +125,11 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
+        stop_children()  # launcher workers mark their runs KILLED on SIGTERM; any left are closed below
+        try:
+            store.close_running_children(parent, "interrupted: the sweep was stopped (Ctrl-C or SIGTERM)")
+        except Exception as exc:  # noqa: BLE001 - the store may be the reason; the next launch closes them
+            log.warning("sweep %s: could not close its running job runs: %s", sweep_name, _first_line(exc))
         log.warning("sweep %s interrupted: %d of %d jobs finished in this launch; the same command resumes it "
                     "(finished jobs are skipped, the interrupted one continues from its checkpoint)", sweep_name,
                     sum(1 for job in progress.done.values() if job.status == "FINISHED"), progress.total)
@@ -178,14 +191,35 @@ def sweep_params(spec: Path, overrides: Sequence[str]) -> dict:
     return params
 
 
-def _finished_before(store: tracking.Store, jobs: Sequence[grid.Job]) -> dict:
-    """job name + fingerprint -> id of its earlier FINISHED run."""
-    reused = {}
+def prepare_data(jobs: Sequence[grid.Job]) -> Dict[str, str]:
+    """Prepare (or open) every distinct dataset of the grid once, before anything is recorded;
+    returns data config -> its content fingerprint (see data.data_fingerprint)."""
+    ids: Dict[str, str] = {}
     for job in jobs:
-        fingerprint = config_fingerprint(job.cfg)
+        key = OmegaConf.to_yaml(job.cfg.data)
+        if key not in ids:
+            load_dataset(job.cfg.data, progress=True)
+            ids[key] = data_fingerprint(job.cfg.data)
+    return ids
+
+
+def fingerprint_of(job: grid.Job, data_ids: Dict[str, str]) -> str:
+    return job_fingerprint(job.cfg, data_ids[OmegaConf.to_yaml(job.cfg.data)])
+
+
+def _finished_before(store: tracking.Store, jobs: Sequence[grid.Job], data_ids: Dict[str, str]) -> dict:
+    """job name + fingerprint -> id of its earlier FINISHED run (same config, same data)."""
+    reused, unknown_data = {}, 0
+    for job in jobs:
+        fingerprint = fingerprint_of(job, data_ids)
         done = store.finished_run(fingerprint)
         if done is not None:
             reused[f"{job.name}#{fingerprint[:12]}"] = done
+        elif store.finished_run(config_fingerprint(job.cfg)) is not None:
+            unknown_data += 1
+    if unknown_data:
+        log.info("%d job(s) have FINISHED runs from before runs recorded their data's fingerprint: what data they "
+                 "saw is unknown, so they are not reused and train again", unknown_data)
     return reused
 
 

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence
 
 from mlflow.entities import Metric, Param, Run, ViewType
 
-from . import MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH, PARENT_TAG, Store, _chunks
+from .store import MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH, PARENT_TAG, Store, _chunks
 
 log = logging.getLogger(__name__)
 COPIED_FROM = "recsys_scaling.copied_from"  # on a copy: the source run's id

@@ -1,0 +1,471 @@
+"""The tracking store: a Store (a tracking store and an experiment in it, with its own client),
+one run per job, one parent run per sweep, the UI's addresses."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+
+from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from ..config import resolve_tracking_uri
+from ..runtime import holder_is_gone, lease_holder
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow prints "View run ... at <url>" for every run it ends on a server; the tool prints its
+# own addresses (with the scaling view), once.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+log = logging.getLogger(__name__)
+PARENT_TAG = "mlflow.parentRunId"
+ROLE_TAG = "recsys_scaling.role"
+MAX_PARAM_LENGTH = 6000
+MAX_PARAMS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+DEFAULT_EXPERIMENT = "recsys-scaling"
+DEFAULT_UI_PORT = 5000
+NOTE_TAG = "mlflow.note.content"  # the description MLflow's UI shows for an experiment or a run
+VIEW_KEY = "scaling"
+SETTINGS_PREFIX = "recsys_scaling.report."
+SETTINGS = {"margin": float, "ia_margin": float, "margin_note": str, "max_seeds": int}
+# A saved view of the runs table (MLflow's saved-view state, kept as an experiment tag): the job
+# runs of every sweep as one flat table, with the columns to read a scaling grid by.
+SCALING_VIEW = {
+    "searchFilter": f"tags.`{ROLE_TAG}` = 'job'",
+    "selectedColumns": ["tags.`backbone`", "tags.`arm`", "tags.`scale`", "tags.`seed`", "tags.`sweep`",
+                        "params.`resolved.num_embeddings`", "params.`resolved.embed_dim`",
+                        "metrics.`params_total`", "metrics.`test_auc`", "metrics.`ia_mean`",
+                        "metrics.`epochs_run`"],
+    "orderByKey": "tags.`backbone`",
+    "orderByAsc": True,
+}
+EXPERIMENT_NOTE = """\
+SE-vs-ME scaling sweeps recorded by recsys-scaling.
+
+* Each sweep is a parent run `sweep-<name>` (its description holds the verdicts once
+  `recsys-scaling report <name>` has run); its jobs are child runs named
+  `<backbone>-<arm>-<scale>x-s<seed>`.
+* Read them by backbone, arm and scale: pick the saved view "scaling" under Views (the address
+  `recsys-scaling ui` prints opens it): every job run in one table with those columns.
+* `tags.arm`: se = one embedding set of size scale*d0; me = `scale` sets of size d0.
+"""
+
+
+def absolute_store(uri: str) -> str:
+    """A relative sqlite URI made absolute, so jobs in other directories share the store."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
+def flatten(tree: Mapping, prefix: str = "") -> Dict[str, str]:
+    flat: Dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+class StoreUnreachable(ConnectionError):
+    """The tracking store stopped answering (a tracking server down, a database gone)."""
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether an error means the store did not answer (after the client's own retries), as
+    opposed to the store refusing a request."""
+    import requests
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, OperationalError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, MlflowException) and "API request to" in text and (
+        "Max retries exceeded" in text or "Connection" in text or "timed out" in text)
+
+
+class StopRun(Exception):
+    """Raised inside a job to end its run with `status` rather than FAILED (a pruned trial)."""
+
+    status = "KILLED"
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class JobRun:
+    """One job's MLflow run, written through its store's client (no global MLflow state)."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client, self.run_id = client, run_id
+
+    def log_epoch(self, epoch: int, metrics: Dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        entries = [Metric(k, float(v), now, epoch) for k, v in metrics.items()]
+        for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=chunk)
+
+    def log_metrics(self, metrics: Dict[str, float]) -> None:
+        self.log_epoch(0, metrics)
+
+    def log_params(self, params: Dict[str, str]) -> None:
+        for chunk in _chunks([Param(k, v) for k, v in params.items()], MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=chunk)
+
+    def set_tags(self, tags: Dict[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_dict(self, payload: dict, name: str) -> None:
+        self.client.log_dict(self.run_id, payload, name)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+
+@contextmanager
+def _creation_lock(uri: str) -> Iterator[None]:
+    """Several processes opening a new sqlite store at once would each create its tables (one
+    then fails with "table ... already exists"): they take turns on a lock file beside it."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(uri[len("sqlite:///"):] + ".lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def ui_base_url(store_uri: str) -> str:
+    """Where the MLflow UI for a store is: the server itself for an http(s) store, else
+    $RECSYS_SCALING_UI_URL, else the address `recsys-scaling ui` serves by default."""
+    if store_uri.startswith(("http://", "https://")):
+        return store_uri.rstrip("/")
+    return os.environ.get("RECSYS_SCALING_UI_URL", f"http://127.0.0.1:{DEFAULT_UI_PORT}").rstrip("/")
+
+
+def experiment_url(ui_url: str, experiment_id: str) -> str:
+    """The experiment's runs table in the machine-learning view, with the saved scaling view."""
+    return (f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
+            f"?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning")
+
+
+def run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _source_tags(source: str) -> Dict[str, str]:
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return {"mlflow.source.name": source, "mlflow.source.type": "LOCAL", "mlflow.user": user}
+
+
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+# MLflow 3's saved-view envelope: listed under "Views" in the runs table, opened by the share key.
+VIEW_VALUE = json.dumps({"name": "scaling: jobs by backbone / arm / scale", "createdAt": 1764374400000,
+                         "updatedAt": 1764374400000, "state": json.dumps(SCALING_VIEW)})
+
+
+def _view_state(value: Optional[str]) -> dict:
+    """The state inside a stored saved-view value ({} for a missing or foreign one)."""
+    try:
+        return dict(json.loads(json.loads(value)["state"]))
+    except (TypeError, ValueError, KeyError):
+        return {}
+
+
+
+
+PROBE_TRIES, PROBE_TIMEOUT = 3, 5.0
+
+
+def probe_server(uri: str) -> None:
+    """A tracking server must answer its health check within a few tries (~20 s at most), a
+    PostgreSQL database must accept one connection (MLflow would retry for minutes)."""
+    if uri.startswith(("postgresql://", "postgresql+psycopg://")):
+        reach_postgres(with_driver(uri))
+        return
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    for attempt in range(PROBE_TRIES):
+        try:
+            requests.get(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT)
+            return
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            reason = type(exc).__name__
+            if attempt + 1 < PROBE_TRIES:
+                time.sleep(2.0)
+    raise StoreUnreachable(f"the tracking server {uri} does not answer ({reason} on {PROBE_TRIES} tries); start it "
+                           "(recsys-scaling ui, or recsys-scaling server) or fix tracking.uri / MLFLOW_TRACKING_URI")
+
+
+def reach_postgres(uri: str, timeout: int = 10) -> None:
+    """Connect once, without MLflow's retries (minutes against a database that is not there)."""
+    if not uri.startswith("postgresql+psycopg://"):
+        return
+    try:
+        import psycopg
+    except ImportError:
+        raise ValueError(f"{uri}: needs the PostgreSQL driver: pip install 'recsys-scaling[postgres]'") from None
+    try:
+        psycopg.connect("postgresql://" + uri[len("postgresql+psycopg://"):], connect_timeout=timeout).close()
+    except psycopg.Error as exc:
+        raise ValueError(f"store {uri}: cannot open it: {' '.join(str(exc).split())[:300]}") from None
+
+
+def _unusable(uri: str, exc: Exception) -> Exception:
+    """An error opening a store, as one line when the store's file is at fault."""
+    text = " ".join(str(exc).split())
+    if not uri.startswith("sqlite:///"):
+        return exc
+    path = uri[len("sqlite:///"):]
+    if "file is not a database" in text or "malformed" in text:
+        return ValueError(f"{path}: not an MLflow store (sqlite says: file is not a database, or it is damaged); "
+                          "move it aside and a new store is made, or point tracking.uri at another")
+    if "readonly" in text or "unable to open database file" in text or "read-only" in text:
+        return ValueError(f"{path}: the store cannot be written there (read-only or no permission); point "
+                          "tracking.uri at a writable folder")
+    return exc
+
+
+def with_driver(uri: str) -> str:
+    """postgresql://... with the driver the `postgres` extra installs (psycopg 3); SQLAlchemy
+    would otherwise look for psycopg2."""
+    return "postgresql+psycopg://" + uri[len("postgresql://"):] if uri.startswith("postgresql://") else uri
+
+
+class Store:
+    """One MLflow tracking store (a sqlite file, a database URL or a tracking server) and one
+    experiment in it. Everything the tool records or reads goes through here."""
+
+    def __init__(self, uri: Optional[str] = None, experiment: str = DEFAULT_EXPERIMENT, probe: bool = True):
+        """`probe`: a tracking server must answer now, within seconds (one that never answered is
+        one line, not minutes of retries); jobs of a running sweep skip it, so that a server
+        restarting mid-sweep is ridden out by the client's retries."""
+        self.uri = with_driver(absolute_store(resolve_tracking_uri(uri)))
+        self.experiment = experiment
+        if probe:
+            probe_server(self.uri)
+        try:
+            with _creation_lock(self.uri):
+                self.client = MlflowClient(tracking_uri=self.uri)
+                if not self.uri.startswith(("http://", "https://")):
+                    self.client.search_experiments(max_results=1)  # creates or upgrades the schema now
+        except Exception as exc:  # noqa: BLE001 - re-raised as one line when it is the file's fault
+            raise _unusable(self.uri, exc) from exc
+        self._experiment_id: Optional[str] = None
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> "Store":
+        return cls(cfg.tracking.uri, cfg.tracking.experiment, probe=not cfg.tracking.parent_run_id)
+
+    @property
+    def experiment_id(self) -> str:
+        """The experiment's id; the experiment is created on first use."""
+        if self._experiment_id is None:
+            found = self.client.get_experiment_by_name(self.experiment)
+            if found is None:
+                try:
+                    self._experiment_id = self.client.create_experiment(
+                        self.experiment, tags={NOTE_TAG: EXPERIMENT_NOTE, VIEW_TAG: VIEW_VALUE})
+                    return self._experiment_id
+                except MlflowException:  # created concurrently by another job
+                    found = self.client.get_experiment_by_name(self.experiment)
+            self._experiment_id = found.experiment_id
+            # Experiments made by older versions: add the description, bring the view up to date.
+            if NOTE_TAG not in found.tags:
+                self.client.set_experiment_tag(self._experiment_id, NOTE_TAG, EXPERIMENT_NOTE)
+            if _view_state(found.tags.get(VIEW_TAG)) != SCALING_VIEW:
+                self.client.set_experiment_tag(self._experiment_id, VIEW_TAG, VIEW_VALUE)
+        return self._experiment_id
+
+    @property
+    def ui_url(self) -> str:
+        return ui_base_url(self.uri)
+
+    def experiment_url(self) -> str:
+        return experiment_url(self.ui_url, self.experiment_id)
+
+    def run_url(self, run_id: str) -> str:
+        return run_url(self.ui_url, self.experiment_id, run_id)
+
+    # -- jobs -----------------------------------------------------------------------------------
+    @contextmanager
+    def job_run(self, cfg: DictConfig, name: str, tags: Dict[str, str]) -> Iterator[JobRun]:
+        """Start a job's run (a child when tracking.parent_run_id is set): config as params and
+        as a YAML artifact. An exception ends the run FAILED with its message and traceback; a
+        StopRun (a pruned trial) or Ctrl-C ends it KILLED."""
+        command = f"sweep {cfg.sweep.name}" if cfg.tracking.parent_run_id else "train"
+        all_tags = {ROLE_TAG: "job", **_source_tags(f"recsys-scaling {command}"), **tags}
+        if cfg.tracking.parent_run_id:
+            all_tags[PARENT_TAG] = cfg.tracking.parent_run_id
+        run = JobRun(self.client, self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id)
+        try:
+            run.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
+            run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            yield run
+        except BaseException as exc:
+            self.client.set_tag(run.run_id, "error", f"{type(exc).__name__}: {exc}"[:5000])
+            run.log_text(traceback.format_exc(), "traceback.txt")
+            status = exc.status if isinstance(exc, StopRun) else (
+                "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            self.client.set_terminated(run.run_id, status)
+            raise
+        else:
+            self.client.set_terminated(run.run_id, "FINISHED")
+
+    def finished_run(self, fingerprint: str) -> Optional[str]:
+        """The id of a FINISHED job run with this config fingerprint, if any."""
+        runs = self.client.search_runs([self.experiment_id], max_results=1,
+                                       filter_string=f"tags.fingerprint = '{fingerprint}' and "
+                                                     "attributes.status = 'FINISHED'")
+        return runs[0].info.run_id if runs else None
+
+    def close_stale_runs(self, fingerprint: str, keep: str, why: Callable[[Run], Optional[str]]) -> int:
+        """Runs of this fingerprint left RUNNING by a process that is gone (killed, or it lost the
+        store and could not close its run): each one `why` gives a reason for ends KILLED with it
+        as its error. Returns how many were closed."""
+        closed = 0
+        for run in self.client.search_runs([self.experiment_id], filter_string=f"tags.fingerprint = "
+                                           f"'{fingerprint}' and attributes.status = 'RUNNING'"):
+            reason = why(run) if run.info.run_id != keep else None
+            if reason:
+                self.client.set_tag(run.info.run_id, "error", f"{reason}; continued as run {keep}")
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                closed += 1
+        return closed
+
+    # -- sweeps ---------------------------------------------------------------------------------
+    def create_sweep_parent(self, sweep: str, spec_file: Optional[Path], job_names: Sequence[str] = (),
+                            reused: Optional[Dict[str, str]] = None, overrides: Optional[Dict[str, str]] = None) -> str:
+        """The sweep's parent run: its grid and command-line overrides as params, a description,
+        its source; the sweep file, the planned job names and the runs reused from earlier
+        launches (job -> run id) as artifacts."""
+        source = f"recsys-scaling sweep {spec_file if spec_file is not None else sweep}"
+        note = (f"Sweep `{sweep}`: {len(job_names)} jobs ({len(reused or {})} reused from earlier launches).\n\n"
+                f"Verdicts appear here after `recsys-scaling report {sweep}`.")
+        run = self.client.create_run(self.experiment_id, run_name=f"sweep-{sweep}",
+                                     tags={"sweep": sweep, ROLE_TAG: "sweep", NOTE_TAG: note, "lease": lease_holder(),
+                                           **_source_tags(source)})
+        run_id = run.info.run_id
+        if overrides:
+            JobRun(self.client, run_id).log_params({k: str(v)[:MAX_PARAM_LENGTH] for k, v in overrides.items()})
+        if spec_file is not None:
+            self.client.log_artifact(run_id, str(spec_file))
+        self.client.log_dict(run_id, list(job_names), "jobs.json")
+        self.client.log_dict(run_id, dict(reused or {}), "reused.json")
+        self.client.log_metric(run_id, "jobs_planned", len(job_names))
+        return run_id
+
+    def record_sweep_settings(self, run_id: str, settings: Mapping[str, object]) -> None:
+        """How the report should read this sweep (its margins, an adaptive seed plan), as tags."""
+        self.client.log_batch(run_id, tags=[RunTag(SETTINGS_PREFIX + k, str(v)) for k, v in settings.items()
+                                            if v is not None and v != ""])
+
+    def sweep_settings(self, run_id: str) -> dict:
+        """What record_sweep_settings wrote on a sweep's parent run ({} for older sweeps)."""
+        tags = self.client.get_run(run_id).data.tags
+        found = {}
+        for key, cast in SETTINGS.items():
+            value = tags.get(SETTINGS_PREFIX + key)
+            if value:
+                try:
+                    found[key] = cast(value)
+                except ValueError:
+                    log.warning("sweep run %s: tag %s%s=%r is not a %s; ignored", run_id, SETTINGS_PREFIX, key,
+                                value, cast.__name__)
+        return found
+
+    def close_stale_sweep_parents(self, sweep: str) -> int:
+        """Parents of this sweep left RUNNING by a launching process that has ended (SIGKILL, a
+        crash, a lost machine on this host): closed KILLED with a note. Returns how many."""
+        closed = 0
+        for run in self.client.search_runs([self.experiment_id], filter_string=f"tags.sweep = '{sweep}' and "
+                                           f"tags.`{ROLE_TAG}` = 'sweep' and attributes.status = 'RUNNING'"):
+            holder = run.data.tags.get("lease")
+            if holder_is_gone(holder):
+                self.client.set_tag(run.info.run_id, "error", f"interrupted: its process ({holder}) ended without "
+                                    "closing the sweep; closed by the next launch of the sweep")
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                closed += 1
+        return closed
+
+    def close_running_children(self, parent_run_id: str, reason: str) -> int:
+        """A stopped sweep's job runs still RUNNING (their process was killed before it could
+        close them): KILLED, with `reason`. Returns how many."""
+        closed = 0
+        for run in self.child_runs(parent_run_id, "attributes.status = 'RUNNING'"):
+            self.client.set_tag(run.info.run_id, "error", reason)
+            self.client.set_terminated(run.info.run_id, "KILLED")
+            closed += 1
+        return closed
+
+    def describe_run(self, run_id: str, text: str) -> None:
+        """Replace a run's description (markdown, shown on its page in the UI)."""
+        self.client.set_tag(run_id, NOTE_TAG, text)
+
+    def finish_sweep_parent(self, run_id: str, status: str, summary: Dict[str, int]) -> None:
+        for key, value in summary.items():
+            self.client.log_metric(run_id, f"jobs_{key}", value)
+        self.client.set_terminated(run_id, status)
+
+    def latest_sweep_parent(self, sweep: str) -> Run:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.sweep = '{sweep}' and tags.`{ROLE_TAG}` = 'sweep'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not runs:
+            raise LookupError(f"no sweep named {sweep!r} in experiment {self.experiment!r} of {self.uri}")
+        return runs[0]
+
+    def child_runs(self, parent_run_id: str, filter_string: str = "") -> List[Run]:
+        parent = self.client.get_run(parent_run_id)
+        query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" + (f" and {filter_string}" if filter_string else "")
+        return self.client.search_runs([parent.info.experiment_id], filter_string=query, max_results=50_000)
+
+    def sweep_name(self, run_id: str) -> str:
+        """The sweep a parent run belongs to (its `sweep` tag, else its name)."""
+        run = self.client.get_run(run_id)
+        return run.data.tags.get("sweep") or run.info.run_name or run_id
+
+    def runs_by_id(self, run_ids: Sequence[str]) -> List[Run]:
+        return [self.client.get_run(run_id) for run_id in run_ids]
+
+    # -- artifacts ------------------------------------------------------------------------------
+    def run_json(self, run_id: str, name: str):
+        """A JSON artifact of a run (a sweep's jobs.json, a job's collapse.json); None if absent."""
+        try:
+            with open(self.client.download_artifacts(run_id, name)) as fh:
+                return json.load(fh)
+        except Exception:  # noqa: BLE001 - older runs, or diagnostics switched off
+            return None
+
+    def log_artifacts_to(self, run_id: str, folder: Path, artifact_path: str) -> None:
+        self.client.log_artifacts(run_id, str(folder), artifact_path)
