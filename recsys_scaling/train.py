@@ -136,23 +136,47 @@ class Checkpoint:
         self.path = path
 
     def load(self, model: nn.Module, optimizers) -> Optional[TrainState]:
+        """The saved state, restored into `model` and `optimizers`; None when there is none. A
+        checkpoint that cannot be read (cut short, damaged, or of another model) is set aside as
+        *.corrupt with a warning, and the job starts over."""
         if self.path is None or not self.path.is_file():
             return None
-        saved = torch.load(self.path, weights_only=False)
-        model.load_state_dict(saved["model"])
-        for optimizer, state in zip(optimizers, saved["optimizers"]):
-            optimizer.load_state_dict(state)
-        torch.set_rng_state(saved["torch_rng"])
-        return saved["state"]
+        try:
+            saved = torch.load(self.path, weights_only=False)
+            model.load_state_dict(saved["model"])
+            for optimizer, state in zip(optimizers, saved["optimizers"]):
+                optimizer.load_state_dict(state)
+            torch.set_rng_state(saved["torch_rng"])
+            return saved["state"]
+        except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged file
+            aside = self._set_aside()
+            log.warning("checkpoint %s cannot be read (%s: %s); set aside as %s, the job starts over", self.path,
+                        type(exc).__name__, " ".join(str(exc).split())[:150], aside.name)
+            return None
+
+    def _set_aside(self) -> Path:
+        aside = self.path.with_name(self.path.name + ".corrupt")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = self.path.with_name(f"{self.path.name}.corrupt{n}")
+        self.path.replace(aside)
+        return aside
 
     def save(self, model: nn.Module, optimizers, state: TrainState) -> None:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
-                    "torch_rng": torch.get_rng_state(), "state": state}, tmp)
-        tmp.replace(self.path)
+        try:
+            torch.save({"model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
+                        "torch_rng": torch.get_rng_state(), "state": state}, tmp)
+            tmp.replace(self.path)
+        except (OSError, RuntimeError) as exc:  # a full disk shows as either (torch's writer raises RuntimeError)
+            tmp.unlink(missing_ok=True)
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())[:150]
+            raise OSError(getattr(exc, "errno", None) or 0, f"cannot write the checkpoint ({why}); free some space, "
+                          "or set train.checkpoint=false", str(self.path)) from None
 
     def remove(self) -> None:
         if self.path is not None:

@@ -109,6 +109,9 @@ def check_job(cfg: DictConfig) -> None:
         if not ok:
             raise ConfigError(f"{key}={_shown(value)}", what, fix)
     check_store_uri(cfg.tracking.uri)
+    check_folder("data.cache_dir", cfg.data.cache_dir, "RECSYS_SCALING_CACHE")
+    if cfg.train.checkpoint:
+        check_folder("train.checkpoint_dir", cfg.train.checkpoint_dir, "RECSYS_SCALING_CHECKPOINTS")
     check_data_source(cfg.data)
 
 
@@ -187,6 +190,21 @@ def _closest(key: str) -> Optional[str]:
     return found[0] if found else None
 
 
+def check_folder(key: str, folder: str, variable: str) -> None:
+    """A folder the job writes to: a folder (not a file) that can be written, or one that can be
+    created in a writable parent."""
+    path = Path(str(folder)).expanduser().absolute()
+    fix = f"point {key} (or ${variable}) at a writable folder"
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key}={_shown(folder)}", "is a file, not a folder", fix)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={_shown(folder)}", f"{existing} is a file, not a folder", fix)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={_shown(folder)}", f"{existing} cannot be written (read-only or no permission)",
+                          fix)
+
+
 def check_store_uri(uri: Optional[str]) -> None:
     """A tracking URI MLflow can use: sqlite:///FILE in an existing folder, a database URL, or a
     server http(s)://HOST:PORT. (No file store: MLflow 3 no longer supports it.)"""
@@ -202,10 +220,14 @@ def check_store_uri(uri: Optional[str]) -> None:
     if scheme == "sqlite":
         if not resolved.startswith("sqlite:///") or len(resolved) == len("sqlite:///"):
             raise ConfigError(f"{key}={_shown(resolved)}", "a sqlite store is sqlite:///FILE", fix)
-        folder = Path(resolved[len("sqlite:///"):]).expanduser().resolve().parent
+        file = Path(resolved[len("sqlite:///"):]).expanduser().resolve()
+        folder = file.parent
         if not folder.is_dir():
             raise ConfigError(f"{key}={_shown(resolved)}", f"folder {folder} does not exist",
                               "create it or point at an existing folder")
+        if not os.access(folder, os.W_OK) or (file.exists() and not os.access(file, os.W_OK)):
+            raise ConfigError(f"{key}={_shown(resolved)}", f"{file} cannot be written (read-only or no permission)",
+                              "point it at a writable folder")
     elif scheme in ("http", "https") and not parsed.hostname:
         raise ConfigError(f"{key}={_shown(resolved)}", "no host", "use http://HOST:PORT")
 

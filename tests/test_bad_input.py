@@ -112,11 +112,14 @@ def test_ui_refuses_a_port_in_use(workdir, capsys):
 
 
 def _fingerprint(overrides):
-    from recsys_scaling.config import config_fingerprint
-    from recsys_scaling.tuned import resolve_job_config
+    """A job's fingerprint (its config and its data's content), as its lease and checkpoint use."""
+    from recsys_scaling.config import job_fingerprint
+    from recsys_scaling.data import data_fingerprint
     from recsys_scaling.sweep.grid import Composer
+    from recsys_scaling.tuned import resolve_job_config
 
-    return config_fingerprint(resolve_job_config(Composer(None)(overrides)))
+    cfg = resolve_job_config(Composer(None)(overrides))
+    return job_fingerprint(cfg, data_fingerprint(cfg.data))
 
 
 HOLD_LEASE = """

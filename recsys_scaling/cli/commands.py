@@ -179,6 +179,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _print_report(report, sweeps: List[str]) -> None:
     print(f"report of {'+'.join(sweeps) or 'parent runs'} ({report.num_runs} runs): {report.index.resolve()}")
+    for line in report.notes:
+        print(f"  note: {line}")
     for line in report.verdicts:
         print(f"  {line}")
     for line in report.next_steps:

@@ -26,7 +26,7 @@ def _error_line(command: str, exc: BaseException) -> str:
 
 def os_error_text(exc: OSError) -> str:
     """'no space left on device: /data/cache/X.npy' — what went wrong, and where."""
-    text = exc.strerror.lower() if exc.strerror else str(exc)
+    text = exc.strerror[:1].lower() + exc.strerror[1:] if exc.strerror else str(exc)
     if exc.filename:
         text += f": {exc.filename}"
     hint = {errno.ENOSPC: "free some space, or point the folder elsewhere",
@@ -66,7 +66,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _dispatch(argv: List[str]) -> int:
     if argv[:1] == ["train"]:  # everything after `train` is Hydra's: overrides, --cfg job, ...
         tune_allocator()
-        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
         return cmd_train(argv[1:])
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -77,7 +77,7 @@ def _dispatch(argv: List[str]) -> int:
     if extra:
         args.overrides = [*args.overrides, *extra]
     tune_allocator()
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
     commands = {"sweep": lambda: cmd_sweep(args),
                 "sweeps": lambda: cmd_sweeps(args.sweeps_dir),
                 "budget": lambda: cmd_budget(args.overrides, args.csv, args.sweeps_dir),

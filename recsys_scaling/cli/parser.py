@@ -26,8 +26,25 @@ before launching: recsys-scaling budget <name> (the jobs and their parameter cou
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (the usage itself is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="recsys-scaling", epilog=USAGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Does your CTR model scale? SE-vs-ME sweeps tracked in MLflow, with scaling reports.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -80,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui = commands.add_parser("ui", help="start an MLflow tracking server and UI on the project's store")
     ui.add_argument("--backend-store-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
     ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=port_number, default=5000)
     ui.add_argument("--artifacts", type=Path, default=Path("mlartifacts"), help="where the server keeps artifacts")
     ui.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     ui.add_argument("--experiment", default="recsys-scaling", help="the experiment whose runs it opens on")
@@ -94,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--artifacts", type=Path, default=Path("mlartifacts"),
                         help="where the server keeps artifacts (shared storage for a team)")
     server.add_argument("--host", default="127.0.0.1")
-    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--port", type=port_number, default=5000)
     server.add_argument("--workers", type=int, default=4, help="server worker processes (default 4)")
     server.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     server.add_argument("--experiment", default="recsys-scaling", help="the experiment whose runs it links to")

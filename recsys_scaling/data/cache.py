@@ -137,13 +137,24 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
 
 def open_cache(path: Path, expected_fingerprint: str) -> EncodedData:
     """Open and verify a cache; raises CacheError saying what is wrong."""
+    try:
+        return _open_verified(path, expected_fingerprint)
+    except CacheError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, OSError) as exc:  # a meta.json or file that lies
+        raise CacheError(f"{path}: damaged ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from exc
+
+
+def _open_verified(path: Path, expected_fingerprint: str) -> EncodedData:
     meta_path = path / "meta.json"
     if not meta_path.is_file():
         raise CacheError(f"{path}: no meta.json")
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CacheError(f"{meta_path}: unreadable ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise CacheError(f"{meta_path}: not a JSON object")
     if meta.get("format_version") != FORMAT_VERSION:
         raise CacheError(f"{path}: format version {meta.get('format_version')} != {FORMAT_VERSION}")
     if meta.get("fingerprint") != expected_fingerprint:

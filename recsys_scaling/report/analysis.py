@@ -15,7 +15,7 @@ import pandas as pd
 
 from .cells import arm_cells, arm_curves, gap_claims, pooled_variance, scaling_gap_claim, trend_claim
 from .claims import PAIRINGS, Claim, claim_text, fill_seeds_needed, holm_adjust
-from .collect import distinct_runs
+from .collect import distinct_runs, split_series_by_data
 from .fit import CurveFit, effective_size_multiplier, fit_curve
 from .intervals import Levels
 
@@ -124,7 +124,7 @@ def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pa
 
 def _finished(runs: pd.DataFrame, x: str) -> pd.DataFrame:
     runs = runs if "series" in runs else runs.assign(series=runs["sweep"] if "sweep" in runs else "")
-    runs = distinct_runs(runs.assign(series=runs["series"].fillna("")))
+    runs, _ = split_series_by_data(distinct_runs(runs.assign(series=runs["series"].fillna(""))))
     if "run_id" not in runs:
         runs = runs.assign(run_id=[f"row{i}" for i in range(len(runs))])
     ia = ia_column(runs)

@@ -3,6 +3,7 @@ HTML / CSV / Parquet / JSON, all logged to the sweep's parent run."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, replace
@@ -16,7 +17,7 @@ from ..config import resolve_tracking_uri
 from .analysis import DEFAULT_IA_MARGIN, DEFAULT_MARGIN, X_AXES, analyse, arm_curves, claim_records, fit_rows
 from .claims import PAIRINGS
 from .intervals import Levels
-from .collect import collect_runs, distinct_runs, largest_scale_spectra, oracle_aucs, seed_summary
+from .collect import collect_runs, distinct_runs, split_series_by_data, largest_scale_spectra, oracle_aucs, seed_summary
 from .paper import compare_with_paper
 from .plots import auc_vs_params, backbone_fit, ia_vs_scale, paper_comparison, small_multiples, spectra
 from .render import next_steps, verdict_markdown, write_index
@@ -39,6 +40,7 @@ class Report:
     num_runs: int
     verdicts: List[str]
     next_steps: List[str]
+    notes: List[str]
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
     if x_axis not in X_AXES:
         raise ValueError(f"--x {x_axis!r}: choose from {sorted(X_AXES)}")
     options.check()
+    check_output_folder(Path(out_root))
     # Read only: a missing sqlite store is an error, not a new empty store.
     store = tracking.Store(tracking.check_source(resolve_tracking_uri(tracking_uri)), experiment)
     ui_url = ui_url or store.ui_url
@@ -109,13 +112,15 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
     runs, missing = collect_runs(store, parents, filter_string)
     if runs.empty:
         raise LookupError(f"sweep(s) {', '.join(sweeps) or parents} have no job runs")
+    runs, notes = split_series_by_data(distinct_runs(runs))
+    notes += sweep_state_notes(store, parents, runs)
     name = "+".join(sweeps) if sweeps else parents[0]
     final_dir = Path(out_root) / name
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     # Built in a scratch folder and moved into place, so a failed report leaves the old one whole.
     work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final_dir.parent))
     try:
-        report = _write(store, work, name, parents, runs, missing, x_axis, resamples, ui_url, options)
+        report = _write(store, work, name, parents, runs, missing, x_axis, resamples, ui_url, options, notes)
         for parent in parents:
             store.log_artifacts_to(parent, work, "report")
         if final_dir.exists():
@@ -128,13 +133,12 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
         raise
     return Report(final_dir, final_dir / "index.html", final_dir / report["plot"], final_dir / "summary.csv",
                   final_dir / "runs.csv", final_dir / "fits.json", parents, store.uri, store.experiment_url(), len(runs), report["verdicts"],
-                  report["next_steps"])
+                  report["next_steps"], notes)
 
 
 def _write(store: tracking.Store, work: Path, name: str, parents: List[str], runs: pd.DataFrame, missing: List[str], x_axis: str,
-           resamples: int, ui_url: str, options: ClaimOptions) -> dict:
+           resamples: int, ui_url: str, options: ClaimOptions, notes: List[str]) -> dict:
     x_column, x_label = X_AXES[x_axis], X_LABELS[x_axis]
-    runs = distinct_runs(runs)
     analyses = analyse(runs, x_axis, resamples, pairing=options.pairing, holm=options.holm, margin=options.margin,
                        ia_margin=options.ia_margin, sequential=options.sequential, max_seeds=options.max_seeds)
     shown = _display_runs(runs)
@@ -161,13 +165,38 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
     (work / "fits.json").write_text(json.dumps({
         "x_axis": x_axis, "parents": parents, "resamples": resamples, "missing_jobs": missing, "claims_method": method,
         "margin": options.margin, "ia_margin": options.ia_margin, "sequential": options.sequential,
-        "max_seeds": options.max_seeds, "claims": claims, "oracle": oracle,
+        "max_seeds": options.max_seeds, "notes": notes, "claims": claims, "oracle": oracle,
         "backbones": [a.as_dict() for a in analyses]}, indent=2, default=_json_value))
     write_index(work, name, parents, store.uri, ui_url, analyses, plots, fit_rows(analyses),
-                pd.DataFrame(claims), multipliers, summary, runs, missing, paper, x_label, method, oracle)
+                pd.DataFrame(claims), multipliers, summary, runs, missing, paper, x_label, method, oracle, notes)
     return {"plot": plots[0].name, "verdicts": verdicts, "markdown": verdict_markdown(analyses),
             "next_steps": [f"{label}: {seeds} would decide what is undecided: {command}"
                            for label, seeds, command in next_steps(analyses, name)]}
+
+
+def sweep_state_notes(store: tracking.Store, parents: Sequence[str], runs: pd.DataFrame) -> List[str]:
+    """Say when a sweep is still running (the report is partial); refuse one with nothing finished."""
+    notes = []
+    for parent in parents:
+        if store.run_status(parent) == "RUNNING":
+            notes.append(f"sweep {store.sweep_name(parent)} is still running: this report is partial; report again "
+                         "when it ends")
+    if not (runs["status"] == "FINISHED").any():
+        counts = runs["status"].value_counts()
+        errors = [e for e in runs["error"].fillna("") if e]
+        raise LookupError(f"nothing to report: none of the {len(runs)} job runs finished "
+                          f"({', '.join(f'{n} {s}' for s, n in counts.items())})"
+                          + (f"; first error: {errors[0][:200]}" if errors else ""))
+    return notes
+
+
+def check_output_folder(out_root: Path) -> None:
+    """--out is a folder that exists or can be made, and can be written."""
+    existing = next(p for p in (out_root.absolute(), *out_root.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {out_root}: {existing} is a file; give a folder for the reports")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out_root}: {existing} cannot be written (read-only or no permission)")
 
 
 def _parent_note(name: str, table: str, index: Path) -> str:

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 from .. import tracking
 
-TAG_COLUMNS = ("backbone", "arm", "scale", "num_embeddings", "embed_dim", "seed", "sweep", "dataset", "fingerprint")
+TAG_COLUMNS = ("backbone", "arm", "scale", "num_embeddings", "embed_dim", "seed", "sweep", "dataset", "fingerprint",
+               "data_fingerprint")
 INT_COLUMNS = ("scale", "num_embeddings", "embed_dim", "seed")
 METRIC_COLUMNS = ("test_auc", "test_logloss", "best_valid_auc", "best_valid_logloss", "best_epoch",
                   "epochs_run", "train_seconds", "params_embedding", "params_dense", "params_total",
@@ -55,6 +56,25 @@ def collect_runs(store: tracking.Store, parent_run_ids: Sequence[str],
             recorded = {r.info.run_name for r in children}
             missing.extend(sorted(set(store.run_json(parent, "jobs.json") or []) - recorded))
     return runs_table(runs, series), missing
+
+
+def split_series_by_data(table: pd.DataFrame) -> Tuple[pd.DataFrame, List[str]]:
+    """Runs on different data never share a series: a series whose runs carry more than one data
+    fingerprint (the data file changed between launches, or runs recorded before fingerprints,
+    "unknown") becomes one series per data, labelled `series @ data <fingerprint>`. Returns the
+    table and one note per series split."""
+    if "data_fingerprint" not in table or table.empty:
+        return table, []
+    data = table["data_fingerprint"].fillna("unknown").astype(str)
+    notes, series = [], table["series"].fillna("").astype(str).copy()
+    for name in sorted(series.unique()):
+        here = series == name
+        kinds = sorted(data[here].unique())
+        if len(kinds) > 1:
+            series[here] = name + " @ data " + data[here].str[:8]
+            notes.append(f"series {name!r} holds runs on {len(kinds)} different data ({', '.join(k[:8] for k in kinds)}"
+                         "; 'unknown': recorded before runs carried a data fingerprint): each is reported apart")
+    return table.assign(series=series), notes
 
 
 def distinct_runs(table: pd.DataFrame) -> pd.DataFrame:

@@ -23,7 +23,7 @@ table.v{border-collapse:collapse;margin:.5em 0 1em;font-size:14px} .v td,.v th{p
 .v td.me_behind,.v td.worsening,.v td.se_scales_better{color:#a4161a;font-weight:600}
 .v td.equivalent,.v td.saturated,.v td.same_scaling{color:#1d4e89;font-weight:600}
 .v td.insufficient_seeds,.v td.undecided{color:#8a6d00} .note{color:#555;font-size:13px}
-code{background:#f3f3f3;padding:1px 4px} li{margin:.3em 0} img{max-width:100%}"""
+code{background:#f3f3f3;padding:1px 4px} .warn{background:#fff4d6;border-left:4px solid #c98a00;padding:6px 10px} li{margin:.3em 0} img{max-width:100%}"""
 
 
 def _number(value) -> str:
@@ -170,10 +170,11 @@ def seed_command(sweep: str, seeds: int) -> str:
 def write_index(out_dir: Path, title: str, parents: List[str], tracking_uri: str, ui_url: str, analyses,
                 plots: List[Path], fits: pd.DataFrame, claims: pd.DataFrame, multipliers: pd.DataFrame,
                 summary: pd.DataFrame, runs: pd.DataFrame, missing: List[str], paper: Optional[pd.DataFrame],
-                x_label: str, method: dict, oracle: dict) -> Path:
+                x_label: str, method: dict, oracle: dict, notes: List[str] = ()) -> Path:
     not_finished = runs[runs["status"] != "FINISHED"]
     sections = [
         f"<h1>Scaling report: {html.escape(title)}</h1>",
+        "".join(f'<p class="warn">{html.escape(note)}</p>' for note in notes),
         verdict_table(analyses),
         _method_note(method),
         "<h2>Verdicts</h2><ul>" + "".join(f"<li>{html.escape(a.verdict)}</li>" for a in analyses) + "</ul>",

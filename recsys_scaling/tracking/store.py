@@ -2,6 +2,7 @@
 one run per job, one parent run per sweep, the UI's addresses."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -238,12 +239,18 @@ def reach_postgres(uri: str, timeout: int = 10) -> None:
         raise ValueError(f"store {uri}: cannot open it: {' '.join(str(exc).split())[:300]}") from None
 
 
+def _sqlite_path(uri: str) -> Optional[Path]:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
 def _unusable(uri: str, exc: Exception) -> Exception:
     """An error opening a store, as one line when the store's file is at fault."""
     text = " ".join(str(exc).split())
     if not uri.startswith("sqlite:///"):
         return exc
     path = uri[len("sqlite:///"):]
+    if "disk is full" in text or "No space left" in text:
+        return OSError(errno.ENOSPC, "No space left on device: the tracking store cannot be written", path)
     if "file is not a database" in text or "malformed" in text:
         return ValueError(f"{path}: not an MLflow store (sqlite says: file is not a database, or it is damaged); "
                           "move it aside and a new store is made, or point tracking.uri at another")
@@ -271,12 +278,15 @@ class Store:
         self.experiment = experiment
         if probe:
             probe_server(self.uri)
+        new_file = _sqlite_path(self.uri) is not None and not _sqlite_path(self.uri).exists()
         try:
             with _creation_lock(self.uri):
                 self.client = MlflowClient(tracking_uri=self.uri)
                 if not self.uri.startswith(("http://", "https://")):
                     self.client.search_experiments(max_results=1)  # creates or upgrades the schema now
         except Exception as exc:  # noqa: BLE001 - re-raised as one line when it is the file's fault
+            if new_file:  # a store half-created (a full disk) is not left behind
+                _sqlite_path(self.uri).unlink(missing_ok=True)
             raise _unusable(self.uri, exc) from exc
         self._experiment_id: Optional[str] = None
 
@@ -449,6 +459,9 @@ class Store:
         parent = self.client.get_run(parent_run_id)
         query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" + (f" and {filter_string}" if filter_string else "")
         return self.client.search_runs([parent.info.experiment_id], filter_string=query, max_results=50_000)
+
+    def run_status(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.status
 
     def sweep_name(self, run_id: str) -> str:
         """The sweep a parent run belongs to (its `sweep` tag, else its name)."""
