@@ -288,9 +288,21 @@ EXECUTION_KEYS = ("tracking", "sweep", "report", "train.progress", "train.thread
 NEUTRAL_DEFAULTS = {("train", "precision"): "fp32"}
 
 
-def job_name(backbone: str, arm: str, scale: int, seed: int) -> str:
-    """A job's name, also its MLflow run's: <backbone>-<arm>-<scale>x-s<seed>."""
+def job_name(backbone: str, arm: str, scale: int, seed: int, shape: Optional["EmbeddingShape"] = None) -> str:
+    """A job's name, also its MLflow run's: <backbone>-<arm>-<scale>x-s<seed>, or, for a job
+    whose shape is given explicitly (a (K, d) grid), <backbone>-k<K>-d<d>-s<seed>."""
+    if shape is not None:
+        return f"{backbone}-k{shape.num_embeddings}-d{shape.embed_dim}-s{seed}"
     return f"{backbone}-{arm}-{scale}x-s{seed}"
+
+
+def explicit_shape(cfg) -> Optional["EmbeddingShape"]:
+    """K and d of a job that sets model.num_embeddings or model.embed_dim itself (a frontier
+    cell), else None (K and d follow from arm and scale)."""
+    model = cfg.model
+    if model.num_embeddings is None and model.embed_dim is None:
+        return None
+    return embedding_shape(model, cfg.arm, cfg.scale)
 
 
 def config_fingerprint(cfg) -> str:

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from . import tracking
 from .budget import plan_job
 from .collapse import CollapseProbe
-from .config import job_fingerprint, job_name
+from .config import explicit_shape, job_fingerprint, job_name
 from .data import data_fingerprint, load_dataset
 from .data.faults import check_labels
 from .models import Shape, build_model, model_label
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def job_tags(cfg: DictConfig) -> Dict[str, str]:
-    return {
+    tags = {
         "backbone": model_label(cfg.model),
         "arm": cfg.arm,
         "scale": str(cfg.scale),
@@ -32,6 +32,9 @@ def job_tags(cfg: DictConfig) -> Dict[str, str]:
         "sweep": cfg.sweep.name,
         "dataset": cfg.data.name,
     }
+    if explicit_shape(cfg) is not None:  # a (K, d) cell: arm and scale do not say its shape
+        tags["explicit_shape"] = "true"
+    return tags
 
 
 def set_threads(threads: int) -> None:
@@ -88,7 +91,7 @@ def run_job(cfg: DictConfig, resume: bool = False,
     resolve_job_config(cfg)
     check_job(cfg)
     set_threads(cfg.train.threads)
-    name = job_name(model_label(cfg.model), cfg.arm, cfg.scale, cfg.seed)
+    name = job_name(model_label(cfg.model), cfg.arm, cfg.scale, cfg.seed, explicit_shape(cfg))
     if name in cfg.sweep.shared_base:
         log.info("%s: not trained: ME with one set is the SE base, which this sweep trains once", name)
         return {"shared_base": 1.0}

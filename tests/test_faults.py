@@ -101,6 +101,19 @@ def test_runs_on_different_data_are_never_one_series():
 # -- processes -------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _stopped_at_the_end(proc):
+    """A failing test must not leave the command (and what it started) running."""
+    try:
+        yield
+    finally:
+        if proc.poll() is None:
+            for child in _descendants(proc.pid):
+                child.kill()
+            proc.kill()
+            proc.communicate()
+
+
 def _descendants(pid: int) -> list:
     try:
         return psutil.Process(pid).children(recursive=True)
@@ -140,12 +153,13 @@ def test_sigterm_stops_a_joblib_sweep_and_every_worker(tmp_path):
                              "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data.synthetic.rows=200000",
                              "train.progress=false", f"tracking.uri={store_uri}"], cwd=tmp_path, env=env_for(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: _running_jobs(store_uri) == 2, 240, proc)
-    workers = _descendants(proc.pid)
-    assert workers
-    sent = time.time()
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
+    with _stopped_at_the_end(proc):
+        _wait_for(lambda: _running_jobs(store_uri) == 2, 240, proc)
+        workers = _descendants(proc.pid)
+        assert workers
+        sent = time.time()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143 and time.time() - sent < 30, stderr[-3000:]
     assert "Traceback" not in stderr and "terminated (SIGTERM)" in stderr.strip().splitlines()[-1]
     _, alive = psutil.wait_procs(workers, timeout=5)
@@ -163,9 +177,10 @@ def test_a_sweep_killed_outright_is_closed_by_its_next_launch(tmp_path):
                "data.synthetic.rows=100000", "train.progress=false", f"tracking.uri={store_uri}"]
     proc = subprocess.Popen(command, cwd=tmp_path, env=env_for(tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: _running_jobs(store_uri) == 1, 240, proc)
-    proc.kill()  # SIGKILL: nothing can close its runs
-    proc.communicate()
+    with _stopped_at_the_end(proc):
+        _wait_for(lambda: _running_jobs(store_uri) == 1, 240, proc)
+        proc.kill()  # SIGKILL: nothing can close its runs
+        proc.communicate()
     store = tracking.Store(store_uri)
     dead = store.latest_sweep_parent("smoke").info.run_id
     assert store.run_status(dead) == "RUNNING"
@@ -187,14 +202,15 @@ def test_sigterm_stops_the_ui_and_its_server(tmp_path):
     port = _free_port()
     proc = subprocess.Popen([*CLI, "ui", "--port", str(port)], cwd=tmp_path, env=env_for(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = iter(proc.stdout.readline, "")
-    assert any("MLflow UI:" in line for line in lines)  # the server's own log shares the stream
-    server = _descendants(proc.pid)
-    assert server
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=30)
-    _, alive = psutil.wait_procs(server, timeout=10)
-    assert not alive and not tracking.port_in_use("127.0.0.1", port)
+    with _stopped_at_the_end(proc):
+        lines = iter(proc.stdout.readline, "")
+        assert any("MLflow UI:" in line for line in lines)  # the server's own log shares the stream
+        server = _descendants(proc.pid)
+        assert server
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        _, alive = psutil.wait_procs(server, timeout=10)
+        assert not alive and not tracking.port_in_use("127.0.0.1", port)
 
 
 # -- disks and files -------------------------------------------------------------------------------

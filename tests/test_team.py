@@ -247,8 +247,13 @@ def test_server_killed_mid_sweep_loses_nothing_and_records_nothing_twice(postgre
     assert counts["failed"] == 0 and counts["finished"] + counts["skipped"] == 2, again.stdout
     assert counts["finished"] >= 1  # the job cut off mid-training ran again
     assert_each_job_recorded_once(store, jobs=2)
-    orphans = store.client.search_runs([store.experiment_id], "attributes.status = 'KILLED'")
+    orphans = store.client.search_runs([store.experiment_id], f"attributes.status = 'KILLED' and "
+                                       f"tags.`{tracking.ROLE_TAG}` = 'job'")
     assert orphans and all("continued as run" in r.data.tags.get("error", "") for r in orphans)
+    # the cut-off launch could not close its parent run: the relaunch did
+    (dead,) = store.client.search_runs([store.experiment_id], f"attributes.status = 'KILLED' and "
+                                       f"tags.`{tracking.ROLE_TAG}` = 'sweep'")
+    assert "closed by the next launch" in dead.data.tags["error"]
 
 
 def metric_points(store: tracking.Store, run) -> dict:

@@ -94,7 +94,7 @@ def cmd_sweeps(sweeps_dirs: List[Path]) -> int:
 def cmd_budget(args: List[str], csv: Optional[Path], sweeps_dirs: List[Path]) -> int:
     from ..paths import find_sweep
     from ..sweep import grid
-    from ..sweep.budget_table import LEGEND, budget_table, format_table
+    from ..sweep.budget_table import LEGEND, budget_table, format_table, iso_budget_lines
 
     spec = find_sweep(args[0], sweeps_dirs) if args and "=" not in args[0] else None
     overrides = args[1:] if spec else args
@@ -102,6 +102,9 @@ def cmd_budget(args: List[str], csv: Optional[Path], sweeps_dirs: List[Path]) ->
     trained, plans, base = grid.split_shared_base(jobs, grid.validate(jobs))
     table = budget_table(trained, plans)
     print(format_table(table))
+    lines = iso_budget_lines(table)
+    if lines:
+        print(lines)
     if base:
         print(f"({len(base)} ME jobs with one set are the SE base: the sweep trains them once, as SE)")
     print(LEGEND)

@@ -7,6 +7,7 @@ import sys
 from typing import List, Optional
 
 from ..runtime import Terminated, install_interrupt_handler, stop_children, tune_allocator
+from .advise import cmd_advise
 from .commands import cmd_budget, cmd_data, cmd_report, cmd_store, cmd_sweep, cmd_sweeps, cmd_train, cmd_tune
 from .parser import build_parser
 from .serve import cmd_server, cmd_ui
@@ -86,6 +87,7 @@ def _dispatch(argv: List[str]) -> int:
                 "server": lambda: cmd_server(args),
                 "store": lambda: cmd_store(args),
                 "data": lambda: cmd_data(args.action, args.overrides),
-                "report": lambda: cmd_report(args)}
+                "report": lambda: cmd_report(args),
+                "advise": lambda: cmd_advise(args)}
     return commands[args.command]()
 

@@ -156,6 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--ui-url", default=None, help="MLflow UI address for run links (default: the tracking "
                         "server itself, else $RECSYS_SCALING_UI_URL, else `recsys-scaling ui`'s http://127.0.0.1:5000)")
     report.add_argument("--out", type=Path, default=Path("reports"), help="output root (default: reports/)")
+
+    advise = commands.add_parser("advise", help="the best (K sets x d width) for a budget, from a sweep's cells")
+    advise.add_argument("sweep", help="a sweep name (its latest parent run); e.g. frontier")
+    advise.add_argument("--budget", required=True,
+                        help="on --axis: a parameter count (e.g. 112200, 1.1e5), or on the embedding axis KxD "
+                             "per field with a d suffix (40d: K·d = 40)")
+    advise.add_argument("--axis", default="embedding", choices=["embedding", "total", "flops"],
+                        help="what the budget counts (default: embedding parameters)")
+    advise.add_argument("--backbone", default=None, help="the backbone, when the sweep has several")
+    advise.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI "
+                        "or sqlite:///mlflow.db)")
+    advise.add_argument("--experiment", default="recsys-scaling")
+    advise.add_argument("--resamples", type=int, default=1000, help="seed bootstrap resamples (default 1000)")
     return parser
 
 

@@ -131,6 +131,8 @@ def _finished(runs: pd.DataFrame, x: str) -> pd.DataFrame:
     columns = ["run_id", "series", "backbone", "arm", "scale", "seed", "num_embeddings", "test_auc", "test_logloss", x,
                *([ia] if ia else [])]
     keep = (runs["status"] == "FINISHED") & runs[x].notna() & runs["test_auc"].notna()
+    if "explicit_shape" in runs:  # (K, d) cells of a frontier grid: arm and scale do not place them on a curve
+        keep &= runs["explicit_shape"].fillna("") != "true"
     return runs.loc[keep, list(dict.fromkeys(columns))]
 
 

@@ -20,7 +20,9 @@ from .intervals import Levels
 from .collect import collect_runs, distinct_runs, split_series_by_data, largest_scale_spectra, oracle_aucs, seed_summary
 from .paper import compare_with_paper
 from .plots import auc_vs_params, backbone_fit, ia_vs_scale, paper_comparison, small_multiples, spectra
-from .render import next_steps, verdict_markdown, write_index
+from .frontier import frontier
+from .frontier_plots import frontier_map
+from .render import frontier_section, next_steps, verdict_markdown, write_index
 
 X_LABELS = {"total": "total parameters", "embedding": "embedding parameters", "dense": "dense parameters",
             "flops": "FLOPs per example"}
@@ -154,6 +156,8 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
     if paper is not None and len(paper):
         plots.append(paper_comparison(paper, work / "paper_comparison.png", str(runs["dataset"].iloc[0])))
         paper.to_csv(work / "paper_comparison.csv", index=False)
+    fronts = frontier(runs, "embedding", resamples)  # iso-budget lines: equal K·d, exactly
+    front_images = [frontier_map(f, work / f"frontier_{_slug(f.series + '_' + f.backbone)}.png") for f in fronts]
     claims = claim_records(analyses)
     multipliers = pd.DataFrame([{"backbone": a.label, **m} for a in analyses for m in a.effective_multiplier])
     verdicts = [a.verdict for a in analyses]
@@ -166,9 +170,11 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
         "x_axis": x_axis, "parents": parents, "resamples": resamples, "missing_jobs": missing, "claims_method": method,
         "margin": options.margin, "ia_margin": options.ia_margin, "sequential": options.sequential,
         "max_seeds": options.max_seeds, "notes": notes, "claims": claims, "oracle": oracle,
-        "backbones": [a.as_dict() for a in analyses]}, indent=2, default=_json_value))
+        "backbones": [a.as_dict() for a in analyses], "frontier": [f.as_dict() for f in fronts]}, indent=2,
+        default=_json_value))
     write_index(work, name, parents, store.uri, ui_url, analyses, plots, fit_rows(analyses),
-                pd.DataFrame(claims), multipliers, summary, runs, missing, paper, x_label, method, oracle, notes)
+                pd.DataFrame(claims), multipliers, summary, runs, missing, paper, x_label, method, oracle, notes,
+                [frontier_section(fronts, front_images)])
     return {"plot": plots[0].name, "verdicts": verdicts, "markdown": verdict_markdown(analyses),
             "next_steps": [f"{label}: {seeds} would decide what is undecided: {command}"
                            for label, seeds, command in next_steps(analyses, name)]}

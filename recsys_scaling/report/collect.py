@@ -8,7 +8,7 @@ import pandas as pd
 from .. import tracking
 
 TAG_COLUMNS = ("backbone", "arm", "scale", "num_embeddings", "embed_dim", "seed", "sweep", "dataset", "fingerprint",
-               "data_fingerprint")
+               "data_fingerprint", "explicit_shape")
 INT_COLUMNS = ("scale", "num_embeddings", "embed_dim", "seed")
 METRIC_COLUMNS = ("test_auc", "test_logloss", "best_valid_auc", "best_valid_logloss", "best_epoch",
                   "epochs_run", "train_seconds", "params_embedding", "params_dense", "params_total",

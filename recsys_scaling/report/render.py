@@ -139,6 +139,33 @@ def _method_note(method: dict) -> str:
             "its interval.</p>")
 
 
+def frontier_section(fronts, images: List[Path]) -> str:
+    """Which (K sets x d width) for a budget: per backbone, its heat map and a table of its
+    iso-budget lines with the measured decision."""
+    if not fronts:
+        return ""
+    parts = ["<h2>Frontier: which shape (K sets × d width) for a budget</h2><p class=note>Each cell is a (K, d) shape; "
+             "cells on one iso-budget line (equal K·d: equal embedding parameters) compete. The best-looking cell is a "
+             "<em>clear winner</em> only when one-sided Welch tests at α/2 (it was picked by the same data), "
+             "Holm-corrected, show it beats every other cell of its line; p_best is how often seed bootstraps rank it "
+             "first (a description, not the rule). Right: the fitted surface's best K per budget, with its bootstrap "
+             "range; <code>recsys-scaling advise SWEEP --budget 40d</code> answers for any budget.</p>"]
+    for front, image in zip(fronts, images):
+        rows = [{"budget": line["budget"], "verdict": line["verdict"].replace("_", " "),
+                 "best": f"K={line['best']['K']} x d={line['best']['d']}", "best AUC": line["best"]["auc"],
+                 "p_best": line["best"]["p_best"],
+                 "cannot be separated from": ", ".join(line["not_separated"]) or "–",
+                 "cells": ", ".join(f"{c['K']}x{c['d']} ({c['auc']:.4f})" for c in line["candidates"])}
+                for line in front.lines]
+        surface = front.surface
+        fitted = (f"fitted surface: {surface.form} ({html.escape(surface.equation)}), held-out error "
+                  f"{surface.holdout_error:.4f} AUC on the largest budget's cells" if surface else
+                  "too few cells for a fitted surface")
+        parts += [f"<h3>{html.escape(front.series + ' / ' if front.series else '')}{html.escape(front.backbone)}</h3>",
+                  _image(image), _table(pd.DataFrame(rows)), f"<p class=note>{fitted}</p>"]
+    return "\n".join(parts)
+
+
 def next_steps(analyses, sweep: str) -> List[tuple]:
     """(backbone label, seeds per cell, command) for each backbone with undecided claims: the
     seeds that would decide them at the observed seed spread, and how to run them."""
@@ -170,7 +197,7 @@ def seed_command(sweep: str, seeds: int) -> str:
 def write_index(out_dir: Path, title: str, parents: List[str], tracking_uri: str, ui_url: str, analyses,
                 plots: List[Path], fits: pd.DataFrame, claims: pd.DataFrame, multipliers: pd.DataFrame,
                 summary: pd.DataFrame, runs: pd.DataFrame, missing: List[str], paper: Optional[pd.DataFrame],
-                x_label: str, method: dict, oracle: dict, notes: List[str] = ()) -> Path:
+                x_label: str, method: dict, oracle: dict, notes: List[str] = (), extra: List[str] = ()) -> Path:
     not_finished = runs[runs["status"] != "FINISHED"]
     sections = [
         f"<h1>Scaling report: {html.escape(title)}</h1>",
@@ -208,6 +235,7 @@ def write_index(out_dir: Path, title: str, parents: List[str], tracking_uri: str
     ]
     if paper is not None and len(paper):
         sections += ["<h2>Against the paper (Guo et al., ICML 2024, Table 1)</h2>", _table(paper)]
+    sections += list(extra)
     if len(not_finished) or missing:
         sections.append(f"<h2>Jobs not finished ({len(not_finished) + len(missing)})</h2>")
         if len(not_finished):

@@ -9,12 +9,13 @@ from ..budget import JobPlan
 from ..config import BudgetMatch
 from .grid import Job
 
-COLUMNS = ["job", "backbone", "arm", "scale", "seed", "K", "d", "embedding", "dense", "total",
+COLUMNS = ["job", "backbone", "arm", "scale", "seed", "K", "d", "Kxd", "embedding", "dense", "total",
            "flops_per_example", "matched_to", "reference_total", "mismatch_pct", "note"]
 LEGEND = """\
-K: embedding sets; d: size of each set; embedding / dense / total: parameters; flops_per_example:
-forward FLOPs of the dense part. matched_to: what a job's total is compared with (its SE or ME
-partner at the same scale, or a budget.targets entry); mismatch_pct = (total - reference) / reference.
+K: embedding sets; d: size of each set; Kxd: embedding width per field; embedding / dense / total:
+parameters; flops_per_example: forward FLOPs of the dense part. matched_to: what a job's total is
+compared with (its SE or ME partner at the same scale, or a budget.targets entry);
+mismatch_pct = (total - reference) / reference.
 note "by design": budget.match=embedding (the paper's) gives SE and ME equal embedding parameters,
 so their totals differ and that is expected; budget.match=total matches totals (within
 budget.tolerance) instead."""
@@ -29,6 +30,7 @@ def budget_table(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -> pd.
         rows.append({
             "job": job.name, "backbone": plan.backbone, "arm": plan.arm, "scale": plan.scale,
             "seed": int(job.cfg.seed), "K": plan.num_embeddings, "d": plan.embed_dim,
+            "Kxd": plan.num_embeddings * plan.embed_dim,
             "embedding": plan.counts["embedding"], "dense": plan.counts["dense"], "total": plan.counts["total"],
             "flops_per_example": plan.flops, "matched_to": plan.reference or "-",
             "reference_total": plan.reference_total,
@@ -46,6 +48,22 @@ def _note(job: Job, plan: JobPlan) -> str:
     if job.cfg.budget.match == BudgetMatch.embedding:
         return "by design" if plan.mismatch else "equal"
     return "matched"
+
+
+def iso_budget_lines(table: pd.DataFrame) -> str:
+    """The grid's iso-budget lines: shapes (K x d) with equal K·d — equal embedding parameters —
+    per backbone, where a line holds two shapes or more; "" when there is none."""
+    lines = []
+    for (backbone, product), part in table.groupby(["backbone", "Kxd"], sort=True):
+        shapes = part.drop_duplicates(["K", "d"]).sort_values("K")
+        if len(shapes) >= 2:
+            cells = ", ".join(f"{k}x{d}" for k, d in zip(shapes["K"], shapes["d"]))
+            lines.append(f"  {backbone}  K·d={product}: {cells}  ({int(shapes['embedding'].iloc[0]):,} embedding "
+                         "parameters each)")
+    if not lines:
+        return ""
+    return ("iso-budget lines (shapes K x d with equal embedding parameters; `recsys-scaling advise` compares them):\n"
+            + "\n".join(lines))
 
 
 def format_table(table: pd.DataFrame) -> str:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..budget import JobPlan, plan_job
-from ..config import EmbeddingShape, embedding_shape, explain, job_name
+from ..config import EmbeddingShape, embedding_shape, explain, explicit_shape, job_name
 from ..data import declared_field_dims
 from ..models import get_backbone, model_label
 from ..paths import BUILTIN_SWEEPS_DIR, CONF_DIR
@@ -37,7 +37,7 @@ class Job:
     @property
     def name(self) -> str:
         c = self.cfg
-        return job_name(model_label(c.model), c.arm, c.scale, c.seed)
+        return job_name(model_label(c.model), c.arm, c.scale, c.seed, explicit_shape(c))
 
     def describe(self) -> str:
         return f"job #{self.number} {self.name} ({' '.join(self.overrides)})"
@@ -184,6 +184,13 @@ def split_shared_base(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -
 def validate(jobs: Sequence[Job]) -> List[Optional[JobPlan]]:
     if not jobs:
         raise SweepConfigError("the sweep expands to no jobs")
+    seen: dict = {}
+    for job in jobs:
+        if job.name in seen:
+            raise SweepConfigError(f"{job.describe()} and job #{seen[job.name].number} are both {job.name}: an explicit "
+                                   "model.num_embeddings / model.embed_dim gives every arm and scale the same shape; "
+                                   "sweep the shape without arm and scale (see sweeps/frontier.yaml)")
+        seen[job.name] = job
     cache: dict = {}
     return [plan(job, cache) for job in jobs]
 

@@ -1,0 +1,226 @@
+"""Compute-optimal shapes: for a budget, which (K sets × d width) is best.
+
+Every finished run is a cell (K = num_embeddings, d = embed_dim) with a size on an axis
+(embedding or total parameters, or FLOPs per example). An iso-budget line is the cells of one
+budget: equal K·d on the embedding axis; within ±15% on the others.
+
+* **Measured candidates.** For a budget B, the cells within ±15% of B. The best is the highest
+  mean test AUC. It is a *clear winner* only when it beats every other candidate in a one-sided
+  Welch test, Holm-corrected across the comparisons; since the best was picked by the same data,
+  each one-sided test is made at α/2 (with two candidates that is exactly a two-sided 5% test).
+  Otherwise *no clear winner*, with the candidates it cannot be separated from. A candidate with
+  fewer than 3 seeds makes it *insufficient seeds*. `p_best` (how often each candidate is the
+  best over seed bootstraps) describes the uncertainty; it is not the decision rule.
+* **A fitted surface** for budgets between or beyond the cells (`surface.py`): a few forms of
+  1 − AUC over (K, d), chosen by the error on the largest budget's cells held out; the best
+  shape on a budget's line is the surface's minimum, with a seed-bootstrap interval.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .claims import INSUFFICIENT
+from .intervals import ALPHA, MIN_SEEDS, contrast, t_interval
+from .surface import Surface, fit_surface
+
+AXES = {"embedding": "params_embedding", "total": "params_total", "flops": "flops_per_example"}
+WINDOW = 0.15  # candidates of a budget: within ±15% of it on the axis
+
+
+@dataclass(frozen=True)
+class ShapeCell:
+    K: int
+    d: int
+    size: float  # mean axis value of its runs
+    aucs: np.ndarray
+
+    @property
+    def seeds(self) -> int:
+        return len(self.aucs)
+
+    @property
+    def mean(self) -> float:
+        return float(self.aucs.mean())
+
+    def interval(self) -> tuple:
+        if self.seeds < 2:
+            return (float("nan"), float("nan"))
+        return t_interval(self.mean, float(self.aucs.std(ddof=1) / np.sqrt(self.seeds)), self.seeds - 1.0, 0.95)
+
+
+def shape_cells(runs: pd.DataFrame, axis: str = "embedding") -> List[ShapeCell]:
+    """One cell per (K, d) of the finished runs with an AUC and a size on `axis`."""
+    if axis not in AXES:
+        raise ValueError(f"axis {axis!r}: choose from {', '.join(AXES)}")
+    column = AXES[axis]
+    done = runs[(runs["status"] == "FINISHED") & runs["test_auc"].notna() & runs[column].notna()
+                & runs["num_embeddings"].notna() & runs["embed_dim"].notna()]
+    cells = []
+    for (k, d), part in done.groupby(["num_embeddings", "embed_dim"], sort=True):
+        cells.append(ShapeCell(int(k), int(d), float(part[column].mean()), part["test_auc"].to_numpy(float)))
+    return cells
+
+
+def candidates_at(cells: Sequence[ShapeCell], budget: float) -> List[ShapeCell]:
+    return [c for c in cells if abs(c.size - budget) <= WINDOW * budget]
+
+
+def budget_lines(cells: Sequence[ShapeCell], axis: str = "embedding") -> List[List[ShapeCell]]:
+    """Groups of cells of one budget, ≥ 2 cells each: equal K·d on the embedding axis (equal
+    embedding parameters, exactly); on the other axes, each within ±15% of the group's middle."""
+    if axis == "embedding":
+        groups: dict = {}
+        for cell in cells:
+            groups.setdefault(cell.K * cell.d, []).append(cell)
+        return [sorted(line, key=lambda c: c.K) for _, line in sorted(groups.items()) if len(line) >= 2]
+    lines, current = [], []
+    for cell in sorted(cells, key=lambda c: c.size):
+        if current and cell.size > current[0].size * (1 + 2 * WINDOW):
+            lines.append(current)
+            current = []
+        current.append(cell)
+    lines.append(current)
+    return [line for line in lines if len(line) >= 2]
+
+
+def compare(cands: Sequence[ShapeCell], resamples: int = 1000, seed: int = 0) -> dict:
+    """The measured decision among a budget's candidates (see the module docstring)."""
+    ranked = sorted(cands, key=lambda c: c.mean, reverse=True)
+    best = ranked[0]
+    p_best = _p_best(ranked, resamples, seed)
+    rows = [_row(c, p_best[i]) for i, c in enumerate(ranked)]
+    if any(c.seeds < MIN_SEEDS for c in ranked):
+        return {"verdict": INSUFFICIENT, "best": rows[0], "candidates": rows, "not_separated": []}
+    tests = []
+    for other in ranked[1:]:
+        c = contrast([best.aucs, other.aucs], [1, -1])
+        se, df = c.standard_error()
+        tests.append((_one_sided_p(c.estimate, se, df), other))
+    not_separated = _holm_not_rejected(tests, ALPHA / 2)
+    verdict = "clear_winner" if len(ranked) > 1 and not not_separated else "no_clear_winner"
+    return {"verdict": verdict, "best": rows[0], "candidates": rows,
+            "not_separated": [f"K={c.K} x d={c.d}" for c in not_separated]}
+
+
+def _one_sided_p(estimate: float, se: float, df: float) -> float:
+    from scipy import special
+
+    if se == 0.0:
+        return 0.0 if estimate > 0 else 1.0
+    return float(special.stdtr(df, -estimate / se))
+
+
+def _holm_not_rejected(tests: Sequence[tuple], alpha: float) -> List[ShapeCell]:
+    """The comparisons Holm's step-down procedure does not reject (all after the first failure)."""
+    ordered = sorted(tests, key=lambda t: t[0])
+    m = len(ordered)
+    for rank, (p, _) in enumerate(ordered):
+        if p > alpha / (m - rank):
+            return [cell for _, cell in ordered[rank:]]
+    return []
+
+
+def _p_best(cells: Sequence[ShapeCell], resamples: int, seed: int) -> List[float]:
+    rng = np.random.default_rng(seed)
+    wins = np.zeros(len(cells))
+    for _ in range(max(resamples, 1)):
+        means = [rng.choice(c.aucs, size=c.seeds).mean() for c in cells]
+        wins[int(np.argmax(means))] += 1
+    return (wins / max(resamples, 1)).tolist()
+
+
+def _row(cell: ShapeCell, p_best: float) -> dict:
+    low, high = cell.interval()
+    return {"K": cell.K, "d": cell.d, "size": cell.size, "seeds": cell.seeds, "auc": cell.mean,
+            "low": None if np.isnan(low) else low, "high": None if np.isnan(high) else high, "p_best": p_best}
+
+
+@dataclass
+class Frontier:
+    """The frontier of one (series, backbone): its lines, their decisions, the fitted surface."""
+
+    backbone: str
+    series: str
+    axis: str
+    cells: List[ShapeCell]
+    lines: List[dict] = field(default_factory=list)  # per budget line: budget, compare() result
+    surface: Optional[Surface] = None
+    optimum: List[dict] = field(default_factory=list)  # fitted best shape per budget, with intervals
+
+    def as_dict(self) -> dict:
+        return {"backbone": self.backbone, "series": self.series, "axis": self.axis,
+                "cells": [_row(c, float("nan")) | {"p_best": None} for c in self.cells], "lines": self.lines,
+                "surface": self.surface.as_dict() if self.surface else None, "optimum": self.optimum}
+
+
+def frontier(runs: pd.DataFrame, axis: str = "embedding", resamples: int = 1000) -> List[Frontier]:
+    """The frontier of every (series, backbone) of a runs table that has ≥ 2 cells on some line."""
+    results = []
+    series = runs["series"] if "series" in runs else pd.Series([""] * len(runs), index=runs.index)
+    for (name, backbone), part in runs.assign(series=series.fillna("")).groupby(["series", "backbone"], sort=True):
+        cells = shape_cells(part, axis)
+        lines = budget_lines(cells, axis)
+        if not lines:
+            continue
+        result = Frontier(str(backbone), str(name), axis, cells)
+        for line in lines:
+            result.lines.append({"budget": float(np.median([c.size for c in line])), **compare(line, resamples)})
+        result.surface = fit_surface(cells, resamples=min(resamples, 200))
+        if result.surface is not None:
+            sizes = [c.size for c in cells]
+            grid = np.geomspace(min(sizes), 4 * max(sizes), 12)
+            result.optimum = [result.surface.best_shape(b, cells) for b in grid]
+        results.append(result)
+    return results
+
+
+def advise(runs: pd.DataFrame, budget: float, axis: str = "embedding", backbone: Optional[str] = None,
+           resamples: int = 1000) -> dict:
+    """The best shape for `budget` on `axis`: measured candidates when there are any (a
+    calibrated decision), else the fitted surface's best shape (interpolated, or extrapolated
+    beyond the measured budgets). Returns {budget, axis, K, d, predicted_auc, low, high, p_best,
+    verdict, candidates, extrapolated, method}."""
+    if not budget > 0:
+        raise ValueError(f"budget {budget}: must be a positive number")
+    part = _one_backbone(runs, backbone)
+    cells = shape_cells(part, axis)
+    if not cells:
+        raise LookupError("no finished runs with a shape (num_embeddings, embed_dim) and a size on that axis")
+    sizes = [c.size for c in cells]
+    extrapolated = not min(sizes) * (1 - WINDOW) <= budget <= max(sizes) * (1 + WINDOW)
+    cands = candidates_at(cells, budget)
+    if cands:
+        decision = compare(cands, resamples)
+        best = decision["best"]
+        return {"budget": budget, "axis": axis, "K": best["K"], "d": best["d"], "predicted_auc": best["auc"],
+                "low": best["low"], "high": best["high"], "p_best": best["p_best"], "verdict": decision["verdict"],
+                "candidates": decision["candidates"], "not_separated": decision["not_separated"],
+                "extrapolated": False,
+                "method": f"measured cells within ±{WINDOW:.0%} of the budget; one-sided Welch tests of the best "
+                          "against each other candidate at α/2, Holm-corrected"}
+    surface = fit_surface(cells, resamples=min(resamples, 200))
+    if surface is None:
+        raise LookupError(f"no measured cell within ±{WINDOW:.0%} of {budget:g}, and too few cells to fit a surface "
+                          f"({len(cells)}; at least 4 with 2 budgets are needed)")
+    best = surface.best_shape(budget, cells)
+    where = "extrapolated beyond" if extrapolated else "interpolated between"
+    return {"budget": budget, "axis": axis, "K": best["K"], "d": best["d"], "predicted_auc": best["auc"],
+            "low": best["low"], "high": best["high"], "p_best": best["p_best"], "verdict": "fitted",
+            "candidates": [], "not_separated": [], "extrapolated": extrapolated,
+            "method": f"{surface.form} surface fitted to {len(cells)} cells, {where} the measured budgets "
+                      f"({min(sizes):.3g}..{max(sizes):.3g}); held-out error {surface.holdout_error:.4f} AUC"}
+
+
+def _one_backbone(runs: pd.DataFrame, backbone: Optional[str]) -> pd.DataFrame:
+    found = sorted(runs["backbone"].dropna().unique())
+    if backbone is None:
+        if len(found) > 1:
+            raise ValueError(f"the runs hold several backbones ({', '.join(found)}): pick one with --backbone")
+        return runs
+    if backbone not in found:
+        raise LookupError(f"backbone {backbone!r}: not in these runs ({', '.join(found) or 'none'})")
+    return runs[runs["backbone"] == backbone]
