@@ -302,7 +302,7 @@ def explicit_shape(cfg) -> Optional["EmbeddingShape"]:
     model = cfg.model
     if model.num_embeddings is None and model.embed_dim is None:
         return None
-    return embedding_shape(model, cfg.arm, cfg.scale)
+    return _shape_of(model, cfg.arm, cfg.scale)
 
 
 def config_fingerprint(cfg) -> str:
@@ -339,11 +339,8 @@ class EmbeddingShape:
     embed_dim: int
 
 
-def embedding_shape(model: Any, arm: str, scale: int) -> EmbeddingShape:
-    """K and d of a job: explicit values win, else the paper's scale semantics."""
-    choice(Arm, arm, "arm")
-    if scale < 1:
-        raise ValueError(f"scale={scale}: must be >= 1")
+def _shape_of(model: Any, arm: str, scale: int) -> EmbeddingShape:
+    """K and d as configured (explicit values win, else the paper's scale semantics), unchecked."""
     if model.experts:
         k_default, d_default = len(model.experts), model.base_dim
     elif arm == "se":
@@ -352,11 +349,20 @@ def embedding_shape(model: Any, arm: str, scale: int) -> EmbeddingShape:
         k_default, d_default = scale, model.base_dim
     k = model.num_embeddings if model.num_embeddings is not None else k_default
     d = model.embed_dim if model.embed_dim is not None else d_default
-    if k < 1:
-        raise ValueError(f"model.num_embeddings={k}: must be >= 1")
-    if d < 1:
-        raise ValueError(f"model.embed_dim={d}: must be >= 1")
     return EmbeddingShape(num_embeddings=k, embed_dim=d)
+
+
+def embedding_shape(model: Any, arm: str, scale: int) -> EmbeddingShape:
+    """K and d of a job: explicit values win, else the paper's scale semantics."""
+    choice(Arm, arm, "arm")
+    if scale < 1:
+        raise ValueError(f"scale={scale}: must be >= 1")
+    shape = _shape_of(model, arm, scale)
+    if shape.num_embeddings < 1:
+        raise ValueError(f"model.num_embeddings={shape.num_embeddings}: must be >= 1")
+    if shape.embed_dim < 1:
+        raise ValueError(f"model.embed_dim={shape.embed_dim}: must be >= 1")
+    return shape
 
 
 def register_configs() -> None:
