@@ -95,9 +95,10 @@ def test_budget_table_of_the_paper_grid_equals_count_params():
 
 def test_budget_command_prints_one_row_per_job(workdir, capsys, tmp_path):
     csv = tmp_path / "budget.csv"
-    assert main(["budget", "demo", "--csv", str(csv)]) == 0
+    assert main(["budget", "demo", "--csv", str(csv), "--no-calibrate"]) == 0
     out = capsys.readouterr().out
-    assert "dcnv2-me-4x-s1" in out and "mismatch_pct" in out
+    assert "dcnv2-me-4x-s1" in out and "mismatch_pct" in out and "est_time" in out
+    assert "42 jobs · estimated " in out and "(joblib ×2)" in out and "from FLOPs, not calibrated" in out
     # 2 backbones x (4 SE + 3 ME scales) x 3 seeds: ME 1x is the SE base, listed once
     assert len(csv.read_text().strip().splitlines()) == 1 + 42 and "dnn-me-1x" not in csv.read_text()
     assert "6 ME jobs with one set are the SE base" in out

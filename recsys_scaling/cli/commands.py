@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 from .parser import train_help
 
@@ -52,9 +52,39 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return _until_decided(args)
     if args.margin is not None or args.ia_margin is not None:
         raise ValueError("--margin and --ia-margin go with --until-decided (or set report.margin=... as an override)")
-    summary = run_sweep(args.name, args.overrides, force=args.force, sweeps_dirs=args.sweeps_dir)
+    if args.plan:
+        return _print_plan(args)
+    with calibration_progress() as on_shape:
+        summary = run_sweep(args.name, args.overrides, force=args.force, sweeps_dirs=args.sweeps_dir,
+                            announce=lambda text: print(text, flush=True), on_shape=on_shape)
     print(summary.table())
     return 0 if summary.ok else 1
+
+
+def _print_plan(args: argparse.Namespace) -> int:
+    """--plan: what would run, each job's estimate and the total; no store or run is created."""
+    from ..sweep.estimate import memory_text
+    from ..sweep.plan import plan_sweep
+    from ..sweep.progress import clock
+    from ..tracking import Store, absolute_store
+    from ..config import resolve_tracking_uri
+
+    def existing_store(cfg):
+        uri = absolute_store(resolve_tracking_uri(cfg.tracking.uri))
+        missing = uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()
+        return None if missing else Store.of(cfg)
+
+    with calibration_progress() as on_shape:
+        plan = plan_sweep(args.name, args.overrides, args.force, args.sweeps_dir, open_store=existing_store,
+                          on_shape=on_shape)
+    width = max((len(j.job) for j in plan.estimate.jobs), default=3)
+    for job in plan.estimate.jobs:
+        shown = "-" if job.seconds is None else clock(job.seconds)
+        print(f"  {job.job:<{width}}  {shown:>7}  {memory_text(job.peak_bytes):>9}")
+    if plan.reused:
+        print(f"({len(plan.reused)} jobs finished before: skipped, not estimated)")
+    print(f"plan: {plan.estimate.footer()}")
+    return 0
 
 
 def _until_decided(args: argparse.Namespace) -> int:
@@ -69,6 +99,7 @@ def _until_decided(args: argparse.Namespace) -> int:
     try:
         rounds, summary = run_until_decided(args.name, args.overrides, args.max_seeds, args.force, args.sweeps_dir,
                                             args.margin, args.ia_margin, echo=lambda line: print(line, flush=True))
+        print(summary.table())
     except RoundFailed as failed:
         print(failed.summary.table())
         print(f"recsys-scaling sweep: {failed}", file=sys.stderr)
@@ -91,16 +122,19 @@ def cmd_sweeps(sweeps_dirs: List[Path]) -> int:
     return 0
 
 
-def cmd_budget(args: List[str], csv: Optional[Path], sweeps_dirs: List[Path]) -> int:
+def cmd_budget(args: argparse.Namespace) -> int:
     from ..paths import find_sweep
     from ..sweep import grid
     from ..sweep.budget_table import LEGEND, budget_table, format_table, iso_budget_lines
+    from ..sweep.estimate import estimate_sweep
 
-    spec = find_sweep(args[0], sweeps_dirs) if args and "=" not in args[0] else None
-    overrides = args[1:] if spec else args
-    jobs = grid.expand(spec, overrides)
+    words = args.overrides
+    spec = find_sweep(words[0], args.sweeps_dir) if words and "=" not in words[0] else None
+    jobs = grid.expand(spec, words[1:] if spec else words)
     trained, plans, base = grid.split_shared_base(jobs, grid.validate(jobs))
-    table = budget_table(trained, plans)
+    with calibration_progress() as on_shape:
+        estimate = estimate_sweep(trained, plans, calibrate=not args.no_calibrate, on_shape=on_shape)
+    table = budget_table(trained, plans, estimate)
     print(format_table(table))
     lines = iso_budget_lines(table)
     if lines:
@@ -108,9 +142,31 @@ def cmd_budget(args: List[str], csv: Optional[Path], sweeps_dirs: List[Path]) ->
     if base:
         print(f"({len(base)} ME jobs with one set are the SE base: the sweep trains them once, as SE)")
     print(LEGEND)
-    if csv is not None:
-        table.to_csv(csv, index=False)
+    print(estimate.footer())
+    if args.csv is not None:
+        table.to_csv(args.csv, index=False)
     return 0
+
+
+class calibration_progress:
+    """A bar on stderr while the calibration times each distinct model shape (on a terminal)."""
+
+    def __enter__(self):
+        self.bar = None
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="calibrating model shapes", unit="shape", leave=False)
+        if self.bar is not None:
+            self.bar.n = done
+            self.bar.refresh()
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

@@ -81,7 +81,7 @@ def _dispatch(argv: List[str]) -> int:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
     commands = {"sweep": lambda: cmd_sweep(args),
                 "sweeps": lambda: cmd_sweeps(args.sweeps_dir),
-                "budget": lambda: cmd_budget(args.overrides, args.csv, args.sweeps_dir),
+                "budget": lambda: cmd_budget(args),
                 "tune": lambda: cmd_tune(args),
                 "ui": lambda: cmd_ui(args),
                 "server": lambda: cmd_server(args),

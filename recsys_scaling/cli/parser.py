@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SWEEP_EXAMPLES)
     sweep.add_argument("name", help="a sweep name (`recsys-scaling sweeps` lists them) or a path to a sweep YAML")
     sweep.add_argument("--force", action="store_true", help="rerun jobs that finished before (default: skip them)")
+    sweep.add_argument("--plan", action="store_true",
+                       help="print each job's estimated time and memory and the sweep's total, then stop")
     sweep.add_argument("--until-decided", action="store_true",
                        help="after the grid, add seeds in rounds to the cells behind undecided claims until every "
                             "claim is decided or --max-seeds is reached (sequential intervals), then report")
@@ -75,10 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
                                  "and the built-in ones")
     _sweeps_dir_option(sweeps)
 
-    budget = commands.add_parser("budget", help="parameter counts of a sweep's jobs, without training")
+    budget = commands.add_parser("budget", help="a sweep's jobs: parameter counts, and time and memory on this machine "
+                                 "(calibrated), without training")
     budget.add_argument("overrides", nargs="*",
                         help="[SWEEP] [overrides...]: a sweep name/file, or only overrides (lists sweep)")
     budget.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
+    budget.add_argument("--no-calibrate", action="store_true",
+                        help="estimate times from FLOPs over a measured matmul rate instead of timing each model's "
+                             "training steps (faster the first time; less accurate)")
     _sweeps_dir_option(budget)
 
     tune = commands.add_parser("tune", help="Optuna studies (lr, weight decay) per cell of a sweep's grid")

@@ -169,7 +169,8 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
     (work / "fits.json").write_text(json.dumps({
         "x_axis": x_axis, "parents": parents, "resamples": resamples, "missing_jobs": missing, "claims_method": method,
         "margin": options.margin, "ia_margin": options.ia_margin, "sequential": options.sequential,
-        "max_seeds": options.max_seeds, "notes": notes, "claims": claims, "oracle": oracle,
+        "max_seeds": options.max_seeds, "notes": notes, "time": {p: store.sweep_times(p) for p in parents},
+        "claims": claims, "oracle": oracle,
         "backbones": [a.as_dict() for a in analyses], "frontier": [f.as_dict() for f in fronts]}, indent=2,
         default=_json_value))
     write_index(work, name, parents, store.uri, ui_url, analyses, plots, fit_rows(analyses),

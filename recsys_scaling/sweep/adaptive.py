@@ -96,8 +96,10 @@ def run_until_decided(name: str, overrides: Sequence[str] = (), max_seeds: int =
          f"({looks} look{'s' if looks > 1 else ''}, α = 5% over all of them)\n{HEADER}")
     while True:
         started = time.monotonic()
+        number = len(rounds)
         summary = run_sweep(name, [*overrides, "seed=" + ",".join(map(str, seeds))], force=force and not rounds,
-                            sweeps_dirs=sweeps_dirs, max_seeds=max_seeds, only_cells=cells)
+                            sweeps_dirs=sweeps_dirs, max_seeds=max_seeds, only_cells=cells,
+                            announce=lambda text: echo(f"  round {number} {text}"))
         this = Round(len(rounds), list(seeds), summary.finished + summary.failed, time.monotonic() - started)
         claims = read_claims(summary, max_seeds, margin, ia_margin)
         flat = [c for _, cs in claims for c in cs]

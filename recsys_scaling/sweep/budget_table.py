@@ -7,10 +7,12 @@ import pandas as pd
 
 from ..budget import JobPlan
 from ..config import BudgetMatch
+from .estimate import memory_text
 from .grid import Job
+from .progress import clock
 
 COLUMNS = ["job", "backbone", "arm", "scale", "seed", "K", "d", "Kxd", "embedding", "dense", "total",
-           "flops_per_example", "matched_to", "reference_total", "mismatch_pct", "note"]
+           "flops_per_example", "matched_to", "reference_total", "mismatch_pct", "note", "est_time", "est_peak_mem"]
 LEGEND = """\
 K: embedding sets; d: size of each set; Kxd: embedding width per field; embedding / dense / total:
 parameters; flops_per_example: forward FLOPs of the dense part. matched_to: what a job's total is
@@ -18,10 +20,12 @@ compared with (its SE or ME partner at the same scale, or a budget.targets entry
 mismatch_pct = (total - reference) / reference.
 note "by design": budget.match=embedding (the paper's) gives SE and ME equal embedding parameters,
 so their totals differ and that is expected; budget.match=total matches totals (within
-budget.tolerance) instead."""
+budget.tolerance) instead. est_time / est_peak_mem: the job's time and peak memory on this machine,
+from timing its model's training steps here (max_epochs epochs: an upper bound)."""
 
 
-def budget_table(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -> pd.DataFrame:
+def budget_table(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]], estimate=None) -> pd.DataFrame:
+    estimates = {j.job: j for j in estimate.jobs} if estimate is not None else {}
     rows = []
     for job, plan in zip(jobs, plans):
         if plan is None:
@@ -36,6 +40,8 @@ def budget_table(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -> pd.
             "reference_total": plan.reference_total,
             "mismatch_pct": None if plan.mismatch is None else round(100 * plan.mismatch, 3),
             "note": _note(job, plan),
+            "est_time": estimates[job.name].seconds if job.name in estimates else None,
+            "est_peak_mem": estimates[job.name].peak_bytes if job.name in estimates else None,
         })
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -71,4 +77,6 @@ def format_table(table: pd.DataFrame) -> str:
     for column in ("embedding", "dense", "total", "flops_per_example", "reference_total"):
         shown[column] = shown[column].map(lambda v: "-" if pd.isna(v) else f"{int(v):,}")
     shown["mismatch_pct"] = shown["mismatch_pct"].map(lambda v: "-" if pd.isna(v) else f"{v:+.2f}%")
+    shown["est_time"] = shown["est_time"].map(lambda v: "-" if pd.isna(v) else clock(v))
+    shown["est_peak_mem"] = shown["est_peak_mem"].map(lambda v: memory_text(None if pd.isna(v) else int(v)))
     return shown.to_string(index=False)

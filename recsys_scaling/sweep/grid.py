@@ -186,8 +186,10 @@ def validate(jobs: Sequence[Job]) -> List[Optional[JobPlan]]:
         raise SweepConfigError("the sweep expands to no jobs")
     seen: dict = {}
     for job in jobs:
-        if job.name in seen:
-            raise SweepConfigError(f"{job.describe()} and job #{seen[job.name].number} are both {job.name}: an explicit "
+        other = seen.get(job.name)
+        if other is not None and explicit_shape(job.cfg) is not None and (
+                (job.cfg.arm, job.cfg.scale) != (other.cfg.arm, other.cfg.scale)):
+            raise SweepConfigError(f"{job.describe()} and job #{other.number} are both {job.name}: an explicit "
                                    "model.num_embeddings / model.embed_dim gives every arm and scale the same shape; "
                                    "sweep the shape without arm and scale (see sweeps/frontier.yaml)")
         seen[job.name] = job

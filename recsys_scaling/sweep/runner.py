@@ -5,18 +5,14 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
-from omegaconf import OmegaConf
 
 from .. import tracking
 from ..app import launch
-from ..config import config_fingerprint, job_fingerprint
-from ..data import data_fingerprint, load_dataset
-from ..models import model_label
-from ..paths import find_sweep
-from ..runtime import cpu_count, parallel_jobs, reserved_cpus, stop_children
+from ..runtime import stop_children
 from . import grid
+from .plan import Cell, plan_sweep
 from .progress import SweepProgress, clock
 
 log = logging.getLogger(__name__)
@@ -36,6 +32,7 @@ class SweepSummary:
     slowest: Optional[Tuple[str, float]] = None
     experiment_url: str = ""
     experiment: str = "recsys-scaling"
+    estimated: Optional[float] = None  # the plan's wall time for this launch
 
     @property
     def ok(self) -> bool:
@@ -58,6 +55,8 @@ class SweepSummary:
         if self.slowest:
             rows.append(("slowest job", f"{self.slowest[0]} ({clock(self.slowest[1])})"))
         rows.append(("total time", clock(self.seconds)))
+        if self.estimated is not None:
+            rows.append(("estimated", clock(self.estimated)))
         width = max(len(k) for k, _ in rows)
         total = self.finished + self.failed + self.other + self.skipped + self.not_started
         lines = [f"sweep {self.sweep}: {'done' if self.ok else 'NOT complete'} ({total} jobs, parent run "
@@ -76,33 +75,21 @@ def compose_sweep(spec: Path, overrides: Sequence[str] = ()):
 
 def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
               sweeps_dirs: Sequence[Path] = (), max_seeds: Optional[int] = None,
-              only_cells: Optional[Set[Cell]] = None) -> SweepSummary:
-    """Expand and check every job, then open the parent run and launch the multirun. Jobs whose
-    config already has a FINISHED run are skipped (their runs are reused) unless `force`.
-    `max_seeds`: this launch is a round of adaptive seeds planned up to that many (recorded, so
-    that reports use sequential intervals). `only_cells`: train only the jobs of these
-    (backbone, arm, scale) cells; the others' finished runs still stand in the sweep, and their
-    unfinished jobs wait (deferred)."""
-    spec = find_sweep(name, sweeps_dirs)
-    sweep_name = spec.stem
-    overrides = [*overrides, *(["sweep.resume=false"] if force else [])]
-    jobs = grid.expand(spec, overrides)
-    check_parallelism(jobs)
-    plans = grid.validate(jobs)
-    check_gpu_packing(jobs, plans)
-    jobs, _, base = grid.split_shared_base(jobs, plans)
-    if base:
-        overrides = [*overrides, "sweep.shared_base=[" + ",".join(f"'{job.name}'" for job in base) + "]"]
-        log.info("sweep %s: %d ME jobs with one set are the SE base and are trained once, as SE", sweep_name,
-                 len(base))
-    log.info("sweep %s: %d jobs checked", sweep_name, len(jobs))
-    data_ids = prepare_data(jobs)  # bad data or a full disk fail here, before a store or a run exists
-    store = tracking.Store.of(jobs[0].cfg)
-    reused = {} if force else _finished_before(store, jobs, data_ids)
-    if only_cells is not None:
-        jobs, deferred = _defer_other_cells(jobs, reused, only_cells)
-        if deferred:
-            overrides = [*overrides, "sweep.deferred=[" + ",".join(f"'{job.name}'" for job in deferred) + "]"]
+              only_cells: Optional[Set[Cell]] = None, announce=None, calibrate: bool = True,
+              on_shape=None) -> SweepSummary:
+    """Plan the sweep (plan.plan_sweep: expand and check every job, prepare the data, find what
+    finished before, estimate the rest), then open the parent run and launch the multirun. Jobs
+    whose config and data already have a FINISHED run are skipped (their runs are reused) unless
+    `force`. `max_seeds`: this launch is a round of adaptive seeds planned up to that many
+    (recorded, so that reports use sequential intervals). `only_cells`: train only the jobs of
+    these (backbone, arm, scale) cells; the others' finished runs still stand in the sweep, and
+    their unfinished jobs wait (deferred). `announce(text)` is told the estimate before launch."""
+    plan = plan_sweep(name, overrides, force, sweeps_dirs, only_cells, open_store=tracking.Store.of,
+                      calibrate=calibrate, on_shape=on_shape)
+    store = plan.store
+    sweep_name, spec, jobs, reused, overrides = plan.name, plan.spec, plan.jobs, plan.reused, plan.overrides
+    if announce is not None:
+        announce(f"plan: {plan.estimate.footer()}")
     closed = store.close_stale_sweep_parents(sweep_name)
     if closed:
         log.info("sweep %s: %d earlier launch(es) left RUNNING by a process that ended are now KILLED", sweep_name,
@@ -110,6 +97,7 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     parent = store.create_sweep_parent(sweep_name, spec, [job.name for job in jobs], reused,
                                        overrides=sweep_params(spec, overrides))
     store.record_sweep_settings(parent, {**report_settings(jobs[0].cfg), "max_seeds": max_seeds})
+    store.record_estimate(parent, plan.estimate.as_dict())
     if reused:
         log.info("sweep %s: %d of %d jobs finished before and are skipped (--force reruns them)",
                  sweep_name, len(reused), len(jobs))
@@ -139,6 +127,7 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
             summary = summarize(store, sweep_name, parent, len(jobs), len(reused))
             summary.seconds, summary.slowest = progress.elapsed, progress.slowest()
             summary.experiment_url, summary.experiment = store.experiment_url(), store.experiment
+            summary.estimated = plan.estimate.wall if plan.estimate.known else None
             if status == "FINISHED" and not summary.ok:
                 status = "FAILED"
             store.finish_sweep_parent(parent, status, {"finished": summary.finished, "failed": summary.failed,
@@ -153,20 +142,6 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
                 "the sweep"
             ) from None
     return summary
-
-
-Cell = Tuple[str, str, int]  # (backbone label, arm, scale)
-
-
-def cell_of(job: grid.Job) -> Cell:
-    return model_label(job.cfg.model), str(job.cfg.arm), int(job.cfg.scale)
-
-
-def _defer_other_cells(jobs: Sequence[grid.Job], reused: dict, cells: Set[Cell]) -> tuple:
-    """(jobs this launch keeps: those of `cells` and those finished before; the others)."""
-    finished = {key.split("#")[0] for key in reused}
-    kept = [job for job in jobs if cell_of(job) in cells or job.name in finished]
-    return kept, [job for job in jobs if all(job is not k for k in kept)]
 
 
 def report_settings(cfg) -> dict:
@@ -189,82 +164,6 @@ def sweep_params(spec: Path, overrides: Sequence[str]) -> dict:
             continue
         params[key.lstrip("+~")] = value
     return params
-
-
-def prepare_data(jobs: Sequence[grid.Job]) -> Dict[str, str]:
-    """Prepare (or open) every distinct dataset of the grid once, before anything is recorded;
-    returns data config -> its content fingerprint (see data.data_fingerprint)."""
-    ids: Dict[str, str] = {}
-    for job in jobs:
-        key = OmegaConf.to_yaml(job.cfg.data)
-        if key not in ids:
-            load_dataset(job.cfg.data, progress=True)
-            ids[key] = data_fingerprint(job.cfg.data)
-    return ids
-
-
-def fingerprint_of(job: grid.Job, data_ids: Dict[str, str]) -> str:
-    return job_fingerprint(job.cfg, data_ids[OmegaConf.to_yaml(job.cfg.data)])
-
-
-def _finished_before(store: tracking.Store, jobs: Sequence[grid.Job], data_ids: Dict[str, str]) -> dict:
-    """job name + fingerprint -> id of its earlier FINISHED run (same config, same data)."""
-    reused, unknown_data = {}, 0
-    for job in jobs:
-        fingerprint = fingerprint_of(job, data_ids)
-        done = store.finished_run(fingerprint)
-        if done is not None:
-            reused[f"{job.name}#{fingerprint[:12]}"] = done
-        elif store.finished_run(config_fingerprint(job.cfg)) is not None:
-            unknown_data += 1
-    if unknown_data:
-        log.info("%d job(s) have FINISHED runs from before runs recorded their data's fingerprint: what data they "
-                 "saw is unknown, so they are not reused and train again", unknown_data)
-    return reused
-
-
-def check_parallelism(jobs: Sequence[grid.Job]) -> None:
-    """Parallel jobs x torch threads per job must not exceed the cores (on a cluster: the CPUs
-    reserved per job)."""
-    reserved = reserved_cpus(jobs[0].launcher)
-    parallel = parallel_jobs(jobs[0].launcher)
-    for job in jobs:
-        threads = job.cfg.train.threads
-        if reserved and threads > reserved:
-            raise grid.SweepConfigError(
-                f"{job.describe()}: train.threads={threads} exceeds hydra.launcher.cpus_per_job={reserved}; "
-                "raise cpus_per_job or use train.threads=0")
-        if reserved:
-            continue
-        if threads and parallel * threads > cpu_count():
-            raise grid.SweepConfigError(
-                f"{job.describe()}: hydra.launcher.n_jobs={parallel} x train.threads={threads} exceeds the "
-                f"{cpu_count()} cores; lower one (train.threads=0 divides the cores automatically)")
-
-
-def check_gpu_packing(jobs: Sequence[grid.Job], plans) -> None:
-    """With GPUs here and train.device=auto, train.jobs_per_gpu copies of each job must fit in one
-    GPU's memory (weights, gradients, Adam state, activations at the batch size); checked before
-    anything runs. Needs the vocabulary sizes, so jobs on unprepared data are not checked."""
-    from ..device import visible_gpus
-
-    launcher = jobs[0].launcher
-    if not visible_gpus() or (launcher is not None and launcher.get("gpus_per_job")):
-        return
-    import torch
-
-    capacity = torch.cuda.get_device_properties(0).total_memory
-    slots = visible_gpus() * jobs[0].cfg.train.jobs_per_gpu
-    if parallel_jobs(launcher) > slots:
-        log.warning("%d parallel jobs for %d GPU slots (train.jobs_per_gpu per GPU): the extra jobs wait for a "
-                    "free slot", parallel_jobs(launcher), slots)
-    for job, job_plan in zip(jobs, plans):
-        if job.cfg.train.device != "auto" or job_plan is None:
-            continue
-        try:
-            grid.check_memory(job, job_plan, capacity)
-        except ValueError as exc:
-            raise grid.SweepConfigError(str(exc)) from None
 
 
 def summarize(store: tracking.Store, sweep_name: str, parent_run_id: str, planned: int,

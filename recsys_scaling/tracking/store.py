@@ -411,6 +411,19 @@ class Store:
                                 value, cast.__name__)
         return found
 
+    def record_estimate(self, run_id: str, estimate: dict) -> None:
+        """The launch's estimate before it ran: wall time as a metric, per job as estimate.json."""
+        if estimate.get("wall_seconds") is not None:
+            self.client.log_metric(run_id, "estimated_seconds", float(estimate["wall_seconds"]))
+        self.client.log_dict(run_id, estimate, "estimate.json")
+
+    def sweep_times(self, run_id: str) -> dict:
+        """A sweep parent's estimated and actual wall time (seconds; None where unknown)."""
+        run = self.client.get_run(run_id)
+        actual = ((run.info.end_time - run.info.start_time) / 1000.0
+                  if run.info.end_time and run.info.status != "RUNNING" else None)
+        return {"estimated_seconds": run.data.metrics.get("estimated_seconds"), "actual_seconds": actual}
+
     def close_stale_sweep_parents(self, sweep: str) -> int:
         """Parents of this sweep left RUNNING by a launching process that has ended (SIGKILL, a
         crash, a lost machine on this host): closed KILLED with a note. Returns how many."""

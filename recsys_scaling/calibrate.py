@@ -1,0 +1,264 @@
+"""What a job's model costs on this machine: a few training steps (forward, backward, Adam) and
+evaluation batches of each distinct model shape, timed with the job's threads and precision;
+plus what every job costs besides training (its run, artifacts and plots) and what a launcher's
+new worker process costs to start. Measured once and cached per machine (calibration/*.json in
+the cache folder), so a second estimate is instant. Without calibrating (`--no-calibrate`),
+times come from FLOPs over a measured matmul rate.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .budget import count_params
+from .config import EmbeddingShape
+from .models import Shape, build_model
+
+MEASURE_SECONDS = 0.4  # timing window per shape, after warm-up
+MAX_CALIBRATION_PARAMS = 50_000_000  # larger models are timed with smaller tables (see `shape`)
+# Without calibrating: what was measured on a 2-core machine (2026: 0.3-1 s, ~3 s, ~0.7 GB).
+TYPICAL_JOB_OVERHEAD, TYPICAL_WORKER_START, TYPICAL_BASE_RSS = 1.0, 3.0, 700 << 20
+
+
+@dataclass(frozen=True)
+class ShapeTiming:
+    step_seconds: float  # one training step at the job's batch size
+    eval_seconds_per_row: float
+    diagnostics_seconds: float
+    measured: bool  # False: from FLOPs over the machine's matmul rate
+
+
+@dataclass(frozen=True)
+class MachineTiming:
+    job_overhead_seconds: float  # a job besides training and evaluation: its run, params, artifacts, plots
+    worker_start_seconds: float  # a launcher's new worker process importing the stack
+    base_rss_bytes: int  # that process's memory before any job
+    matmul_flops_per_second: float
+    adam_seconds_per_param: float
+
+
+def machine_key(threads: int, device: str) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{socket.gethostname()}|{cpu}|{os.cpu_count()}|torch {torch.__version__}|{device}|threads {threads}"
+
+
+class _Batches:
+    """A loader of random batches (indices within the vocabulary), the way train_epoch reads one."""
+
+    def __init__(self, field_dims: Sequence[int], batch: int, count: int, seed: int = 0):
+        generator = torch.Generator().manual_seed(seed)
+        highs = torch.tensor(list(field_dims))
+        self.batches = [((torch.rand(batch, len(field_dims), generator=generator) * highs).long(),
+                         (torch.rand(batch, generator=generator) < 0.25).float()) for _ in range(count)]
+
+    def epoch(self, epoch: int = 0):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class Calibration:
+    """Timings cached in `folder` (one file per machine, threads and device)."""
+
+    def __init__(self, folder: Path, threads: int, device: str = "cpu", measure: bool = True):
+        self.threads, self.device, self.measure = threads, device, measure
+        key = machine_key(threads, device)
+        self.path = Path(folder) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+        self.entries = self._load()
+        self.entries.setdefault("machine_key", key)
+
+    def _load(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(self.entries, indent=1, sort_keys=True))
+            tmp.replace(self.path)
+        except OSError:
+            pass  # an unwritable cache only costs the next calibration
+
+    def machine(self) -> MachineTiming:
+        """Measured once (a tiny real job, a fresh worker process: ~10 s); without calibrating,
+        only the matmul and Adam rates are measured, the rest are typical values."""
+        key = "machine" if self.measure else "machine_uncalibrated"
+        if key not in self.entries:
+            with _threads(self.threads):
+                flops, adam = _matmul_rate(), _adam_seconds_per_param()
+                overhead = _job_overhead() if self.measure else TYPICAL_JOB_OVERHEAD
+            start, rss = _worker_start() if self.measure else (TYPICAL_WORKER_START, TYPICAL_BASE_RSS)
+            self.entries[key] = asdict(MachineTiming(overhead, start, rss, flops, adam))
+            self._save()
+        return MachineTiming(**self.entries[key])
+
+    def shape(self, job_cfg, field_dims: Sequence[int], shape: EmbeddingShape, flops_per_example: float) -> ShapeTiming:
+        """The timing of one job's model (cached by everything that changes it)."""
+        key = _shape_key(job_cfg, field_dims, shape, self.measure)
+        if key not in self.entries.setdefault("shapes", {}):
+            timing = (self._measure(job_cfg, field_dims, shape) if self.measure else
+                      self._from_flops(job_cfg, field_dims, shape, flops_per_example))
+            self.entries["shapes"][key] = asdict(timing)
+            self._save()
+        return ShapeTiming(**self.entries["shapes"][key])
+
+    def _measure(self, cfg, field_dims: Sequence[int], shape: EmbeddingShape) -> ShapeTiming:
+        from .train import make_optimizers, train_epoch
+
+        dims, missing = _fitting_dims(cfg, field_dims, shape)
+        with _threads(self.threads):
+            torch.manual_seed(0)
+            device = torch.device(self.device)
+            model = build_model(cfg.model.backbone, dims, Shape.of(len(dims), shape, cfg.arm), cfg.model).to(device)
+            optimizers = make_optimizers(model, cfg.train)
+            warm = _Batches(dims, cfg.train.batch_size, 2)
+            train_epoch(model, warm, optimizers, 0, device, False, cfg.train.precision)
+            steps, seconds = 0, 0.0
+            while seconds < MEASURE_SECONDS or steps < 3:
+                batches = _Batches(dims, cfg.train.batch_size, 2, seed=steps + 1)
+                started = time.perf_counter()
+                train_epoch(model, batches, optimizers, 0, device, False, cfg.train.precision)
+                seconds += time.perf_counter() - started
+                steps += len(batches)
+            step = seconds / steps + missing * self.machine().adam_seconds_per_param
+            eval_row = _eval_seconds_per_row(model, dims, cfg.train.eval_batch_size, device)
+            diagnostics = _diagnostics_seconds(model, dims, shape, cfg) if cfg.diagnostics.enabled else 0.0
+        return ShapeTiming(step, eval_row, diagnostics, True)
+
+    def _from_flops(self, cfg, field_dims, shape: EmbeddingShape, flops_per_example: float) -> ShapeTiming:
+        machine = self.machine()
+        params = count_params(cfg.model.backbone, field_dims, shape.embed_dim, shape.num_embeddings)["total"]
+        forward = flops_per_example / machine.matmul_flops_per_second
+        step = 3 * forward * cfg.train.batch_size + params * machine.adam_seconds_per_param
+        return ShapeTiming(step, forward, 0.0, False)
+
+
+def _shape_key(cfg, field_dims, shape: EmbeddingShape, measured: bool) -> str:
+    from omegaconf import OmegaConf
+
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    train = {k: cfg.train[k] for k in ("batch_size", "eval_batch_size", "precision", "sparse_embedding", "lr")}
+    blob = json.dumps([model, train, list(field_dims), shape.num_embeddings, shape.embed_dim, cfg.arm,
+                       bool(cfg.diagnostics.enabled), cfg.diagnostics.max_rows, measured], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _fitting_dims(cfg, field_dims: Sequence[int], shape: EmbeddingShape) -> tuple:
+    """Vocabulary sizes to time with: the real ones, or for a model too big to allocate here
+    (Criteo's tables), scaled down; returns them and the parameters left out, whose Adam
+    update is added from the machine's per-parameter rate (the lookups do not depend on it)."""
+    total = sum(field_dims) * shape.num_embeddings * shape.embed_dim
+    if total <= MAX_CALIBRATION_PARAMS:
+        return list(field_dims), 0
+    factor = MAX_CALIBRATION_PARAMS / total
+    dims = [max(2, int(d * factor)) for d in field_dims]
+    return dims, (sum(field_dims) - sum(dims)) * shape.num_embeddings * shape.embed_dim
+
+
+@torch.no_grad()
+def _eval_seconds_per_row(model, dims: Sequence[int], eval_batch: int, device: torch.device) -> float:
+    model.eval()
+    rows = min(eval_batch, 8192)
+    x = _Batches(dims, rows, 1, seed=99).batches[0][0].to(device)
+    model(x).sum().item()
+    started = time.perf_counter()
+    for _ in range(2):
+        model(x).sum().item()  # .item(): wait for the device
+    return (time.perf_counter() - started) / (2 * rows)
+
+
+def _diagnostics_seconds(model, dims: Sequence[int], shape: EmbeddingShape, cfg) -> float:
+    from . import diagnostics
+
+    table = model.embedding.table.weight.detach().cpu().numpy()
+    rows = [np.arange(min(dim, cfg.diagnostics.max_rows)) for dim in dims]
+    started = time.perf_counter()
+    diagnostics.embedding_diagnostics(table, shape.num_embeddings, [f"f{i}" for i in range(len(dims))], dims, rows)
+    return time.perf_counter() - started
+
+
+class _threads:
+    def __init__(self, threads: int):
+        self.threads, self.saved = threads, torch.get_num_threads()
+
+    def __enter__(self):
+        if self.threads > 0:
+            torch.set_num_threads(self.threads)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.saved)
+
+
+def _matmul_rate() -> float:
+    a = torch.randn(512, 512)
+    a @ a
+    started, count = time.perf_counter(), 0
+    while time.perf_counter() - started < 0.2:
+        a @ a
+        count += 1
+    return 2 * 512**3 * count / (time.perf_counter() - started)
+
+
+def _adam_seconds_per_param(size: int = 4_000_000) -> float:
+    weight = torch.nn.Parameter(torch.randn(size))
+    optimizer = torch.optim.Adam([weight], fused=True)
+    weight.grad = torch.randn(size)
+    optimizer.step()
+    started = time.perf_counter()
+    for _ in range(3):
+        optimizer.step()
+    return (time.perf_counter() - started) / (3 * size)
+
+
+def _job_overhead() -> float:
+    """A whole tiny job (its run, params, data, diagnostics and plots, artifacts) in a scratch
+    folder and store, minus its training: what every job costs besides its model."""
+    from .job import run_job
+    from .sweep.grid import Composer
+
+    with tempfile.TemporaryDirectory(prefix="recsys-calibrate-") as folder:
+        cfg = Composer(None)([
+            "data=synthetic_small", "data.synthetic.rows=2000", "data.synthetic.cardinalities=[3,10,50]",
+            "train.max_epochs=1", "train.progress=false", "train.checkpoint=false", "data.min_class_rows=1",
+            f"data.cache_dir={folder}/cache", f"tracking.uri=sqlite:///{folder}/mlflow.db"])
+        run_job(cfg)  # the imports, the store's creation and the data: not timed
+        started = time.perf_counter()
+        cfg.seed = 1
+        result = run_job(cfg)
+        return max(0.0, time.perf_counter() - started - result.get("train_seconds", 0.0))
+
+
+def _worker_start() -> tuple:
+    """Seconds and peak memory of a fresh process importing what a job imports."""
+    code = ("import resource, recsys_scaling.job, recsys_scaling.app; "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    seconds = time.perf_counter() - started
+    try:
+        return seconds, int(done.stdout.strip().splitlines()[-1]) * 1024
+    except (ValueError, IndexError):
+        return seconds, 500 << 20
+
