@@ -4,7 +4,8 @@
 # (a) the tests marked gpu; (b) fused vs per-set-loop models on CUDA (samples/s, peak memory,
 # achieved TFLOP/s vs a same-process matmul peak) and bf16 / torch.compile speed-ups; (c) a packed
 # sweep of 12 jobs at 1, 2 and 4 jobs per GPU (wall time, mean GPU utilisation from nvidia-smi);
-# (d) the paper's Criteo grid on one GPU, estimated from (b) and (c).
+# (d) the paper's Criteo grid on one GPU, estimated from (b) and (c); (e) `recsys-scaling budget`'s
+# calibrated estimates of showcase and paper_criteo on this GPU (GPU time before anything runs).
 # A dry run of the plumbing on a CPU machine:
 #   DEVICE=cpu ROWS=20000 BENCH=--quick PRECISION_BACKBONES=dnn bash benchmarks/gpu_check.sh
 set -uo pipefail
@@ -51,6 +52,16 @@ for per_gpu in 1 2 4; do
     echo "$per_gpu $(awk "BEGIN {print $end - $start}") $rc" >> "$OUT/c_packing.txt"
 done
 
+log "(e) budget estimates calibrated on this device"
+$PY -c "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; from bench_data import write_criteo_file; write_criteo_file(Path('$OUT/e_criteo_like.txt'), 200000)"
+$PY -m recsys_scaling.cli budget showcase train.device="$DEVICE" > "$OUT/e_showcase.txt" 2>&1
+# paper_criteo: Criteo's 45,840,617 rows over the vocabulary of a Criteo-shaped file (bench_data.py)
+$PY -m recsys_scaling.cli data prepare data=criteo data.path="$OUT/e_criteo_like.txt" data.min_class_rows=1 \
+    > "$OUT/e_prepare.txt" 2>&1
+$PY -m recsys_scaling.cli budget paper_criteo data.path="$OUT/e_criteo_like.txt" data.declared_rows=45840617 \
+    data.min_class_rows=1 train.device="$DEVICE" > "$OUT/e_paper_criteo.txt" 2>&1
+tail -n 1 "$OUT/e_showcase.txt" "$OUT/e_paper_criteo.txt" >&2
+
 log "(d) table"
 $PY - "$OUT" "$tests_rc" <<'EOF'
 import re, statistics, sys
@@ -95,4 +106,7 @@ if rate:
     hours = jobs * epochs * rows / (rate * gain) / 3600
     print(f"(d) paper's Criteo grid ({jobs} jobs x {epochs} epochs x {rows / 1e6:.1f}M rows) on one GPU: "
           f"about {hours:.1f} h at {rate:.0f} samples/s x {gain:.2f} packing")
+for name in ("showcase", "paper_criteo"):
+    lines = (out / f"e_{name}.txt").read_text().strip().splitlines()
+    print(f"(e) budget {name} on this device: {lines[-1] if lines else '(no output)'}")
 EOF

@@ -1,9 +1,9 @@
 """What a job's model costs on this machine: a few training steps (forward, backward, Adam) and
 evaluation batches of each distinct model shape, timed with the job's threads and precision;
 plus what every job costs besides training (its run, artifacts and plots) and what a launcher's
-new worker process costs to start. Measured once and cached per machine (calibration/*.json in
-the cache folder), so a second estimate is instant. Without calibrating (`--no-calibrate`),
-times come from FLOPs over a measured matmul rate.
+new worker process costs to start. Measured once and cached per machine (a JSON file in
+$RECSYS_SCALING_CALIBRATION, else ~/.cache/recsys_scaling/calibration), so a second estimate is
+instant. Without calibrating (`--no-calibrate`), times come from FLOPs over a measured matmul rate.
 """
 from __future__ import annotations
 
@@ -18,16 +18,17 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from .budget import count_params
 from .config import EmbeddingShape
 from .models import Shape, build_model
 
-MEASURE_SECONDS = 0.4  # timing window per shape, after warm-up
+MEASURE_SECONDS = 0.25  # timing window per shape, after warm-up
 MAX_CALIBRATION_PARAMS = 50_000_000  # larger models are timed with smaller tables (see `shape`)
 # Without calibrating: what was measured on a 2-core machine (2026: 0.3-1 s, ~3 s, ~0.7 GB).
 TYPICAL_JOB_OVERHEAD, TYPICAL_WORKER_START, TYPICAL_BASE_RSS = 1.0, 3.0, 700 << 20
@@ -48,6 +49,14 @@ class MachineTiming:
     base_rss_bytes: int  # that process's memory before any job
     matmul_flops_per_second: float
     adam_seconds_per_param: float
+
+
+def calibration_folder() -> Path:
+    """Per machine, not per project: $RECSYS_SCALING_CALIBRATION, else the user's cache folder."""
+    if os.environ.get("RECSYS_SCALING_CALIBRATION"):
+        return Path(os.environ["RECSYS_SCALING_CALIBRATION"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "recsys_scaling" / "calibration"
 
 
 def machine_key(threads: int, device: str) -> str:
@@ -79,7 +88,8 @@ class _Batches:
 class Calibration:
     """Timings cached in `folder` (one file per machine, threads and device)."""
 
-    def __init__(self, folder: Path, threads: int, device: str = "cpu", measure: bool = True):
+    def __init__(self, threads: int, device: str = "cpu", measure: bool = True, folder: Optional[Path] = None):
+        folder = calibration_folder() if folder is None else folder
         self.threads, self.device, self.measure = threads, device, measure
         key = machine_key(threads, device)
         self.path = Path(folder) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
@@ -128,11 +138,12 @@ class Calibration:
         from .train import make_optimizers, train_epoch
 
         dims, missing = _fitting_dims(cfg, field_dims, shape)
+        timing_train = OmegaConf.merge(cfg.train, {"lr": 1e-3})  # the time of a step does not depend on lr
         with _threads(self.threads):
             torch.manual_seed(0)
             device = torch.device(self.device)
             model = build_model(cfg.model.backbone, dims, Shape.of(len(dims), shape, cfg.arm), cfg.model).to(device)
-            optimizers = make_optimizers(model, cfg.train)
+            optimizers = make_optimizers(model, timing_train)
             warm = _Batches(dims, cfg.train.batch_size, 2)
             train_epoch(model, warm, optimizers, 0, device, False, cfg.train.precision)
             steps, seconds = 0, 0.0
@@ -159,7 +170,7 @@ def _shape_key(cfg, field_dims, shape: EmbeddingShape, measured: bool) -> str:
     from omegaconf import OmegaConf
 
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    train = {k: cfg.train[k] for k in ("batch_size", "eval_batch_size", "precision", "sparse_embedding", "lr")}
+    train = {k: cfg.train[k] for k in ("batch_size", "eval_batch_size", "precision", "sparse_embedding")}
     blob = json.dumps([model, train, list(field_dims), shape.num_embeddings, shape.embed_dim, cfg.arm,
                        bool(cfg.diagnostics.enabled), cfg.diagnostics.max_rows, measured], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]

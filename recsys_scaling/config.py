@@ -158,6 +158,9 @@ class DataConfig:
     # Declared vocabulary size per field (e.g. of the full dataset): lets `recsys-scaling budget`
     # and budget checks work before the data is prepared. Synthetic data knows its own.
     field_dims: Optional[List[int]] = None
+    # Declared row count of a raw file not prepared here (e.g. Criteo's 45,840,617): lets
+    # `budget` estimate job times before the data is prepared.
+    declared_rows: Optional[int] = None
     split: List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     # Positive and negative rows the validation and test splits need at least (AUC, early
     # stopping): data with fewer is refused when prepared. 0 turns the check off, to look at a
@@ -282,7 +285,7 @@ class Config:
 # Keys that say where or how a job runs, not what it computes: left out of its fingerprint.
 EXECUTION_KEYS = ("tracking", "sweep", "report", "train.progress", "train.threads", "train.device", "train.checkpoint",
                   "train.checkpoint_dir", "data.cache_dir", "train.data_on_device", "train.compile",
-                  "train.jobs_per_gpu", "data.min_class_rows")
+                  "train.jobs_per_gpu", "data.min_class_rows", "data.declared_rows")
 # Keys added after runs were recorded: at these values they leave the fingerprint out, so the
 # jobs of earlier launches still match (and are skipped) after an upgrade.
 NEUTRAL_DEFAULTS = {("train", "precision"): "fp32"}

@@ -75,6 +75,8 @@ RANGES: List[Rule] = [
     ("budget.targets", lambda v: all(t >= 1 for t in v), "every target must be a positive parameter count",
      "e.g. budget.targets=[1e6,2e6]"),
     ("data.min_count", _at_least(1), "must be at least 1", "1 keeps every value"),
+    ("data.declared_rows", lambda v: v is None or v >= 1, "must be a positive row count (or null)",
+     "e.g. data.declared_rows=45840617"),
     ("data.min_class_rows", _at_least(0), "must be >= 0", "0 turns the check of the splits' labels off"),
     ("data.split", lambda v: len(v) == 3 and all(f > 0 for f in v) and abs(sum(v) - 1) < 1e-6,
      "needs three positive fractions (train, valid, test) summing to 1", "e.g. data.split=[0.8,0.1,0.1]"),

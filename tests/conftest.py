@@ -52,6 +52,11 @@ def store_uri(workdir) -> str:
 
 def pytest_configure(config):
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # The per-machine timing calibration (calibrate.py) stays inside the test session, shared by
+    # its tests and the processes they start (never the user's ~/.cache).
+    import tempfile
+
+    os.environ["RECSYS_SCALING_CALIBRATION"] = tempfile.mkdtemp(prefix="recsys-calibration-")
 
 
 def pytest_collection_modifyitems(config, items):

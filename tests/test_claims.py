@@ -183,8 +183,8 @@ def test_sequential_intervals_survive_repeated_looks(capsys):
     rng = np.random.default_rng(12)
     stopped = {True: 0, False: 0}
     sequences = 0
-    for _ in range(6):
-        table = runs_table(rng, 10, backbones=100)
+    for _ in range(4):
+        table = runs_table(rng, 10, backbones=125)
         table = table[table["scale"].isin([1, 10])]
         for sequential in (True, False):
             claimed = set()
@@ -193,7 +193,7 @@ def test_sequential_intervals_survive_repeated_looks(capsys):
                                   max_seeds=10)
                 claimed |= {r.backbone for r in results if r.gaps[0].directional}
             stopped[sequential] += len(claimed)
-        sequences += 100
+        sequences += 125
     report("null, looks at 3..10 seeds, stop at the first ahead/behind: P(false claim), fixed intervals",
            stopped[False] / sequences, capsys)
     report("... with sequential=True, max_seeds=10", stopped[True] / sequences, capsys)

@@ -88,7 +88,7 @@ def test_a_closed_choice_fails_at_composition_naming_key_and_allowed_values(key,
 
 def test_every_raw_data_kind_has_a_reader():
     from recsys_scaling.config import DataKind
-    from recsys_scaling.data.formats import FORMATS
+    from recsys_scaling.data.sources import FORMATS
 
     assert set(FORMATS) | {DataKind.synthetic} == set(DataKind)
 

@@ -27,7 +27,8 @@ from ..runtime import cpu_count
 from .cache import CacheWriter, EncodedData, open_or_build, seeded_split
 from .faults import DataError, check_labels, reading
 from .identity import content_hash
-from .formats import BAD_KINDS, MISSING, Batch, RawFormat, make_format
+from .formats import BAD_KINDS, MISSING, Batch
+from .sources import RawFormat, make_format
 from .prefetch import prefetched
 
 log = logging.getLogger(__name__)

@@ -152,3 +152,12 @@ class MultiEmbeddingModel(nn.Module):
 
     def diagnostics(self) -> Dict[str, float]:
         return {}
+
+
+def model_label(model_cfg) -> str:
+    """The backbone's name as runs and reports show it (hetero_moe names its experts)."""
+    return get_backbone(model_cfg.backbone).label(model_cfg)
+
+
+def build_model(backbone: str, field_dims: Sequence[int], shape: Shape, cfg) -> nn.Module:
+    return get_backbone(backbone).build(field_dims, shape, cfg)

@@ -101,8 +101,8 @@ def launcher_slots(launcher, device: str) -> Tuple[int, str, str]:
 
 def data_rows(data_cfg) -> Optional[Tuple[int, int, int]]:
     """(train, valid, test) rows of a job's data: the synthetic generator's, or a prepared cache's."""
-    if data_cfg.kind == "synthetic":
-        rows = int(data_cfg.synthetic.rows)
+    if data_cfg.kind == "synthetic" or data_cfg.declared_rows:
+        rows = int(data_cfg.declared_rows or data_cfg.synthetic.rows)
         train = int(round(rows * data_cfg.split[0]))
         valid = int(round(rows * data_cfg.split[1]))
         return train, valid, rows - train - valid
@@ -127,7 +127,7 @@ def estimate_sweep(jobs: Sequence, plans: Sequence, calibrate: bool = True,
     device = _device(first.train.device)
     slots, name, where = launcher_slots(launcher, first.train.device)
     threads = first.train.threads or default_threads(launcher)
-    calibration = Calibration(_calibration_folder(first), threads, device, measure=calibrate)
+    calibration = Calibration(threads, device, measure=calibrate)
     machine = calibration.machine()
     shapes = {(id_, p.shape) for id_, p in ((_shape_id(j), p) for j, p in zip(jobs, plans)) if p is not None}
     done, estimates = set(), []
@@ -189,10 +189,6 @@ def _device(device: str) -> str:
     if device == "auto":
         return "cuda" if visible_gpus() else "cpu"
     return "cuda" if device.startswith("cuda") else "cpu"
-
-
-def _calibration_folder(cfg) -> Path:
-    return Path(str(cfg.data.cache_dir)) / "calibration"
 
 
 def memory_text(value: Optional[int]) -> str:

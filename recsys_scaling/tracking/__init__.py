@@ -1,8 +1,9 @@
 """The one boundary to MLflow: the store (runs of jobs and sweeps), reaching stores, the server."""
 from .reach import check_source, check_store
 from .server import LOOPBACK, local_postgres, port_in_use, start_server, stop_server, wait_for_server
-from .store import (DEFAULT_EXPERIMENT, PARENT_TAG, ROLE_TAG, JobRun, StopRun, Store, StoreUnreachable,
-                    absolute_store, experiment_url, flatten, is_unreachable, run_url, ui_base_url, with_driver)
+from .opening import StoreUnreachable, with_driver
+from .store import DEFAULT_EXPERIMENT, PARENT_TAG, JobRun, StopRun, Store, absolute_store, flatten, is_unreachable
+from .views import ROLE_TAG, experiment_url, run_url, ui_base_url
 
 __all__ = ["DEFAULT_EXPERIMENT", "LOOPBACK", "PARENT_TAG", "ROLE_TAG", "JobRun", "StopRun", "Store", "StoreUnreachable",
            "absolute_store", "check_source", "check_store", "experiment_url", "flatten", "is_unreachable",

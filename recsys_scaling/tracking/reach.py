@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Tuple
 
-from .store import Store, absolute_store, reach_postgres, with_driver
+from .opening import reach_postgres, with_driver
+from .store import Store, absolute_store
 
 
 def check_store(uri: str) -> str:

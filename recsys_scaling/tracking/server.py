@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .store import with_driver
+from .opening import with_driver
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

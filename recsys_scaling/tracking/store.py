@@ -2,7 +2,6 @@
 one run per job, one parent run per sweep, the UI's addresses."""
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -19,6 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import resolve_tracking_uri
 from ..runtime import holder_is_gone, lease_holder
+from .opening import creation_lock, sqlite_path, unusable_store_error, probe_server, with_driver
+from .views import (EXPERIMENT_NOTE, NOTE_TAG, ROLE_TAG, SCALING_VIEW, VIEW_TAG, VIEW_VALUE, view_state,
+                    experiment_url, run_url, ui_base_url)
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # MLflow prints "View run ... at <url>" for every run it ends on a server; the tool prints its
@@ -26,39 +28,12 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
-ROLE_TAG = "recsys_scaling.role"
 MAX_PARAM_LENGTH = 6000
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 DEFAULT_EXPERIMENT = "recsys-scaling"
-DEFAULT_UI_PORT = 5000
-NOTE_TAG = "mlflow.note.content"  # the description MLflow's UI shows for an experiment or a run
-VIEW_KEY = "scaling"
 SETTINGS_PREFIX = "recsys_scaling.report."
 SETTINGS = {"margin": float, "ia_margin": float, "margin_note": str, "max_seeds": int}
-# A saved view of the runs table (MLflow's saved-view state, kept as an experiment tag): the job
-# runs of every sweep as one flat table, with the columns to read a scaling grid by.
-SCALING_VIEW = {
-    "searchFilter": f"tags.`{ROLE_TAG}` = 'job'",
-    "selectedColumns": ["tags.`backbone`", "tags.`arm`", "tags.`scale`", "tags.`seed`", "tags.`sweep`",
-                        "params.`resolved.num_embeddings`", "params.`resolved.embed_dim`",
-                        "metrics.`params_total`", "metrics.`test_auc`", "metrics.`ia_mean`",
-                        "metrics.`epochs_run`"],
-    "orderByKey": "tags.`backbone`",
-    "orderByAsc": True,
-}
-EXPERIMENT_NOTE = """\
-SE-vs-ME scaling sweeps recorded by recsys-scaling.
-
-* Each sweep is a parent run `sweep-<name>` (its description holds the verdicts once
-  `recsys-scaling report <name>` has run); its jobs are child runs named
-  `<backbone>-<arm>-<scale>x-s<seed>`.
-* Read them by backbone, arm and scale: pick the saved view "scaling" under Views (the address
-  `recsys-scaling ui` prints opens it): every job run in one table with those columns.
-* `tags.arm`: se = one embedding set of size scale*d0; me = `scale` sets of size d0.
-"""
-
-
 def absolute_store(uri: str) -> str:
     """A relative sqlite URI made absolute, so jobs in other directories share the store."""
     prefix = "sqlite:///"
@@ -76,10 +51,6 @@ def flatten(tree: Mapping, prefix: str = "") -> Dict[str, str]:
         else:
             flat[name] = str(value)[:MAX_PARAM_LENGTH]
     return flat
-
-
-class StoreUnreachable(ConnectionError):
-    """The tracking store stopped answering (a tracking server down, a database gone)."""
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -138,42 +109,6 @@ class JobRun:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
 
-@contextmanager
-def _creation_lock(uri: str) -> Iterator[None]:
-    """Several processes opening a new sqlite store at once would each create its tables (one
-    then fails with "table ... already exists"): they take turns on a lock file beside it."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    import fcntl
-
-    lock_path = Path(uri[len("sqlite:///"):] + ".lock")
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def ui_base_url(store_uri: str) -> str:
-    """Where the MLflow UI for a store is: the server itself for an http(s) store, else
-    $RECSYS_SCALING_UI_URL, else the address `recsys-scaling ui` serves by default."""
-    if store_uri.startswith(("http://", "https://")):
-        return store_uri.rstrip("/")
-    return os.environ.get("RECSYS_SCALING_UI_URL", f"http://127.0.0.1:{DEFAULT_UI_PORT}").rstrip("/")
-
-
-def experiment_url(ui_url: str, experiment_id: str) -> str:
-    """The experiment's runs table in the machine-learning view, with the saved scaling view."""
-    return (f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
-            f"?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning")
-
-
-def run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
-    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-
-
 def _source_tags(source: str) -> Dict[str, str]:
     import getpass
 
@@ -182,88 +117,6 @@ def _source_tags(source: str) -> Dict[str, str]:
     except (KeyError, OSError):
         user = "unknown"
     return {"mlflow.source.name": source, "mlflow.source.type": "LOCAL", "mlflow.user": user}
-
-
-VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
-# MLflow 3's saved-view envelope: listed under "Views" in the runs table, opened by the share key.
-VIEW_VALUE = json.dumps({"name": "scaling: jobs by backbone / arm / scale", "createdAt": 1764374400000,
-                         "updatedAt": 1764374400000, "state": json.dumps(SCALING_VIEW)})
-
-
-def _view_state(value: Optional[str]) -> dict:
-    """The state inside a stored saved-view value ({} for a missing or foreign one)."""
-    try:
-        return dict(json.loads(json.loads(value)["state"]))
-    except (TypeError, ValueError, KeyError):
-        return {}
-
-
-
-
-PROBE_TRIES, PROBE_TIMEOUT = 3, 5.0
-
-
-def probe_server(uri: str) -> None:
-    """A tracking server must answer its health check within a few tries (~20 s at most), a
-    PostgreSQL database must accept one connection (MLflow would retry for minutes)."""
-    if uri.startswith(("postgresql://", "postgresql+psycopg://")):
-        reach_postgres(with_driver(uri))
-        return
-    if not uri.startswith(("http://", "https://")):
-        return
-    import requests
-
-    for attempt in range(PROBE_TRIES):
-        try:
-            requests.get(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT)
-            return
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            reason = type(exc).__name__
-            if attempt + 1 < PROBE_TRIES:
-                time.sleep(2.0)
-    raise StoreUnreachable(f"the tracking server {uri} does not answer ({reason} on {PROBE_TRIES} tries); start it "
-                           "(recsys-scaling ui, or recsys-scaling server) or fix tracking.uri / MLFLOW_TRACKING_URI")
-
-
-def reach_postgres(uri: str, timeout: int = 10) -> None:
-    """Connect once, without MLflow's retries (minutes against a database that is not there)."""
-    if not uri.startswith("postgresql+psycopg://"):
-        return
-    try:
-        import psycopg
-    except ImportError:
-        raise ValueError(f"{uri}: needs the PostgreSQL driver: pip install 'recsys-scaling[postgres]'") from None
-    try:
-        psycopg.connect("postgresql://" + uri[len("postgresql+psycopg://"):], connect_timeout=timeout).close()
-    except psycopg.Error as exc:
-        raise ValueError(f"store {uri}: cannot open it: {' '.join(str(exc).split())[:300]}") from None
-
-
-def _sqlite_path(uri: str) -> Optional[Path]:
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
-
-
-def _unusable(uri: str, exc: Exception) -> Exception:
-    """An error opening a store, as one line when the store's file is at fault."""
-    text = " ".join(str(exc).split())
-    if not uri.startswith("sqlite:///"):
-        return exc
-    path = uri[len("sqlite:///"):]
-    if "disk is full" in text or "No space left" in text:
-        return OSError(errno.ENOSPC, "No space left on device: the tracking store cannot be written", path)
-    if "file is not a database" in text or "malformed" in text:
-        return ValueError(f"{path}: not an MLflow store (sqlite says: file is not a database, or it is damaged); "
-                          "move it aside and a new store is made, or point tracking.uri at another")
-    if "readonly" in text or "unable to open database file" in text or "read-only" in text:
-        return ValueError(f"{path}: the store cannot be written there (read-only or no permission); point "
-                          "tracking.uri at a writable folder")
-    return exc
-
-
-def with_driver(uri: str) -> str:
-    """postgresql://... with the driver the `postgres` extra installs (psycopg 3); SQLAlchemy
-    would otherwise look for psycopg2."""
-    return "postgresql+psycopg://" + uri[len("postgresql://"):] if uri.startswith("postgresql://") else uri
 
 
 class Store:
@@ -278,16 +131,16 @@ class Store:
         self.experiment = experiment
         if probe:
             probe_server(self.uri)
-        new_file = _sqlite_path(self.uri) is not None and not _sqlite_path(self.uri).exists()
+        new_file = sqlite_path(self.uri) is not None and not sqlite_path(self.uri).exists()
         try:
-            with _creation_lock(self.uri):
+            with creation_lock(self.uri):
                 self.client = MlflowClient(tracking_uri=self.uri)
                 if not self.uri.startswith(("http://", "https://")):
                     self.client.search_experiments(max_results=1)  # creates or upgrades the schema now
         except Exception as exc:  # noqa: BLE001 - re-raised as one line when it is the file's fault
             if new_file:  # a store half-created (a full disk) is not left behind
-                _sqlite_path(self.uri).unlink(missing_ok=True)
-            raise _unusable(self.uri, exc) from exc
+                sqlite_path(self.uri).unlink(missing_ok=True)
+            raise unusable_store_error(self.uri, exc) from exc
         self._experiment_id: Optional[str] = None
 
     @classmethod
@@ -310,7 +163,7 @@ class Store:
             # Experiments made by older versions: add the description, bring the view up to date.
             if NOTE_TAG not in found.tags:
                 self.client.set_experiment_tag(self._experiment_id, NOTE_TAG, EXPERIMENT_NOTE)
-            if _view_state(found.tags.get(VIEW_TAG)) != SCALING_VIEW:
+            if view_state(found.tags.get(VIEW_TAG)) != SCALING_VIEW:
                 self.client.set_experiment_tag(self._experiment_id, VIEW_TAG, VIEW_VALUE)
         return self._experiment_id
 

@@ -1,0 +1,98 @@
+"""Opening a store: a server must answer within seconds, a database must accept a connection
+(MLflow would retry for minutes), a sqlite file that is not a store, or cannot be written, is
+one line naming it, and sqlite stores are created by one process at a time."""
+from __future__ import annotations
+
+import errno
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+
+class StoreUnreachable(ConnectionError):
+    """The tracking store stopped answering (a tracking server down, a database gone)."""
+
+
+@contextmanager
+def creation_lock(uri: str) -> Iterator[None]:
+    """Several processes opening a new sqlite store at once would each create its tables (one
+    then fails with "table ... already exists"): they take turns on a lock file beside it."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(uri[len("sqlite:///"):] + ".lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+PROBE_TRIES, PROBE_TIMEOUT = 3, 5.0
+
+
+def probe_server(uri: str) -> None:
+    """A tracking server must answer its health check within a few tries (~20 s at most), a
+    PostgreSQL database must accept one connection (MLflow would retry for minutes)."""
+    if uri.startswith(("postgresql://", "postgresql+psycopg://")):
+        reach_postgres(with_driver(uri))
+        return
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    for attempt in range(PROBE_TRIES):
+        try:
+            requests.get(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT)
+            return
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            reason = type(exc).__name__
+            if attempt + 1 < PROBE_TRIES:
+                time.sleep(2.0)
+    raise StoreUnreachable(f"the tracking server {uri} does not answer ({reason} on {PROBE_TRIES} tries); start it "
+                           "(recsys-scaling ui, or recsys-scaling server) or fix tracking.uri / MLFLOW_TRACKING_URI")
+
+
+def reach_postgres(uri: str, timeout: int = 10) -> None:
+    """Connect once, without MLflow's retries (minutes against a database that is not there)."""
+    if not uri.startswith("postgresql+psycopg://"):
+        return
+    try:
+        import psycopg
+    except ImportError:
+        raise ValueError(f"{uri}: needs the PostgreSQL driver: pip install 'recsys-scaling[postgres]'") from None
+    try:
+        psycopg.connect("postgresql://" + uri[len("postgresql+psycopg://"):], connect_timeout=timeout).close()
+    except psycopg.Error as exc:
+        raise ValueError(f"store {uri}: cannot open it: {' '.join(str(exc).split())[:300]}") from None
+
+
+def sqlite_path(uri: str) -> Optional[Path]:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def unusable_store_error(uri: str, exc: Exception) -> Exception:
+    """An error opening a store, as one line when the store's file is at fault."""
+    text = " ".join(str(exc).split())
+    if not uri.startswith("sqlite:///"):
+        return exc
+    path = uri[len("sqlite:///"):]
+    if "disk is full" in text or "No space left" in text:
+        return OSError(errno.ENOSPC, "No space left on device: the tracking store cannot be written", path)
+    if "file is not a database" in text or "malformed" in text:
+        return ValueError(f"{path}: not an MLflow store (sqlite says: file is not a database, or it is damaged); "
+                          "move it aside and a new store is made, or point tracking.uri at another")
+    if "readonly" in text or "unable to open database file" in text or "read-only" in text:
+        return ValueError(f"{path}: the store cannot be written there (read-only or no permission); point "
+                          "tracking.uri at a writable folder")
+    return exc
+
+
+def with_driver(uri: str) -> str:
+    """postgresql://... with the driver the `postgres` extra installs (psycopg 3); SQLAlchemy
+    would otherwise look for psycopg2."""
+    return "postgresql+psycopg://" + uri[len("postgresql://"):] if uri.startswith("postgresql://") else uri
