@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import socket
@@ -243,13 +244,28 @@ def _adam_seconds_per_param(size: int = 4_000_000) -> float:
     return (time.perf_counter() - started) / (3 * size)
 
 
+class _quiet:
+    """The calibration's own job logs nothing below a warning (it is not the user's job)."""
+
+    NAMES = ("recsys_scaling", "mlflow", "alembic")
+
+    def __enter__(self):
+        self.levels = {n: logging.getLogger(n).level for n in self.NAMES}
+        for name in self.NAMES:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+    def __exit__(self, *exc):
+        for name, level in self.levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
 def _job_overhead() -> float:
     """A whole tiny job (its run, params, data, diagnostics and plots, artifacts) in a scratch
     folder and store, minus its training: what every job costs besides its model."""
     from .job import run_job
     from .sweep.grid import Composer
 
-    with tempfile.TemporaryDirectory(prefix="recsys-calibrate-") as folder:
+    with tempfile.TemporaryDirectory(prefix="recsys-calibrate-") as folder, _quiet():
         cfg = Composer(None)([
             "data=synthetic_small", "data.synthetic.rows=2000", "data.synthetic.cardinalities=[3,10,50]",
             "train.max_epochs=1", "train.progress=false", "train.checkpoint=false", "data.min_class_rows=1",

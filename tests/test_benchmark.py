@@ -4,7 +4,7 @@ A reduced grid of the shipped sweeps (dcnv2 at 4x, the sweeps' own seeds 0-2: th
 runs, bit for bit): the demo's data must show the collapse (ME's large-field
 embeddings less collapsed than SE's: +1.05 IA, 95% interval [+0.39, +1.70] when measured), and
 the control's report must make no ME-ahead/behind claim on AUC. The IA effect is small: with
-seeds 7-9 dcnv2's claim is undecided (README, "The embedded benchmark")."""
+seeds 7-9 dcnv2's claim is "equivalent" within ±1 IA (README, "The embedded benchmark")."""
 from __future__ import annotations
 
 import json

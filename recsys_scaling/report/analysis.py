@@ -60,10 +60,17 @@ class BackboneAnalysis:
         kind = "top_trend" if top else "trend"
         return next((c for c in self.claims if c.kind == kind and c.arm == arm), None)
 
+    def lead_claims(self) -> List[Claim]:
+        """The claims a verdict leads with: the scaling rate, the gap at the largest scale, each
+        arm at its top, the large-field IA at the largest scale."""
+        lead = [self.scaling_gap, self.gaps[-1] if self.gaps else None, self.trend("se", top=True),
+                self.trend("me", top=True), self.ia_gaps[-1] if self.ia_gaps else None]
+        return [c for c in lead if c is not None]
+
     def seeds_to_decide(self) -> Optional[int]:
-        """Seeds per cell that would decide every claim not yet decided (None: all decided, or
-        no seed spread measured)."""
-        needed = [c.seeds_needed for c in self.claims if not c.decided and c.seeds_needed is not None]
+        """Seeds per cell that would decide the undecided lead claims (None: all decided, or no
+        seed spread measured)."""
+        needed = [c.seeds_needed for c in self.lead_claims() if not c.decided and c.seeds_needed is not None]
         return max(needed) if needed else None
 
     def as_dict(self) -> dict:
@@ -202,9 +209,7 @@ def verdict(result: BackboneAnalysis) -> str:
     """A plain statement of what the data supports, leading with the scaling-rate claim."""
     if not result.claims:
         return f"{result.label}: no finished runs."
-    lead = [result.scaling_gap, result.gaps[-1] if result.gaps else None, result.trend("se", top=True),
-            result.trend("me", top=True), result.ia_gaps[-1] if result.ia_gaps else None]
-    parts = [claim_text(c) for c in lead if c is not None]
+    parts = [claim_text(c) for c in result.lead_claims()]
     return f"{result.label}: " + "; ".join(parts) + f"; fits: {fit_note(result)}."
 
 

@@ -177,7 +177,7 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
                 pd.DataFrame(claims), multipliers, summary, runs, missing, paper, x_label, method, oracle, notes,
                 [frontier_section(fronts, front_images)])
     return {"plot": plots[0].name, "verdicts": verdicts, "markdown": verdict_markdown(analyses),
-            "next_steps": [f"{label}: {seeds} would decide what is undecided: {command}"
+            "next_steps": [f"{label}: {seeds}; all of them: {command}"
                            for label, seeds, command in next_steps(analyses, name)]}
 
 

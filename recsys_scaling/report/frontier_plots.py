@@ -54,7 +54,7 @@ def _optimum_panel(ax, front) -> None:
         lows = [o["K_interval"][0] for o in fitted]
         highs = [o["K_interval"][1] for o in fitted]
         if None not in lows:
-            ax.fill_between(budgets, lows, highs, color="#1f77b4", alpha=0.15, lw=0, label="bootstrap range")
+            ax.fill_between(budgets, lows, highs, color="#1f77b4", alpha=0.1, lw=0, label="bootstrap range of K")
     for line in front.lines:
         ax.plot(line["budget"], line["best"]["K"], "s", color="red", ms=6,
                 mfc="red" if line["verdict"] == "clear_winner" else "none")
@@ -66,4 +66,4 @@ def _optimum_panel(ax, front) -> None:
     ax.set_ylabel("best K (sets)")
     ax.set_title("best shape vs budget", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", framealpha=0.9)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..tracking import run_url
 from .analysis import fit_note
-from .claims import INSUFFICIENT, UNDECIDED, claim_text, seeds_text
+from .claims import INSUFFICIENT, SUBJECT, UNDECIDED, claim_text, seeds_text
 from .intervals import MIN_SEEDS
 from .plots import short_count
 
@@ -167,13 +167,17 @@ def frontier_section(fronts, images: List[Path]) -> str:
 
 
 def next_steps(analyses, sweep: str) -> List[tuple]:
-    """(backbone label, seeds per cell, command) for each backbone with undecided claims: the
-    seeds that would decide them at the observed seed spread, and how to run them."""
+    """(backbone label, what each undecided lead claim needs, command) per backbone with any:
+    the seeds per cell that would decide each at the observed seed spread, and how to run
+    enough for all of them."""
     steps = []
     for a in analyses:
         needed = a.seeds_to_decide()
-        if needed is not None:
-            steps.append((a.label, seeds_text(needed), seed_command(a.series or sweep, needed)))
+        if needed is None:
+            continue
+        each = ", ".join(f"{SUBJECT[c.kind](c)} {seeds_text(c.seeds_needed).replace(' per cell', '')}"
+                         for c in a.lead_claims() if not c.decided and c.seeds_needed is not None)
+        steps.append((a.label, f"seeds per cell that would decide — {each}", seed_command(a.series or sweep, needed)))
     return steps
 
 
@@ -183,7 +187,7 @@ def _next_steps_html(analyses, sweep: str) -> str:
     if not items:
         return ""
     return ("<h2>To decide what is undecided</h2><p class=note>At the observed seed spread, this many seeds per cell "
-            "would make every interval narrow enough to decide (half-width ≤ margin/2):</p><ul>" + "".join(items)
+            "would make each interval narrow enough to decide (half-width ≤ margin/2):</p><ul>" + "".join(items)
             + "</ul>")
 
 

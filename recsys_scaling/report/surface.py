@@ -92,8 +92,12 @@ class Surface:
         pairs = []
         for K in ks:
             d = 2.0 ** ((np.log2(budget) - u - v * np.log2(K)) / w) if w else float("nan")
-            if np.isfinite(d) and d >= 0.5:
-                pairs.append((int(K), max(1, int(round(d)))))
+            if not (np.isfinite(d) and d >= 0.5):
+                continue
+            d_int = max(1, int(round(d)))
+            size = 2.0 ** (u + v * np.log2(K) + w * np.log2(d_int))
+            if abs(size - budget) <= 0.15 * budget:  # rounding d must keep the shape on this budget
+                pairs.append((int(K), d_int))
         return sorted(set(pairs))
 
     def best_shape(self, budget: float, cells: Sequence) -> dict:

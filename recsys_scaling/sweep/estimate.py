@@ -125,6 +125,9 @@ def estimate_sweep(jobs: Sequence, plans: Sequence, calibrate: bool = True,
         return SweepEstimate([], 1, "", 0.0, calibrate, "")
     launcher, first = jobs[0].launcher, jobs[0].cfg
     device = _device(first.train.device)
+    if device == "cuda" and not _cuda_here():
+        raise ValueError(f"train.device={first.train.device}: no CUDA device here to time the models on; run "
+                         "`budget` on the GPU machine (or leave train.device=cpu to estimate this machine)")
     slots, name, where = launcher_slots(launcher, first.train.device)
     threads = first.train.threads or default_threads(launcher)
     calibration = Calibration(threads, device, measure=calibrate)
@@ -181,6 +184,12 @@ def _field_dims(cfg) -> List[int]:
 
 def _shape_id(job) -> str:
     return f"{job.cfg.model.backbone}|{job.cfg.train.batch_size}|{job.cfg.arm}"
+
+
+def _cuda_here() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _device(device: str) -> str:
