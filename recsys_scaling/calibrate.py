@@ -50,6 +50,7 @@ class MachineTiming:
     base_rss_bytes: int  # that process's memory before any job
     matmul_flops_per_second: float
     adam_seconds_per_param: float
+    contention: float = 1.0  # how much slower a job runs beside `concurrency` - 1 others (CPU)
 
 
 def calibration_folder() -> Path:
@@ -89,10 +90,12 @@ class _Batches:
 class Calibration:
     """Timings cached in `folder` (one file per machine, threads and device)."""
 
-    def __init__(self, threads: int, device: str = "cpu", measure: bool = True, folder: Optional[Path] = None):
+    def __init__(self, threads: int, device: str = "cpu", measure: bool = True, folder: Optional[Path] = None,
+                 concurrency: int = 1):
         folder = calibration_folder() if folder is None else folder
         self.threads, self.device, self.measure = threads, device, measure
-        key = machine_key(threads, device)
+        self.concurrency = concurrency if device == "cpu" else 1
+        key = machine_key(threads, device) + f"|{self.concurrency} at once"
         self.path = Path(folder) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
         self.entries = self._load()
         self.entries.setdefault("machine_key", key)
@@ -120,8 +123,9 @@ class Calibration:
             with _threads(self.threads):
                 flops, adam = _matmul_rate(), _adam_seconds_per_param()
                 overhead = _job_overhead() if self.measure else TYPICAL_JOB_OVERHEAD
-            start, rss = _worker_start() if self.measure else (TYPICAL_WORKER_START, TYPICAL_BASE_RSS)
-            self.entries[key] = asdict(MachineTiming(overhead, start, rss, flops, adam))
+            start, rss, contention = (_workers(self.threads, self.concurrency) if self.measure else
+                                      (TYPICAL_WORKER_START, TYPICAL_BASE_RSS, 1.0))
+            self.entries[key] = asdict(MachineTiming(overhead, start, rss, flops, adam, contention))
             self._save()
         return MachineTiming(**self.entries[key])
 
@@ -277,15 +281,54 @@ def _job_overhead() -> float:
         return max(0.0, time.perf_counter() - started - result.get("train_seconds", 0.0))
 
 
-def _worker_start() -> tuple:
-    """Seconds and peak memory of a fresh process importing what a job imports."""
-    code = ("import resource, recsys_scaling.job, recsys_scaling.app; "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    seconds = time.perf_counter() - started
-    try:
-        return seconds, int(done.stdout.strip().splitlines()[-1]) * 1024
-    except (ValueError, IndexError):
-        return seconds, 500 << 20
+WORKER_PROBE = """
+import json, resource, sys, time
+started = time.perf_counter()
+import recsys_scaling.app, recsys_scaling.job
+from recsys_scaling.calibrate import workload_seconds
+imported = time.perf_counter() - started
+print(json.dumps({"start": imported, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  "work": workload_seconds(int(sys.argv[1]))}))
+"""
 
+
+def _workers(threads: int, concurrency: int) -> tuple:
+    """(start seconds, base memory, contention) of fresh worker processes: each imports what a job
+    imports and times a fixed training workload; run alone, then `concurrency` at once (the
+    slowdown of jobs sharing the machine's cores and memory bandwidth)."""
+    alone = _probe_workers(threads, 1)[0]
+    together = _probe_workers(threads, concurrency) if concurrency > 1 else [alone]
+    contention = max(1.0, float(np.mean([w["work"] for w in together])) / max(alone["work"], 1e-9))
+    return alone["start"], int(alone["rss"]), contention
+
+
+def _probe_workers(threads: int, count: int) -> list:
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER_PROBE, str(threads)], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True) for _ in range(count)]
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        try:
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        except (ValueError, IndexError):
+            results.append({"start": TYPICAL_WORKER_START, "rss": TYPICAL_BASE_RSS, "work": 1.0})
+    return results
+
+
+def workload_seconds(threads: int, steps: int = 12) -> float:
+    """A fixed piece of training (a DNN on 12 fields, width 40, batch 2048): seconds per step."""
+    from .config import ModelConfig
+    from .train import train_epoch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    dims = [1000] * 4 + [50] * 8
+    torch.manual_seed(0)
+    model = build_model("dnn", dims, Shape.of(len(dims), EmbeddingShape(1, 40), "se"), ModelConfig(backbone="dnn"))
+    optimizers = [torch.optim.Adam(model.parameters(), fused=True)]
+    device = torch.device("cpu")
+    train_epoch(model, _Batches(dims, 2048, 2), optimizers, 0, device, False)
+    batches = _Batches(dims, 2048, steps, seed=1)
+    started = time.perf_counter()
+    train_epoch(model, batches, optimizers, 0, device, False)
+    return (time.perf_counter() - started) / steps

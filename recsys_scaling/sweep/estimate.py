@@ -130,7 +130,7 @@ def estimate_sweep(jobs: Sequence, plans: Sequence, calibrate: bool = True,
                          "`budget` on the GPU machine (or leave train.device=cpu to estimate this machine)")
     slots, name, where = launcher_slots(launcher, first.train.device)
     threads = first.train.threads or default_threads(launcher)
-    calibration = Calibration(threads, device, measure=calibrate)
+    calibration = Calibration(threads, device, measure=calibrate, concurrency=min(slots, cpu_count()))
     machine = calibration.machine()
     shapes = {(id_, p.shape) for id_, p in ((_shape_id(j), p) for j, p in zip(jobs, plans)) if p is not None}
     done, estimates = set(), []
@@ -158,6 +158,7 @@ def _job_estimate(job, plan, rows: Tuple[int, int, int], timing, machine, dims: 
     steps = math.ceil(train / cfg.train.batch_size)
     seconds = (epochs * (steps * timing.step_seconds + valid * timing.eval_seconds_per_row)
                + test * timing.eval_seconds_per_row + timing.diagnostics_seconds + machine.job_overhead_seconds)
+    seconds *= machine.contention  # the other jobs running beside it share the cores' memory and caches
     return JobEstimate(job.name, seconds, _peak_bytes(cfg, plan, dims, sum(rows), machine, device), epochs)
 
 
