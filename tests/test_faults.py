@@ -330,6 +330,43 @@ def test_labels_auc_cannot_use_are_refused_at_prepare_and_train(workdir, store_u
     assert not (workdir / "mlflow.db").exists()
 
 
+def _latin1(path: Path) -> Path:
+    lines = ["clicked,user,item,price"] + [f"{i % 2},Zürich-{i % 7},Málaga Göteborg,{i}" for i in range(3000)]
+    path.write_bytes("\n".join(lines).encode("latin-1"))
+    return path
+
+
+def _truncated_gzip(path: Path) -> Path:
+    import gzip
+
+    data = gzip.compress(click_log(path.with_suffix(""), rows=20000).read_bytes())
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _nested_parquet(path: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"clicked": [0, 1] * 500, "user": [[1, 2]] * 1000, "item": ["a"] * 1000,
+                             "price": [3] * 1000}), path)
+    return path
+
+
+BAD_FILES = [("clicks.csv", _latin1, "not UTF-8 text"),
+             ("clicks.csv.gz", _truncated_gzip, "compressed stream is cut short"),
+             ("clicks.parquet", _nested_parquet, "column 'user' holds list<"),
+             ("junk.parquet", lambda p: (p.write_bytes(b"PAR1 not really"), p)[1], "cannot be read as Parquet")]
+
+
+@pytest.mark.parametrize("name,make,message", BAD_FILES, ids=[m for _, _, m in BAD_FILES])
+def test_data_files_that_cannot_be_read_are_one_line(name, make, message, workdir, capsys):
+    path = make(workdir / name)
+    assert main(["data", "prepare", *CSV, f"data.path={path}"]) == 2
+    assert message in one_line(capsys.readouterr().err, "data")
+    assert not list(Path(os.environ["RECSYS_SCALING_CACHE"]).glob("csv-*"))
+
+
 def test_optuna_and_mlflow_in_one_database_is_refused(workdir, capsys):
     for storage, uri in (("sqlite:///mlflow.db", f"sqlite:///{workdir / 'mlflow.db'}"),
                          ("postgresql://bob@dbhost:5432/shared", "postgresql+psycopg://alice@dbhost/shared")):

@@ -101,9 +101,20 @@ def check_readable(path: Path) -> Path:
         return path
     head = open_text_head(path, 4096)
     if "\x00" in head or head.count("\ufffd") > len(head) // 20:
+        if "\x00" not in head and _single_byte_text(path):
+            raise DataError(f"{path}: not UTF-8 text (a single-byte encoding such as Latin-1?); convert it first, "
+                            f"e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}")
         raise DataError(f"{path}: binary content, not a text file; give a CSV/TSV (optionally .gz) or a "
                         "Parquet file (.parquet)")
     return path
+
+
+def _single_byte_text(path: Path) -> bool:
+    """Text in a single-byte encoding: printable once read as Latin-1 (binary data is not)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        text = fh.read(4096).decode("latin-1")
+    return sum(ch.isprintable() or ch in "\r\n\t" for ch in text) >= 0.95 * len(text)
 
 
 def _listed(names: Sequence[str], limit: int = 8) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -66,7 +67,7 @@ def content_hash(path: Path, memo_dir: Optional[Path] = None, progress: bool = F
 
 def _bar(path: Path, progress: bool):
     size = path.stat().st_size
-    if not progress or size < (256 << 20):
+    if not progress or size < (256 << 20) or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 

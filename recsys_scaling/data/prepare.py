@@ -12,6 +12,7 @@ training split only, so validation and test values unseen in training are OOV.
 from __future__ import annotations
 
 import logging
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,10 +80,12 @@ class Scan:
 
     def __iter__(self) -> Iterator[Batch]:
         bar = _progress_bar("parsing" if self.progress else None)
-        with reading(self.fmt.path):
-            yield from self._batches(bar)
-        if bar is not None:
-            bar.close()
+        try:
+            with reading(self.fmt.path):
+                yield from self._batches(bar)
+        finally:  # an error line starts on a line of its own
+            if bar is not None:
+                bar.close()
 
     def _batches(self, bar) -> Iterator[Batch]:
         for chunk in prefetched(self.fmt.chunks()):  # parse the next block while this one is encoded
@@ -108,11 +111,12 @@ class Scan:
 
 
 def _progress_bar(label: Optional[str]):
-    if label is None:
+    """A bar on a terminal only (in a log or a pipe it would only garble the lines)."""
+    if label is None or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
-    return tqdm(desc=label, unit="rows", unit_scale=True, mininterval=0.5)
+    return tqdm(desc=label, unit="rows", unit_scale=True, mininterval=0.5, leave=False)
 
 
 class DictionarySpill:

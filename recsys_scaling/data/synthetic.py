@@ -31,6 +31,7 @@ O(chunk) for any row count and row n is the same whatever the total.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -191,11 +192,11 @@ def oracle_aucs(teacher: Teacher, X: np.ndarray, y: np.ndarray) -> dict:
 
 
 def _progress(chunks: range, enabled: bool, rows: int):
-    if not enabled or len(chunks) < 4:
+    if not enabled or len(chunks) < 4 or not sys.stderr.isatty():  # a bar only on a terminal
         return chunks
     from tqdm import tqdm
 
-    return tqdm(chunks, desc=f"generating {rows:,} rows", unit="chunk")
+    return tqdm(chunks, desc=f"generating {rows:,} rows", unit="chunk", leave=False)
 
 
 def synthetic_settings(cfg, split: Sequence[float]) -> dict:

@@ -26,6 +26,7 @@ class JobEstimate:
     seconds: Optional[float]  # None: the data's row counts are unknown (not prepared yet)
     peak_bytes: Optional[int]
     epochs: int
+    train_seconds: Optional[float] = None  # the training steps alone (what a run logs as train_seconds)
 
 
 @dataclass
@@ -156,10 +157,11 @@ def _job_estimate(job, plan, rows: Tuple[int, int, int], timing, machine, dims: 
     cfg = job.cfg
     epochs = int(cfg.train.max_epochs)
     steps = math.ceil(train / cfg.train.batch_size)
+    training = epochs * steps * timing.step_seconds * machine.contention
     seconds = (epochs * (steps * timing.step_seconds + valid * timing.eval_seconds_per_row)
                + test * timing.eval_seconds_per_row + timing.diagnostics_seconds + machine.job_overhead_seconds)
     seconds *= machine.contention  # the other jobs running beside it share the cores' memory and caches
-    return JobEstimate(job.name, seconds, _peak_bytes(cfg, plan, dims, sum(rows), machine, device), epochs)
+    return JobEstimate(job.name, seconds, _peak_bytes(cfg, plan, dims, sum(rows), machine, device), epochs, training)
 
 
 def _peak_bytes(cfg, plan, dims: Sequence[int], rows: int, machine, device: str) -> int:
