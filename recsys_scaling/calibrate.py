@@ -29,7 +29,7 @@ from .budget import count_params
 from .config import EmbeddingShape
 from .models import Shape, build_model
 
-MEASURE_SECONDS = 0.25  # timing window per shape, after warm-up
+MEASURE_SECONDS, WINDOWS = 0.3, 3  # timing per shape, after warm-up: the fastest of 3 windows
 MAX_CALIBRATION_PARAMS = 50_000_000  # larger models are timed with smaller tables (see `shape`)
 # Without calibrating: what was measured on a 2-core machine (2026: 0.3-1 s, ~3 s, ~0.7 GB).
 TYPICAL_JOB_OVERHEAD, TYPICAL_WORKER_START, TYPICAL_BASE_RSS = 1.0, 3.0, 700 << 20
@@ -51,6 +51,7 @@ class MachineTiming:
     matmul_flops_per_second: float
     adam_seconds_per_param: float
     contention: float = 1.0  # how much slower a job runs beside `concurrency` - 1 others (CPU)
+    skip_seconds: float = 0.5  # a job launched only to find it finished before (or deferred)
 
 
 def calibration_folder() -> Path:
@@ -122,10 +123,10 @@ class Calibration:
         if key not in self.entries:
             with _threads(self.threads):
                 flops, adam = _matmul_rate(), _adam_seconds_per_param()
-                overhead = _job_overhead() if self.measure else TYPICAL_JOB_OVERHEAD
+                overhead, skip = _job_overhead() if self.measure else (TYPICAL_JOB_OVERHEAD, 0.5)
             start, rss, contention = (_workers(self.threads, self.concurrency) if self.measure else
                                       (TYPICAL_WORKER_START, TYPICAL_BASE_RSS, 1.0))
-            self.entries[key] = asdict(MachineTiming(overhead, start, rss, flops, adam, contention))
+            self.entries[key] = asdict(MachineTiming(overhead, start, rss, flops, adam, contention, skip))
             self._save()
         return MachineTiming(**self.entries[key])
 
@@ -151,14 +152,7 @@ class Calibration:
             optimizers = make_optimizers(model, timing_train)
             warm = _Batches(dims, cfg.train.batch_size, 2)
             train_epoch(model, warm, optimizers, 0, device, False, cfg.train.precision)
-            steps, seconds = 0, 0.0
-            while seconds < MEASURE_SECONDS or steps < 3:
-                batches = _Batches(dims, cfg.train.batch_size, 2, seed=steps + 1)
-                started = time.perf_counter()
-                train_epoch(model, batches, optimizers, 0, device, False, cfg.train.precision)
-                seconds += time.perf_counter() - started
-                steps += len(batches)
-            step = seconds / steps + missing * self.machine().adam_seconds_per_param
+            step = _best_step_seconds(model, optimizers, dims, cfg, device) + missing * self.machine().adam_seconds_per_param
             eval_row = _eval_seconds_per_row(model, dims, cfg.train.eval_batch_size, device)
             diagnostics = _diagnostics_seconds(model, dims, shape, cfg) if cfg.diagnostics.enabled else 0.0
         return ShapeTiming(step, eval_row, diagnostics, True)
@@ -191,6 +185,25 @@ def _fitting_dims(cfg, field_dims: Sequence[int], shape: EmbeddingShape) -> tupl
     factor = MAX_CALIBRATION_PARAMS / total
     dims = [max(2, int(d * factor)) for d in field_dims]
     return dims, (sum(field_dims) - sum(dims)) * shape.num_embeddings * shape.embed_dim
+
+
+def _best_step_seconds(model, optimizers, dims: Sequence[int], cfg, device) -> float:
+    """Seconds per training step: the fastest of a few short windows, so that a busy moment of
+    a shared machine does not land in the estimate (the sweep's own contention is measured
+    apart, see `_workers`)."""
+    from .train import train_epoch
+
+    best = float("inf")
+    for window in range(WINDOWS):
+        steps, seconds = 0, 0.0
+        while seconds < MEASURE_SECONDS / WINDOWS or steps < 2:
+            batches = _Batches(dims, cfg.train.batch_size, 2, seed=100 * window + steps + 1)
+            started = time.perf_counter()
+            train_epoch(model, batches, optimizers, 0, device, False, cfg.train.precision)
+            seconds += time.perf_counter() - started
+            steps += len(batches)
+        best = min(best, seconds / steps)
+    return best
 
 
 @torch.no_grad()
@@ -263,9 +276,10 @@ class _quiet:
             logging.getLogger(name).setLevel(level)
 
 
-def _job_overhead() -> float:
-    """A whole tiny job (its run, params, data, diagnostics and plots, artifacts) in a scratch
-    folder and store, minus its training: what every job costs besides its model."""
+def _job_overhead() -> tuple:
+    """(seconds, idle seconds): a whole tiny job (its run, params, data, diagnostics and plots,
+    artifacts) in a scratch folder and store, minus its training — what every job costs besides
+    its model; and a job launched only to return at once."""
     from .job import run_job
     from .sweep.grid import Composer
 
@@ -278,7 +292,33 @@ def _job_overhead() -> float:
         started = time.perf_counter()
         cfg.seed = 1
         result = run_job(cfg)
-        return max(0.0, time.perf_counter() - started - result.get("train_seconds", 0.0))
+        overhead = max(0.0, time.perf_counter() - started - result.get("train_seconds", 0.0))
+        return overhead, _idle_launch_seconds(folder)
+
+
+def _idle_launch_seconds(folder: str, count: int = 6) -> float:
+    """What a job launched only to return at once costs (a relaunch's finished or deferred jobs):
+    Hydra's set-up of a multirun job and the job's own checks, timed over a few of them."""
+    from .app import launch
+    from .config import job_name
+
+    names = ",".join(f"'{job_name('dnn', 'se', 1, seed)}'" for seed in range(count))
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)  # Hydra reconfigures logging: put it back after
+    started = time.perf_counter()
+    try:
+        _launch_idle(launch, count, names, folder)
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
+    return (time.perf_counter() - started) / count
+
+
+def _launch_idle(launch, count: int, names: str, folder: str) -> None:
+    launch(["--multirun", f"seed={','.join(map(str, range(count)))}", f"sweep.deferred=[{names}]",
+            "data=synthetic_small", f"data.cache_dir={folder}/cache", f"tracking.uri=sqlite:///{folder}/mlflow.db",
+            f"hydra.sweep.dir={folder}/multirun", "hydra.hydra_logging.root.level=WARNING",
+            "hydra.job_logging.root.level=WARNING"])
 
 
 WORKER_PROBE = """

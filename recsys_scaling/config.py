@@ -252,6 +252,9 @@ class SweepConfig:
     shared_base: List[str] = field(default_factory=list)
     # Names of jobs an adaptive round leaves for later (their cells are decided). Set by the runner.
     deferred: List[str] = field(default_factory=list)
+    # "<job name>#<fingerprint[:12]>" of the jobs the runner found finished before: they return
+    # at once, without asking the store again. Set by the runner.
+    finished: List[str] = field(default_factory=list)
 
 
 @dataclass

@@ -100,6 +100,9 @@ def run_job(cfg: DictConfig, resume: bool = False,
         return {"deferred": 1.0}
     data_id = data_fingerprint(cfg.data)
     fingerprint = job_fingerprint(cfg, data_id)
+    if resume and f"{name}#{fingerprint[:12]}" in cfg.sweep.finished:
+        log.info("%s: skipped, finished before (found by the sweep)", name)
+        return {"skipped": 1.0}
     if resume:
         done = tracking.Store.of(cfg).finished_run(fingerprint)
         if done is not None:

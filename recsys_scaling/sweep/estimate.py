@@ -38,6 +38,8 @@ class SweepEstimate:
     calibrated: bool
     where: str  # "2 cores", "1 GPU", ...
     notes: List[str] = field(default_factory=list)
+    skipped: int = 0  # jobs the launcher starts only to find them finished before (or deferred)
+    skip_seconds: float = 0.0
 
     @property
     def known(self) -> bool:
@@ -50,7 +52,8 @@ class SweepEstimate:
     @property
     def wall(self) -> float:
         starts = self.worker_start * min(self.parallel, len(self.jobs)) / max(self.parallel, 1) if self.jobs else 0.0
-        return makespan([j.seconds or 0.0 for j in self.jobs], self.parallel) + starts
+        skips = self.skipped * self.skip_seconds / max(self.parallel, 1)
+        return makespan([j.seconds or 0.0 for j in self.jobs], self.parallel) + starts + skips
 
     def footer(self) -> str:
         if not self.jobs:
@@ -117,13 +120,14 @@ def data_rows(data_cfg) -> Optional[Tuple[int, int, int]]:
 
 
 def estimate_sweep(jobs: Sequence, plans: Sequence, calibrate: bool = True,
-                   on_shape: Optional[Callable[[int, int], None]] = None) -> SweepEstimate:
+                   on_shape: Optional[Callable[[int, int], None]] = None, skipped: int = 0) -> SweepEstimate:
     """Estimates for `jobs` (grid.Job with their plans). `on_shape(done, total)` reports the
-    calibration's progress (the distinct shapes it times)."""
+    calibration's progress (the distinct shapes it times); `skipped` jobs are launched only to
+    find that they finished before (or are deferred), which costs a little each."""
     from ..calibrate import Calibration
 
     if not jobs:
-        return SweepEstimate([], 1, "", 0.0, calibrate, "")
+        return SweepEstimate([], 1, "", 0.0, calibrate, "", skipped=skipped)
     launcher, first = jobs[0].launcher, jobs[0].cfg
     device = _device(first.train.device)
     if device == "cuda" and not _cuda_here():
@@ -148,7 +152,8 @@ def estimate_sweep(jobs: Sequence, plans: Sequence, calibrate: bool = True,
         estimates.append(_job_estimate(job, plan, rows, timing, machine, dims, device))
     notes = [] if calibrate else ["not calibrated: times from FLOPs over the machine's matmul rate"]
     parallel_start = machine.worker_start_seconds if slots > 1 or "ray" in name else 0.0
-    return SweepEstimate(estimates, slots, name, parallel_start, calibrate, where, notes)
+    return SweepEstimate(estimates, slots, name, parallel_start, calibrate, where, notes, skipped,
+                         machine.skip_seconds)
 
 
 def _job_estimate(job, plan, rows: Tuple[int, int, int], timing, machine, dims: Sequence[int],

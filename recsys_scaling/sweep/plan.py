@@ -58,12 +58,17 @@ def plan_sweep(name: str, overrides: Sequence[str] = (), force: bool = False, sw
     data_ids = prepare_data(jobs)  # bad data or a full disk fail here, before a store or a run exists
     store = open_store(jobs[0].cfg) if open_store is not None else None
     reused = {} if force or store is None else _finished_before(store, jobs, data_ids)
+    if reused:  # the jobs need not ask the store again
+        overrides = [*overrides, "sweep.finished=[" + ",".join(f"'{key}'" for key in reused) + "]"]
+    deferred: list = []
     if only_cells is not None:
         jobs, plans, deferred = _defer_other_cells(jobs, plans, reused, only_cells)
         if deferred:
             overrides = [*overrides, "sweep.deferred=[" + ",".join(f"'{job.name}'" for job in deferred) + "]"]
     plan = SweepPlan(spec, spec.stem, jobs, plans, overrides, reused, store=store)
-    plan.estimate = estimate_sweep(*plan.to_train(), calibrate=calibrate, on_shape=on_shape)
+    to_train = plan.to_train()
+    launched_idle = len(jobs) - len(to_train[0]) + len(base) + len(deferred)
+    plan.estimate = estimate_sweep(*to_train, calibrate=calibrate, on_shape=on_shape, skipped=launched_idle)
     return plan
 
 
