@@ -52,6 +52,7 @@ class MachineTiming:
     adam_seconds_per_param: float
     contention: float = 1.0  # how much slower a job runs beside `concurrency` - 1 others (CPU)
     skip_seconds: float = 0.5  # a job launched only to find it finished before (or deferred)
+    reference_step_seconds: float = 0.0  # the reference workload on a quiet machine (0: not measured)
 
 
 def calibration_folder() -> Path:
@@ -124,9 +125,10 @@ class Calibration:
             with _threads(self.threads):
                 flops, adam = _matmul_rate(), _adam_seconds_per_param()
                 overhead, skip = _job_overhead() if self.measure else (TYPICAL_JOB_OVERHEAD, 0.5)
+                reference = min(self.reference.step_seconds() for _ in range(8)) if self.measure else 0.0
             start, rss, contention = (_workers(self.threads, self.concurrency) if self.measure else
                                       (TYPICAL_WORKER_START, TYPICAL_BASE_RSS, 1.0))
-            self.entries[key] = asdict(MachineTiming(overhead, start, rss, flops, adam, contention, skip))
+            self.entries[key] = asdict(MachineTiming(overhead, start, rss, flops, adam, contention, skip, reference))
             self._save()
         return MachineTiming(**self.entries[key])
 
@@ -152,10 +154,27 @@ class Calibration:
             optimizers = make_optimizers(model, timing_train)
             warm = _Batches(dims, cfg.train.batch_size, 2)
             train_epoch(model, warm, optimizers, 0, device, False, cfg.train.precision)
-            step = _best_step_seconds(model, optimizers, dims, cfg, device) + missing * self.machine().adam_seconds_per_param
+            before = self._busy_factor()
+            step = (_best_step_seconds(model, optimizers, dims, cfg, device)
+                    + missing * self.machine().adam_seconds_per_param)
             eval_row = _eval_seconds_per_row(model, dims, cfg.train.eval_batch_size, device)
             diagnostics = _diagnostics_seconds(model, dims, shape, cfg) if cfg.diagnostics.enabled else 0.0
-        return ShapeTiming(step, eval_row, diagnostics, True)
+            load = min(before, self._busy_factor())
+        return ShapeTiming(step / load, eval_row / load, diagnostics / load, True)
+
+    @property
+    def reference(self) -> "_Reference":
+        if getattr(self, "_reference", None) is None:
+            self._reference = _Reference()
+        return self._reference
+
+    def _busy_factor(self) -> float:
+        """How much slower than on a quiet machine the reference workload runs right now (≥ 1):
+        a shape timed while something else keeps the cores busy is scaled back by it."""
+        quiet = self.machine().reference_step_seconds
+        if self.device != "cpu" or not quiet:
+            return 1.0
+        return max(1.0, self.reference.step_seconds() / quiet)
 
     def _from_flops(self, cfg, field_dims, shape: EmbeddingShape, flops_per_example: float) -> ShapeTiming:
         machine = self.machine()
@@ -353,6 +372,29 @@ def _probe_workers(threads: int, count: int) -> list:
         except (ValueError, IndexError):
             results.append({"start": TYPICAL_WORKER_START, "rss": TYPICAL_BASE_RSS, "work": 1.0})
     return results
+
+
+class _Reference:
+    """A small fixed training workload, built once, timed on demand (seconds per step)."""
+
+    def __init__(self):
+        from .config import ModelConfig
+
+        self.dims = [1000] * 4 + [50] * 8
+        torch.manual_seed(0)
+        self.model = build_model("dnn", self.dims, Shape.of(len(self.dims), EmbeddingShape(1, 20), "se"),
+                                 ModelConfig(backbone="dnn", hidden=200))
+        self.optimizers = [torch.optim.Adam(self.model.parameters(), fused=True)]
+        self.batches = _Batches(self.dims, 1024, 3, seed=7)
+        for _ in range(3):  # warm up: the first steps allocate
+            self.step_seconds()
+
+    def step_seconds(self) -> float:
+        from .train import train_epoch
+
+        started = time.perf_counter()
+        train_epoch(self.model, self.batches, self.optimizers, 0, torch.device("cpu"), False)
+        return (time.perf_counter() - started) / len(self.batches)
 
 
 def workload_seconds(threads: int, steps: int = 12) -> float:

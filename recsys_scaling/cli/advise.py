@@ -70,8 +70,11 @@ def cmd_advise(args: argparse.Namespace) -> int:
     if result["candidates"]:
         print(candidate_table(result["candidates"]))
         words = VERDICT_WORDS[result["verdict"]]
-        if result["not_separated"]:
-            words += f": K={result['K']} x d={result['d']} cannot be separated from {', '.join(result['not_separated'])}"
+        if len(result["candidates"]) == 1 and result["verdict"] != "insufficient_seeds":
+            words = "one shape measured at this budget: nothing to compare it with"
+        elif result["not_separated"]:
+            others = ", ".join(result["not_separated"])
+            words += f": K={result['K']} x d={result['d']} cannot be separated from {others}"
         print(f"verdict: {words}")
         print(f"recommended: K={result['K']} sets of d={result['d']} (measured test AUC {result['predicted_auc']:.4f} "
               f"{_interval(result)}, best in {result['p_best']:.0%} of seed bootstraps)")

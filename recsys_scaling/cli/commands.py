@@ -8,6 +8,7 @@ from typing import List
 
 from .parser import train_help
 
+
 def cmd_train(overrides: List[str]) -> int:
     from ..app import JobInputError, launch
 
@@ -63,11 +64,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _print_plan(args: argparse.Namespace) -> int:
     """--plan: what would run, each job's estimate and the total; no store or run is created."""
+    from ..config import resolve_tracking_uri
     from ..sweep.estimate import memory_text
     from ..sweep.plan import plan_sweep
     from ..sweep.progress import clock
     from ..tracking import Store, absolute_store
-    from ..config import resolve_tracking_uri
 
     def existing_store(cfg):
         uri = absolute_store(resolve_tracking_uri(cfg.tracking.uri))

@@ -30,7 +30,8 @@ def reading(path: Path) -> Iterator[None]:
     except DataError:
         raise
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise DataError(f"{path}: the compressed stream is cut short or damaged ({exc}); is the file complete?") from None
+        raise DataError(f"{path}: the compressed stream is cut short or damaged ({exc}); is the file "
+                        "complete?") from None
     except pa.ArrowException as exc:
         text = " ".join(str(exc).split())
         if "UTF8" in text or "utf-8" in text.lower():

@@ -105,7 +105,8 @@ def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pa
     several = done["series"].nunique() > 1
     results, cells_of = [], {"auc": [], "ia": []}
     for (series, backbone), by_backbone in done.groupby(["series", "backbone"], sort=True):
-        result = BackboneAnalysis(str(backbone), str(series), label=f"{series} / {backbone}" if several else str(backbone))
+        label = f"{series} / {backbone}" if several else str(backbone)
+        result = BackboneAnalysis(str(backbone), str(series), label=label)
         curves = arm_curves(by_backbone)
         auc = {arm: arm_cells(curve, x, "test_auc") for arm, curve in curves.items()}
         cells_of["auc"] += [c for cells in auc.values() for c in cells]

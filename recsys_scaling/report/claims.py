@@ -190,7 +190,8 @@ def claim_text(claim: Claim) -> str:
     digits = 2 if claim.kind == "ia_gap" else 4
     subject = SUBJECT[claim.kind](claim)
     if claim.verdict == INSUFFICIENT:
-        return f"{subject}: insufficient seeds ({_why_insufficient(claim)}; {seeds_text(claim.seeds_needed)} would decide it)"
+        needed = seeds_text(claim.seeds_needed)
+        return f"{subject}: insufficient seeds ({_why_insufficient(claim)}; {needed} would decide it)"
     value = f"{claim.estimate:+.{digits}f} {UNITS[claim.kind]}{_interval_text(claim)}"
     if claim.verdict == UNDECIDED:
         return f"{subject}: undecided, {value}; {seeds_text(claim.seeds_needed)} would decide it"

@@ -116,6 +116,9 @@ def verdict_markdown(analyses) -> str:
     return "\n".join(lines)
 
 
+DEFAULT_MARGIN_NOTE = "the default: differences smaller than this do not matter in practice"
+
+
 def _method_note(method: dict) -> str:
     pairing = ("paired t on the per-seed differences (both arms ran the same seeds)" if method["pairing"] == "seed"
                else "Welch's t (unequal variances)")
@@ -127,7 +130,7 @@ def _method_note(method: dict) -> str:
                   f"cell); every interval is a {level} one, and the chance of any false claim over all the looks "
                   "stays ≤ 5%." if method.get("sequential") else "")
     return (f"<p class=note><strong>Margin</strong>: {method['margin']:g} AUC ({method['ia_margin']:g} IA) — "
-            f"{html.escape(method.get('margin_note') or 'the default: differences smaller than this do not matter in practice')}. "
+            f"{html.escape(method.get('margin_note') or DEFAULT_MARGIN_NOTE)}. "
             f"Verdicts: a direction (ME ahead / improving / ME scales better) when the {level} interval excludes 0; "
             "<em>equivalent</em> / <em>saturated</em> / <em>same scaling</em> when the difference is shown to be "
             "inside ±margin (two one-sided tests at 5%: the 90% interval inside the margin); <em>undecided</em> "

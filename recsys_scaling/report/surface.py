@@ -1,16 +1,16 @@
 """A fitted surface of 1 − AUC over (K sets, d width), for budgets the grid did not measure.
 
-Forms, on k = log2 K and l = log2 d (the error y = 1 − AUC):
+Forms, on k = log2 K and log_d = log2 d (the error y = 1 − AUC):
 
-* ``additive``     y = a + b·k + c·l — each doubling of K or of d is worth a fixed amount;
-* ``interaction``  y = a + b·k + c·l + e·k·l — what a doubling of K is worth depends on d;
+* ``additive``     y = a + b·k + c·log_d — each doubling of K or of d is worth a fixed amount;
+* ``interaction``  y = a + b·k + c·log_d + e·k·log_d — what a doubling of K is worth depends on d;
 * ``power law``    y = E + A·K^(−β) + B·d^(−γ), E, A, B ≥ 0 — diminishing returns in both,
   a shared floor (the Chinchilla-style separable form, with sets and width for parameters and
   data).
 
 The form with the smallest error on the largest budget's cells, held out, wins (the simplest
 within noise of the best). A budget on an axis is turned into (K, d) pairs through a
-least-squares fit of log2(size) on k and l (exact on the embedding axis, where size =
+least-squares fit of log2(size) on k and log_d (exact on the embedding axis, where size =
 Σ vocabulary × K × d). Intervals resample the seeds within each cell.
 """
 from __future__ import annotations
@@ -25,24 +25,24 @@ EXPONENTS = np.geomspace(0.05, 3.0, 24)
 K_CHOICES = np.array([1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64])
 
 
-def _additive(k, l):
-    return np.column_stack([np.ones_like(k), k, l])
+def _additive(k, log_d):
+    return np.column_stack([np.ones_like(k), k, log_d])
 
 
-def _interaction(k, l):
-    return np.column_stack([np.ones_like(k), k, l, k * l])
+def _interaction(k, log_d):
+    return np.column_stack([np.ones_like(k), k, log_d, k * log_d])
 
 
 def _linear_fit(design: Callable) -> Callable:
-    def fit(k, l, y):
-        coef, *_ = np.linalg.lstsq(design(k, l), y, rcond=None)
-        return lambda kk, ll: design(np.atleast_1d(kk), np.atleast_1d(ll)) @ coef
+    def fit(k, log_d, y):
+        coef, *_ = np.linalg.lstsq(design(k, log_d), y, rcond=None)
+        return lambda kk, log_dd: design(np.atleast_1d(kk), np.atleast_1d(log_dd)) @ coef
 
     return fit
 
 
-def _power(k, l, y):
-    K, d = 2.0**k, 2.0**l
+def _power(k, log_d, y):
+    K, d = 2.0**k, 2.0**log_d
     best = None
     for beta in EXPONENTS:
         for gamma in EXPONENTS:
@@ -51,7 +51,8 @@ def _power(k, l, y):
             if best is None or residual < best[0]:
                 best = (residual, beta, gamma, coef)
     _, beta, gamma, (E, A, B) = best
-    return lambda kk, ll: E + A * (2.0 ** np.atleast_1d(kk)) ** -beta + B * (2.0 ** np.atleast_1d(ll)) ** -gamma
+    return lambda kk, log_dd: (E + A * (2.0 ** np.atleast_1d(kk)) ** -beta
+                               + B * (2.0 ** np.atleast_1d(log_dd)) ** -gamma)
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,9 @@ class Surface:
     equation: str
     holdout_error: float  # RMS error (AUC) on the largest budget's cells, fitted without them
     errors: Dict[str, float]  # form -> that error
-    predict: Callable = field(repr=False)  # (k, l) -> error
+    predict: Callable = field(repr=False)  # (k, log_d) -> error
     boot: List[Callable] = field(default_factory=list, repr=False)
-    axis_coef: np.ndarray = field(default=None, repr=False)  # log2 size = u + v k + w l
+    axis_coef: np.ndarray = field(default=None, repr=False)  # log2 size = u + v k + w log_d
 
     def as_dict(self) -> dict:
         return {"form": self.form, "equation": self.equation, "holdout_error": self.holdout_error,
@@ -108,17 +109,18 @@ class Surface:
             return {"budget": float(budget), "K": None, "d": None, "auc": None, "low": None, "high": None,
                     "p_best": None, "K_interval": [None, None]}
         k = np.log2([p[0] for p in pairs])
-        l = np.log2([p[1] for p in pairs])
-        i = int(np.argmin(self.predict(k, l)))
+        log_d = np.log2([p[1] for p in pairs])
+        i = int(np.argmin(self.predict(k, log_d)))
         picks, values = [], []
         for fitted in self.boot:
-            errors = fitted(k, l)
+            errors = fitted(k, log_d)
             picks.append(int(np.argmin(errors)))
             values.append(1.0 - float(errors[i]))
         K, d = pairs[i]
         low, high = (np.percentile(values, [2.5, 97.5]).tolist() if values else [None, None])
         chosen_K = [pairs[j][0] for j in picks]
-        return {"budget": float(budget), "K": K, "d": d, "auc": 1.0 - float(self.predict(k[i:i + 1], l[i:i + 1])[0]),
+        auc = 1.0 - float(self.predict(k[i:i + 1], log_d[i:i + 1])[0])
+        return {"budget": float(budget), "K": K, "d": d, "auc": auc,
                 "low": low, "high": high, "p_best": (picks.count(i) / len(picks)) if picks else None,
                 "K_interval": ([int(np.percentile(chosen_K, 2.5)), int(np.percentile(chosen_K, 97.5))]
                                if chosen_K else [None, None])}
@@ -137,15 +139,15 @@ def fit_surface(cells: Sequence, resamples: int = 200, seed: int = 0) -> Optiona
     if len(cells) < 4 or len({round(np.log2(c.size), 6) for c in cells}) < 2:
         return None
     k = np.log2([c.K for c in cells])
-    l = np.log2([c.d for c in cells])
+    log_d = np.log2([c.d for c in cells])
     y = 1.0 - np.array([c.mean for c in cells])
     largest = np.array([c.size >= max(x.size for x in cells) / 1.15 for c in cells])
     errors, noise = {}, _noise(cells, largest)
     for form in FORMS:
         if (~largest).sum() < form.parameters:  # an exact fit still predicts the held-out cells
             continue
-        fitted = form.fit(k[~largest], l[~largest], y[~largest])
-        errors[form.name] = float(np.sqrt(np.mean((fitted(k[largest], l[largest]) - y[largest]) ** 2)))
+        fitted = form.fit(k[~largest], log_d[~largest], y[~largest])
+        errors[form.name] = float(np.sqrt(np.mean((fitted(k[largest], log_d[largest]) - y[largest]) ** 2)))
     if not errors:
         return None
     best = min(errors.values())
@@ -154,8 +156,8 @@ def fit_surface(cells: Sequence, resamples: int = 200, seed: int = 0) -> Optiona
     boot = []
     for _ in range(max(resamples, 1)):
         resampled = 1.0 - np.array([rng.choice(c.aucs, size=len(c.aucs)).mean() for c in cells])
-        boot.append(form.fit(k, l, resampled))
-    return Surface(form.name, form.equation, errors[form.name], errors, form.fit(k, l, y), boot, _axis_model(cells))
+        boot.append(form.fit(k, log_d, resampled))
+    return Surface(form.name, form.equation, errors[form.name], errors, form.fit(k, log_d, y), boot, _axis_model(cells))
 
 
 def _noise(cells, held_out: np.ndarray) -> float:
