@@ -52,7 +52,7 @@ def store_uri(workdir) -> str:
 
 def pytest_configure(config):
     os.environ.setdefault("MPLBACKEND", "Agg")
-    # The per-machine timing calibration (calibrate.py) stays inside the test session, shared by
+    # The per-machine timing calibration (sweep/calibration.py) stays inside the test session, shared by
     # its tests and the processes they start (never the user's ~/.cache).
     import tempfile
 

@@ -1,5 +1,5 @@
 """What a sweep will cost before it runs: per job, its time and peak memory on this machine
-(calibrated, see calibrate.py), and in total, the compute and the wall time under the sweep's
+(calibrated, see calibration.py), and in total, the compute and the wall time under the sweep's
 launcher and parallelism.
 
 A job's time: max_epochs × (training steps × step time + validation rows × evaluation time per
@@ -124,7 +124,7 @@ def estimate_sweep(jobs: Sequence, plans: Sequence, calibrate: bool = True,
     """Estimates for `jobs` (grid.Job with their plans). `on_shape(done, total)` reports the
     calibration's progress (the distinct shapes it times); `skipped` jobs are launched only to
     find that they finished before (or are deferred), which costs a little each."""
-    from ..calibrate import Calibration
+    from .calibration import Calibration
 
     if not jobs:
         return SweepEstimate([], 1, "", 0.0, calibrate, "", skipped=skipped)

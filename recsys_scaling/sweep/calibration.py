@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import platform
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,14 +21,14 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from .budget import count_params
-from .config import EmbeddingShape
-from .models import Shape, build_model
+from ..budget import count_params
+from ..config import EmbeddingShape
+from ..models import Shape, build_model
+from .probes import (TYPICAL_BASE_RSS, TYPICAL_JOB_OVERHEAD, TYPICAL_WORKER_START, Batches, Reference,
+                     adam_seconds_per_param, job_overhead, matmul_rate, threads_set_to, workers)
 
 MEASURE_SECONDS, WINDOWS = 0.3, 3  # timing per shape, after warm-up: the fastest of 3 windows
 MAX_CALIBRATION_PARAMS = 50_000_000  # larger models are timed with smaller tables (see `shape`)
-# Without calibrating: what was measured on a 2-core machine (2026: 0.3-1 s, ~3 s, ~0.7 GB).
-TYPICAL_JOB_OVERHEAD, TYPICAL_WORKER_START, TYPICAL_BASE_RSS = 1.0, 3.0, 700 << 20
 
 
 @dataclass(frozen=True)
@@ -73,22 +69,6 @@ def machine_key(threads: int, device: str) -> str:
     return f"{socket.gethostname()}|{cpu}|{os.cpu_count()}|torch {torch.__version__}|{device}|threads {threads}"
 
 
-class _Batches:
-    """A loader of random batches (indices within the vocabulary), the way train_epoch reads one."""
-
-    def __init__(self, field_dims: Sequence[int], batch: int, count: int, seed: int = 0):
-        generator = torch.Generator().manual_seed(seed)
-        highs = torch.tensor(list(field_dims))
-        self.batches = [((torch.rand(batch, len(field_dims), generator=generator) * highs).long(),
-                         (torch.rand(batch, generator=generator) < 0.25).float()) for _ in range(count)]
-
-    def epoch(self, epoch: int = 0):
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
 class Calibration:
     """Timings cached in `folder` (one file per machine, threads and device)."""
 
@@ -122,11 +102,11 @@ class Calibration:
         only the matmul and Adam rates are measured, the rest are typical values."""
         key = "machine" if self.measure else "machine_uncalibrated"
         if key not in self.entries:
-            with _threads(self.threads):
-                flops, adam = _matmul_rate(), _adam_seconds_per_param()
-                overhead, skip = _job_overhead() if self.measure else (TYPICAL_JOB_OVERHEAD, 0.5)
+            with threads_set_to(self.threads):
+                flops, adam = matmul_rate(), adam_seconds_per_param()
+                overhead, skip = job_overhead() if self.measure else (TYPICAL_JOB_OVERHEAD, 0.5)
                 reference = min(self.reference.step_seconds() for _ in range(8)) if self.measure else 0.0
-            start, rss, contention = (_workers(self.threads, self.concurrency) if self.measure else
+            start, rss, contention = (workers(self.threads, self.concurrency) if self.measure else
                                       (TYPICAL_WORKER_START, TYPICAL_BASE_RSS, 1.0))
             self.entries[key] = asdict(MachineTiming(overhead, start, rss, flops, adam, contention, skip, reference))
             self._save()
@@ -143,16 +123,16 @@ class Calibration:
         return ShapeTiming(**self.entries["shapes"][key])
 
     def _measure(self, cfg, field_dims: Sequence[int], shape: EmbeddingShape) -> ShapeTiming:
-        from .train import make_optimizers, train_epoch
+        from ..train import make_optimizers, train_epoch
 
         dims, missing = _fitting_dims(cfg, field_dims, shape)
         timing_train = OmegaConf.merge(cfg.train, {"lr": 1e-3})  # the time of a step does not depend on lr
-        with _threads(self.threads):
+        with threads_set_to(self.threads):
             torch.manual_seed(0)
             device = torch.device(self.device)
             model = build_model(cfg.model.backbone, dims, Shape.of(len(dims), shape, cfg.arm), cfg.model).to(device)
             optimizers = make_optimizers(model, timing_train)
-            warm = _Batches(dims, cfg.train.batch_size, 2)
+            warm = Batches(dims, cfg.train.batch_size, 2)
             train_epoch(model, warm, optimizers, 0, device, False, cfg.train.precision)
             before = self._busy_factor()
             step = (_best_step_seconds(model, optimizers, dims, cfg, device)
@@ -163,9 +143,9 @@ class Calibration:
         return ShapeTiming(step / load, eval_row / load, diagnostics / load, True)
 
     @property
-    def reference(self) -> "_Reference":
+    def reference(self) -> "Reference":
         if getattr(self, "_reference", None) is None:
-            self._reference = _Reference()
+            self._reference = Reference()
         return self._reference
 
     def _busy_factor(self) -> float:
@@ -185,8 +165,6 @@ class Calibration:
 
 
 def _shape_key(cfg, field_dims, shape: EmbeddingShape, measured: bool) -> str:
-    from omegaconf import OmegaConf
-
     model = OmegaConf.to_container(cfg.model, resolve=True)
     train = {k: cfg.train[k] for k in ("batch_size", "eval_batch_size", "precision", "sparse_embedding")}
     blob = json.dumps([model, train, list(field_dims), shape.num_embeddings, shape.embed_dim, cfg.arm,
@@ -210,13 +188,13 @@ def _best_step_seconds(model, optimizers, dims: Sequence[int], cfg, device) -> f
     """Seconds per training step: the fastest of a few short windows, so that a busy moment of
     a shared machine does not land in the estimate (the sweep's own contention is measured
     apart, see `_workers`)."""
-    from .train import train_epoch
+    from ..train import train_epoch
 
     best = float("inf")
     for window in range(WINDOWS):
         steps, seconds = 0, 0.0
         while seconds < MEASURE_SECONDS / WINDOWS or steps < 2:
-            batches = _Batches(dims, cfg.train.batch_size, 2, seed=100 * window + steps + 1)
+            batches = Batches(dims, cfg.train.batch_size, 2, seed=100 * window + steps + 1)
             started = time.perf_counter()
             train_epoch(model, batches, optimizers, 0, device, False, cfg.train.precision)
             seconds += time.perf_counter() - started
@@ -229,7 +207,7 @@ def _best_step_seconds(model, optimizers, dims: Sequence[int], cfg, device) -> f
 def _eval_seconds_per_row(model, dims: Sequence[int], eval_batch: int, device: torch.device) -> float:
     model.eval()
     rows = min(eval_batch, 8192)
-    x = _Batches(dims, rows, 1, seed=99).batches[0][0].to(device)
+    x = Batches(dims, rows, 1, seed=99).batches[0][0].to(device)
     model(x).sum().item()
     started = time.perf_counter()
     for _ in range(2):
@@ -238,7 +216,7 @@ def _eval_seconds_per_row(model, dims: Sequence[int], eval_batch: int, device: t
 
 
 def _diagnostics_seconds(model, dims: Sequence[int], shape: EmbeddingShape, cfg) -> float:
-    from . import diagnostics
+    from .. import diagnostics
 
     table = model.embedding.table.weight.detach().cpu().numpy()
     rows = [np.arange(min(dim, cfg.diagnostics.max_rows)) for dim in dims]
@@ -247,170 +225,3 @@ def _diagnostics_seconds(model, dims: Sequence[int], shape: EmbeddingShape, cfg)
     return time.perf_counter() - started
 
 
-class _threads:
-    def __init__(self, threads: int):
-        self.threads, self.saved = threads, torch.get_num_threads()
-
-    def __enter__(self):
-        if self.threads > 0:
-            torch.set_num_threads(self.threads)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.saved)
-
-
-def _matmul_rate() -> float:
-    a = torch.randn(512, 512)
-    a @ a
-    started, count = time.perf_counter(), 0
-    while time.perf_counter() - started < 0.2:
-        a @ a
-        count += 1
-    return 2 * 512**3 * count / (time.perf_counter() - started)
-
-
-def _adam_seconds_per_param(size: int = 4_000_000) -> float:
-    weight = torch.nn.Parameter(torch.randn(size))
-    optimizer = torch.optim.Adam([weight], fused=True)
-    weight.grad = torch.randn(size)
-    optimizer.step()
-    started = time.perf_counter()
-    for _ in range(3):
-        optimizer.step()
-    return (time.perf_counter() - started) / (3 * size)
-
-
-class _quiet:
-    """The calibration's own job logs nothing below a warning (it is not the user's job)."""
-
-    NAMES = ("recsys_scaling", "mlflow", "alembic")
-
-    def __enter__(self):
-        self.levels = {n: logging.getLogger(n).level for n in self.NAMES}
-        for name in self.NAMES:
-            logging.getLogger(name).setLevel(logging.WARNING)
-
-    def __exit__(self, *exc):
-        for name, level in self.levels.items():
-            logging.getLogger(name).setLevel(level)
-
-
-def _job_overhead() -> tuple:
-    """(seconds, idle seconds): a whole tiny job (its run, params, data, diagnostics and plots,
-    artifacts) in a scratch folder and store, minus its training — what every job costs besides
-    its model; and a job launched only to return at once."""
-    from .job import run_job
-    from .sweep.grid import Composer
-
-    with tempfile.TemporaryDirectory(prefix="recsys-calibrate-") as folder, _quiet():
-        cfg = Composer(None)([
-            "data=synthetic_small", "data.synthetic.rows=2000", "data.synthetic.cardinalities=[3,10,50]",
-            "train.max_epochs=1", "train.progress=false", "train.checkpoint=false", "data.min_class_rows=1",
-            f"data.cache_dir={folder}/cache", f"tracking.uri=sqlite:///{folder}/mlflow.db"])
-        run_job(cfg)  # the imports, the store's creation and the data: not timed
-        started = time.perf_counter()
-        cfg.seed = 1
-        result = run_job(cfg)
-        overhead = max(0.0, time.perf_counter() - started - result.get("train_seconds", 0.0))
-        return overhead, _idle_launch_seconds(folder)
-
-
-def _idle_launch_seconds(folder: str, count: int = 6) -> float:
-    """What a job launched only to return at once costs (a relaunch's finished or deferred jobs):
-    Hydra's set-up of a multirun job and the job's own checks, timed over a few of them."""
-    from .app import launch
-    from .config import job_name
-
-    names = ",".join(f"'{job_name('dnn', 'se', 1, seed)}'" for seed in range(count))
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)  # Hydra reconfigures logging: put it back after
-    started = time.perf_counter()
-    try:
-        _launch_idle(launch, count, names, folder)
-    finally:
-        root.setLevel(level)
-        root.handlers[:] = handlers
-    return (time.perf_counter() - started) / count
-
-
-def _launch_idle(launch, count: int, names: str, folder: str) -> None:
-    launch(["--multirun", f"seed={','.join(map(str, range(count)))}", f"sweep.deferred=[{names}]",
-            "data=synthetic_small", f"data.cache_dir={folder}/cache", f"tracking.uri=sqlite:///{folder}/mlflow.db",
-            f"hydra.sweep.dir={folder}/multirun", "hydra.hydra_logging.root.level=WARNING",
-            "hydra.job_logging.root.level=WARNING"])
-
-
-WORKER_PROBE = """
-import json, resource, sys, time
-started = time.perf_counter()
-import recsys_scaling.app, recsys_scaling.job
-from recsys_scaling.calibrate import workload_seconds
-imported = time.perf_counter() - started
-print(json.dumps({"start": imported, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                  "work": workload_seconds(int(sys.argv[1]))}))
-"""
-
-
-def _workers(threads: int, concurrency: int) -> tuple:
-    """(start seconds, base memory, contention) of fresh worker processes: each imports what a job
-    imports and times a fixed training workload; run alone, then `concurrency` at once (the
-    slowdown of jobs sharing the machine's cores and memory bandwidth)."""
-    alone = _probe_workers(threads, 1)[0]
-    together = _probe_workers(threads, concurrency) if concurrency > 1 else [alone]
-    contention = max(1.0, float(np.mean([w["work"] for w in together])) / max(alone["work"], 1e-9))
-    return alone["start"], int(alone["rss"]), contention
-
-
-def _probe_workers(threads: int, count: int) -> list:
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER_PROBE, str(threads)], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True) for _ in range(count)]
-    results = []
-    for proc in procs:
-        out, _ = proc.communicate(timeout=300)
-        try:
-            results.append(json.loads(out.strip().splitlines()[-1]))
-        except (ValueError, IndexError):
-            results.append({"start": TYPICAL_WORKER_START, "rss": TYPICAL_BASE_RSS, "work": 1.0})
-    return results
-
-
-class _Reference:
-    """A small fixed training workload, built once, timed on demand (seconds per step)."""
-
-    def __init__(self):
-        from .config import ModelConfig
-
-        self.dims = [1000] * 4 + [50] * 8
-        torch.manual_seed(0)
-        self.model = build_model("dnn", self.dims, Shape.of(len(self.dims), EmbeddingShape(1, 20), "se"),
-                                 ModelConfig(backbone="dnn", hidden=200))
-        self.optimizers = [torch.optim.Adam(self.model.parameters(), fused=True)]
-        self.batches = _Batches(self.dims, 1024, 3, seed=7)
-        for _ in range(3):  # warm up: the first steps allocate
-            self.step_seconds()
-
-    def step_seconds(self) -> float:
-        from .train import train_epoch
-
-        started = time.perf_counter()
-        train_epoch(self.model, self.batches, self.optimizers, 0, torch.device("cpu"), False)
-        return (time.perf_counter() - started) / len(self.batches)
-
-
-def workload_seconds(threads: int, steps: int = 12) -> float:
-    """A fixed piece of training (a DNN on 12 fields, width 40, batch 2048): seconds per step."""
-    from .config import ModelConfig
-    from .train import train_epoch
-
-    if threads > 0:
-        torch.set_num_threads(threads)
-    dims = [1000] * 4 + [50] * 8
-    torch.manual_seed(0)
-    model = build_model("dnn", dims, Shape.of(len(dims), EmbeddingShape(1, 40), "se"), ModelConfig(backbone="dnn"))
-    optimizers = [torch.optim.Adam(model.parameters(), fused=True)]
-    device = torch.device("cpu")
-    train_epoch(model, _Batches(dims, 2048, 2), optimizers, 0, device, False)
-    batches = _Batches(dims, 2048, steps, seed=1)
-    started = time.perf_counter()
-    train_epoch(model, batches, optimizers, 0, device, False)
-    return (time.perf_counter() - started) / steps
