@@ -4,7 +4,7 @@ Goals (on 2 cores, the demo): the sweep's total within ±30% of its actual wall 
 within ±50% of its own. Runs in a scratch folder with its own store and caches; the calibration
 is fresh unless --keep-calibration.
 
-    python benchmarks/bench_estimates.py --quick     # 8 demo jobs, about 1.5 minutes
+    python benchmarks/bench_estimates.py --quick     # 6 demo jobs, about 1.5 minutes
     python benchmarks/bench_estimates.py             # the whole demo (42 jobs), about 5-10 minutes
 """
 from __future__ import annotations
@@ -22,13 +22,17 @@ QUICK = ["model=dnn,dcnv2", "scale=1,4", "seed=0"]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a subset of the demo: 8 jobs")
+    parser.add_argument("--quick", action="store_true", help="a subset of the demo: 6 jobs")
     parser.add_argument("--sweep", default="demo")
+    parser.add_argument("--keep-calibration", action="store_true",
+                        help="use this machine's cached calibration (default: a fresh one, timed first)")
     args = parser.parse_args()
     grid = QUICK if args.quick else []
     with tempfile.TemporaryDirectory(prefix="bench-estimates-") as folder:
         env = {**os.environ, "RECSYS_SCALING_CACHE": f"{folder}/cache", "MPLBACKEND": "Agg"}
         env.pop("MLFLOW_TRACKING_URI", None)
+        if not args.keep_calibration:
+            env["RECSYS_SCALING_CALIBRATION"] = f"{folder}/calibration"
         store = f"sqlite:///{folder}/mlflow.db"
         run = subprocess.run([sys.executable, "-m", "recsys_scaling.cli", "sweep", args.sweep, *grid,
                               f"tracking.uri={store}"], cwd=folder, env=env, capture_output=True, text=True)

@@ -68,11 +68,22 @@ def explain(exc: BaseException) -> str:
     arm=x" says which override, OmegaConf's cause says what is wrong with it."""
     parts: List[str] = []
     while exc is not None:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _first_line(str(exc)) or type(exc).__name__
         if first not in parts:
             parts.append(first)
         exc = exc.__cause__
     return ": ".join(parts)
+
+
+def _first_line(message: str) -> str:
+    """The message's first line, continued when it ends with a colon (Hydra's "... raised while
+    composing config:" says what went wrong on the next line), with OmegaConf's full key."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    first = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    full_key = next((line for line in lines[1:] if line.startswith("full_key:")), None)
+    return f"{first} ({full_key})" if full_key and full_key.split(":", 1)[1].strip() not in first else first
 
 
 def choice(kind: type, value: Any, key: str) -> StrEnum:

@@ -21,6 +21,19 @@ def test_makespan_packs_the_longest_first():
     assert makespan([], 4) == 0
 
 
+def test_a_calibration_cached_by_another_version_is_measured_again(tmp_path):
+    from recsys_scaling.sweep.calibration import Calibration
+
+    first = Calibration(2, "cpu", measure=False, folder=tmp_path)
+    rate = first.machine().matmul_flops_per_second
+    cached = json.loads(first.path.read_text())
+    cached["machine_uncalibrated"] = {"job_overhead_seconds": 1.0, "a_field_of_another_version": 2.0}
+    first.path.write_text(json.dumps(cached))
+    again = Calibration(2, "cpu", measure=False, folder=tmp_path).machine()
+    assert again.matmul_flops_per_second > 0 and again.matmul_flops_per_second != rate
+    assert "a_field_of_another_version" not in json.loads(first.path.read_text())["machine_uncalibrated"]
+
+
 def test_the_footer_says_the_wall_time_under_the_launcher():
     jobs = [JobEstimate(f"j{i}", 60.0, 2**30, 3) for i in range(4)]
     estimate = SweepEstimate(jobs, parallel=2, launcher="joblib ×2", worker_start=3.0, calibrated=True,
@@ -36,10 +49,10 @@ def test_the_footer_says_the_wall_time_under_the_launcher():
     assert memory_text(3 * 2**29) == "1.5 GiB" and memory_text(5 * 2**20) == "5 MiB" and memory_text(None) == "-"
 
 
-# Costs far apart (dcnv2's cross weights grow as (F·d)²: 1x, 2x, 4x and 10x take about 1 : 1.6 :
-# 3 : 14 here), so that a busy machine does not swap their order (timings are noisy; ranks
-# this far apart are not).
-GRID = ["model=dcnv2", "scale=1,2,4,10", "arm=se", "data=synthetic", "data.synthetic.rows=40000",
+# Costs far apart (dcnv2's cross weights grow as (F·d)²: a step at 1x, 3x, 6x and 10x takes about
+# 1 : 2.4 : 6 : 14 here), so that a busy machine does not swap their order (timings are noisy;
+# ranks this far apart are not).
+GRID = ["model=dcnv2", "scale=1,3,6,10", "arm=se", "data=synthetic", "data.synthetic.rows=40000",
         "train.max_epochs=1", "train.progress=false", "hydra/launcher=basic"]
 
 

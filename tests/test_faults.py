@@ -401,6 +401,7 @@ MALFORMED = [
     ["train", "data=criteo"], ["train", "data=nosuch"], ["train", "seed=-1"],
     ["sweep", "no_such_sweep"], ["sweep", "smoke", "--max-seeds", "2", "--until-decided"],
     ["sweep", "smoke", "--margin", "0.01"], ["sweep", "smoke", "model=nosuch"], ["sweep", "smoke", "--sweeps-dir", "/no"],
+    ["sweep", "demo", "hydra/launcher=basic"], ["sweep", "smoke", "train.bogus=1"],
     ["sweeps", "--sweeps-dir", "/no/such"], ["budget", "smoke", "scale=0"], ["budget", "no_such_sweep"],
     ["tune", "smoke", "--trials", "0"], ["tune", "smoke", "--timeout", "-5"],
     ["report"], ["report", "demo"], ["report", "demo", "--margin", "-1"], ["report", "demo", "--x", "weird"],
@@ -425,3 +426,11 @@ def test_malformed_arguments_fail_briefly_and_create_nothing(args, workdir, caps
     assert "Traceback" not in err, err[-3000:]
     assert len([line for line in err.splitlines() if line.strip()]) <= 3, err
     assert sorted(p.name for p in workdir.iterdir()) == before
+
+
+def test_a_composition_error_names_the_key_and_a_launcher_swap_says_what_to_do(workdir, capsys):
+    assert main(["sweep", "demo", "hydra/launcher=basic", "--plan"]) == 2
+    err = one_line(capsys.readouterr().err, "sweep")
+    assert "Key 'n_jobs' not in 'BasicLauncherConf'" in err and "hydra.launcher.n_jobs=1" in err
+    assert main(["sweep", "smoke", "train.bogus=1", "--plan"]) == 2
+    assert "Key 'bogus' not in 'TrainConfig'" in one_line(capsys.readouterr().err, "sweep")

@@ -13,7 +13,7 @@ import os
 import platform
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -24,10 +24,11 @@ from omegaconf import OmegaConf
 from ..budget import count_params
 from ..config import EmbeddingShape
 from ..models import Shape, build_model
-from .probes import (TYPICAL_BASE_RSS, TYPICAL_JOB_OVERHEAD, TYPICAL_WORKER_START, Batches, Reference,
+from .probes import (TYPICAL_BASE_RSS, TYPICAL_JOB_OVERHEAD, TYPICAL_WORKER_START, Batches,
                      adam_seconds_per_param, job_overhead, matmul_rate, threads_set_to, workers)
 
 MEASURE_SECONDS, WINDOWS = 0.3, 3  # timing per shape, after warm-up: the fastest of 3 windows
+METHOD = 2  # raised whenever what is measured changes: a cache of an earlier method is not read
 MAX_CALIBRATION_PARAMS = 50_000_000  # larger models are timed with smaller tables (see `shape`)
 
 
@@ -48,7 +49,6 @@ class MachineTiming:
     adam_seconds_per_param: float
     contention: float = 1.0  # how much slower a job runs beside `concurrency` - 1 others (CPU)
     skip_seconds: float = 0.5  # a job launched only to find it finished before (or deferred)
-    reference_step_seconds: float = 0.0  # the reference workload on a quiet machine (0: not measured)
 
 
 def calibration_folder() -> Path:
@@ -77,7 +77,7 @@ class Calibration:
         folder = calibration_folder() if folder is None else folder
         self.threads, self.device, self.measure = threads, device, measure
         self.concurrency = concurrency if device == "cpu" else 1
-        key = machine_key(threads, device) + f"|{self.concurrency} at once"
+        key = machine_key(threads, device) + f"|{self.concurrency} at once|method {METHOD}"
         self.path = Path(folder) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
         self.entries = self._load()
         self.entries.setdefault("machine_key", key)
@@ -101,21 +101,20 @@ class Calibration:
         """Measured once (a tiny real job, a fresh worker process: ~10 s); without calibrating,
         only the matmul and Adam rates are measured, the rest are typical values."""
         key = "machine" if self.measure else "machine_uncalibrated"
-        if key not in self.entries:
+        if not _fits(MachineTiming, self.entries.get(key)):
             with threads_set_to(self.threads):
                 flops, adam = matmul_rate(), adam_seconds_per_param()
                 overhead, skip = job_overhead() if self.measure else (TYPICAL_JOB_OVERHEAD, 0.5)
-                reference = min(self.reference.step_seconds() for _ in range(8)) if self.measure else 0.0
             start, rss, contention = (workers(self.threads, self.concurrency) if self.measure else
                                       (TYPICAL_WORKER_START, TYPICAL_BASE_RSS, 1.0))
-            self.entries[key] = asdict(MachineTiming(overhead, start, rss, flops, adam, contention, skip, reference))
+            self.entries[key] = asdict(MachineTiming(overhead, start, rss, flops, adam, contention, skip))
             self._save()
         return MachineTiming(**self.entries[key])
 
     def shape(self, job_cfg, field_dims: Sequence[int], shape: EmbeddingShape, flops_per_example: float) -> ShapeTiming:
         """The timing of one job's model (cached by everything that changes it)."""
         key = _shape_key(job_cfg, field_dims, shape, self.measure)
-        if key not in self.entries.setdefault("shapes", {}):
+        if not _fits(ShapeTiming, self.entries.setdefault("shapes", {}).get(key)):
             timing = (self._measure(job_cfg, field_dims, shape) if self.measure else
                       self._from_flops(job_cfg, field_dims, shape, flops_per_example))
             self.entries["shapes"][key] = asdict(timing)
@@ -134,27 +133,11 @@ class Calibration:
             optimizers = make_optimizers(model, timing_train)
             warm = Batches(dims, cfg.train.batch_size, 2)
             train_epoch(model, warm, optimizers, 0, device, False, cfg.train.precision)
-            before = self._busy_factor()
             step = (_best_step_seconds(model, optimizers, dims, cfg, device)
                     + missing * self.machine().adam_seconds_per_param)
             eval_row = _eval_seconds_per_row(model, dims, cfg.train.eval_batch_size, device)
             diagnostics = _diagnostics_seconds(model, dims, shape, cfg) if cfg.diagnostics.enabled else 0.0
-            load = min(before, self._busy_factor())
-        return ShapeTiming(step / load, eval_row / load, diagnostics / load, True)
-
-    @property
-    def reference(self) -> "Reference":
-        if getattr(self, "_reference", None) is None:
-            self._reference = Reference()
-        return self._reference
-
-    def _busy_factor(self) -> float:
-        """How much slower than on a quiet machine the reference workload runs right now (≥ 1):
-        a shape timed while something else keeps the cores busy is scaled back by it."""
-        quiet = self.machine().reference_step_seconds
-        if self.device != "cpu" or not quiet:
-            return 1.0
-        return max(1.0, self.reference.step_seconds() / quiet)
+        return ShapeTiming(step, eval_row, diagnostics, True)
 
     def _from_flops(self, cfg, field_dims, shape: EmbeddingShape, flops_per_example: float) -> ShapeTiming:
         machine = self.machine()
@@ -162,6 +145,11 @@ class Calibration:
         forward = flops_per_example / machine.matmul_flops_per_second
         step = 3 * forward * cfg.train.batch_size + params * machine.adam_seconds_per_param
         return ShapeTiming(step, forward, 0.0, False)
+
+
+def _fits(kind: type, entry) -> bool:
+    """A cached entry written by this version (another version's is measured again)."""
+    return isinstance(entry, dict) and set(entry) == {f.name for f in fields(kind)}
 
 
 def _shape_key(cfg, field_dims, shape: EmbeddingShape, measured: bool) -> str:

@@ -109,6 +109,14 @@ class JobComposer:
         return cfg
 
 
+def _launcher_hint(exc: BaseException) -> str:
+    """A sweep file's launcher settings do not fit another launcher chosen on the command line."""
+    if "full_key: hydra.launcher." not in explain(exc):
+        return ""
+    return ("; the sweep file sets it for its own launcher: keep that launcher and change the setting instead "
+            "(one job at a time: hydra.launcher.n_jobs=1)")
+
+
 def expand(spec: Optional[Path], overrides: Sequence[str] = ()) -> List[Job]:
     """Every job of the sweep (sweeper params, then command-line overrides), composed into its
     final config (tuned values included)."""
@@ -117,7 +125,7 @@ def expand(spec: Optional[Path], overrides: Sequence[str] = ()) -> List[Job]:
     try:
         base = composer(plain, hydra_config=True)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise SweepConfigError(f"sweep config: {explain(exc)}") from exc
+        raise SweepConfigError(f"sweep config: {explain(exc)}{_launcher_hint(exc)}") from exc
     if spec is not None and not all(key in base for key in ("model", "data", "train")):
         raise SweepConfigError(f"{spec}: does not extend the job config; start it with `defaults: [config, _self_]` "
                                f"(see {BUILTIN_SWEEPS_DIR / 'smoke.yaml'})")

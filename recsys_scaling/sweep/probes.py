@@ -165,29 +165,6 @@ def _probe_workers(threads: int, count: int) -> list:
     return results
 
 
-class Reference:
-    """A small fixed training workload, built once, timed on demand (seconds per step)."""
-
-    def __init__(self):
-        from ..config import ModelConfig
-
-        self.dims = [1000] * 4 + [50] * 8
-        torch.manual_seed(0)
-        self.model = build_model("dnn", self.dims, Shape.of(len(self.dims), EmbeddingShape(1, 20), "se"),
-                                 ModelConfig(backbone="dnn", hidden=200))
-        self.optimizers = [torch.optim.Adam(self.model.parameters(), fused=True)]
-        self.batches = Batches(self.dims, 1024, 3, seed=7)
-        for _ in range(3):  # warm up: the first steps allocate
-            self.step_seconds()
-
-    def step_seconds(self) -> float:
-        from ..train import train_epoch
-
-        started = time.perf_counter()
-        train_epoch(self.model, self.batches, self.optimizers, 0, torch.device("cpu"), False)
-        return (time.perf_counter() - started) / len(self.batches)
-
-
 def workload_seconds(threads: int, steps: int = 12) -> float:
     """A fixed piece of training (a DNN on 12 fields, width 40, batch 2048): seconds per step."""
     from ..config import ModelConfig
