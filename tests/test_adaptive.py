@@ -63,6 +63,26 @@ def test_until_decided_adds_seeds_only_behind_undecided_claims(store_uri, workdi
     again = capsys.readouterr().out
     rows = [line.split() for line in again.splitlines() if line.strip()[:1].isdigit() and len(line.split()) == 7]
     assert rows and all(row[3] == "0" for row in rows), again  # jobs run: 0 in every round
+    # The plan is the sweep's: an ordinary relaunch keeps its report sequential ...
+    assert main(["sweep", "smoke", f"tracking.uri={store_uri}", *GRID]) == 0
+    assert main(["report", "smoke", "--tracking-uri", store_uri, "--resamples", "20"]) == 0
+    fits = json.loads((workdir / "reports" / "smoke" / "fits.json").read_text())
+    assert fits["sequential"] is True and fits["max_seeds"] == 4
+    # ... and neither a larger plan nor a report over fewer looks may spend its 5% again
+    launched = len(sweep_parents(store, "smoke"))
+    capsys.readouterr()
+    assert main(["sweep", "smoke", f"tracking.uri={store_uri}", *GRID, "--until-decided", "--max-seeds", "6",
+                 "--margin", "0.002"]) == 2
+    assert "planned its sequential intervals up to 4 seeds per cell" in capsys.readouterr().err
+    assert len(sweep_parents(store, "smoke")) == launched
+    assert main(["report", "smoke", "--tracking-uri", store_uri, "--max-seeds", "3"]) == 2
+    assert "planned up to 4 per cell" in capsys.readouterr().err
+    # a smaller --max-seeds stops sooner under the same plan
+    assert main(["sweep", "smoke", f"tracking.uri={store_uri}", *GRID, "--until-decided", "--max-seeds", "3",
+                 "--margin", "0.002"]) == 0
+    out = capsys.readouterr().out
+    assert "stay planned for 4 seeds per cell" in out
+    assert store.sweep_settings(sweep_parents(store, "smoke")[-1])["max_seeds"] == 4
 
 
 def test_until_decided_refuses_a_plan_below_the_grid(workdir, capsys):
@@ -70,3 +90,26 @@ def test_until_decided_refuses_a_plan_below_the_grid(workdir, capsys):
     assert "already runs 4 seeds" in capsys.readouterr().err
     assert main(["sweep", "smoke", "--margin", "0.01"]) == 2
     assert not (workdir / "mlflow.db").exists()
+
+
+def test_cells_with_more_seeds_than_the_plan_are_noted():
+    import pandas as pd
+
+    from recsys_scaling.report.build import ClaimOptions, beyond_plan_notes
+
+    runs = pd.DataFrame({"series": "s", "backbone": "dnn", "arm": "se", "scale": 1, "seed": range(5),
+                         "status": "FINISHED"})
+    assert "5 seeds, more than the 4" in beyond_plan_notes(runs, ClaimOptions(sequential=True, max_seeds=4))[0]
+    assert not beyond_plan_notes(runs, ClaimOptions(sequential=True, max_seeds=5))
+    assert not beyond_plan_notes(runs, ClaimOptions(sequential=False, max_seeds=4))
+
+
+def test_next_step_commands_keep_to_the_seed_plan():
+    from recsys_scaling.report.render import seed_command
+
+    fixed = seed_command("demo", 8)
+    assert "seed=0,1,2,3,4,5,...,7" in fixed and "--until-decided --max-seeds 8" in fixed
+    assert seed_command("demo", 5, seed_plan=6) == "recsys-scaling sweep demo --until-decided --max-seeds 6"
+    beyond = seed_command("demo", 33, seed_plan=6)
+    assert "beyond this sweep's plan of 6 seeds" in beyond
+    assert "tracking.experiment=demo-more seed=100,101,102 --until-decided --max-seeds 33" in beyond

@@ -80,6 +80,9 @@ class ClaimOptions:
         margin = self.margin if self.margin is not None else agreed("margin")
         note = self.margin_note or (agreed("margin_note") if self.margin is None else "") or ""
         planned = max((r["max_seeds"] for r in recorded if r.get("max_seeds")), default=None)
+        if planned is not None and self.max_seeds is not None and self.max_seeds < planned:
+            raise ValueError(f"--max-seeds {self.max_seeds}: the sweep's adaptive seeds were planned up to {planned} "
+                             "per cell, and intervals split over fewer looks would not hold; leave it out")
         sequential = self.sequential if self.sequential is not None else planned is not None
         max_seeds = self.max_seeds or planned
         if sequential and max_seeds is None:
@@ -110,12 +113,13 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
     store = tracking.Store(tracking.check_source(resolve_tracking_uri(tracking_uri)), experiment)
     ui_url = ui_url or store.ui_url
     parents = list(parent_run_ids) or [store.latest_sweep_parent(s).info.run_id for s in sweeps]
-    options = options.resolved([store.sweep_settings(p) for p in parents])
+    options = options.resolved([{**store.sweep_settings(p), "max_seeds": store.adaptive_plan(store.sweep_name(p))}
+                                for p in parents])
     runs, missing = collect_runs(store, parents, filter_string)
     if runs.empty:
         raise LookupError(f"sweep(s) {', '.join(sweeps) or parents} have no job runs")
     runs, notes = split_series_by_data(distinct_runs(runs))
-    notes += sweep_state_notes(store, parents, runs)
+    notes += sweep_state_notes(store, parents, runs) + beyond_plan_notes(runs, options)
     name = "+".join(sweeps) if sweeps else parents[0]
     final_dir = Path(out_root) / name
     final_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -166,6 +170,7 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
     runs.to_csv(work / "runs.csv", index=False)
     runs.to_parquet(work / "runs.parquet", index=False)
     method = options.method()
+    seed_plan = options.max_seeds if options.sequential else None
     (work / "fits.json").write_text(json.dumps({
         "x_axis": x_axis, "parents": parents, "resamples": resamples, "missing_jobs": missing, "claims_method": method,
         "margin": options.margin, "ia_margin": options.ia_margin, "sequential": options.sequential,
@@ -178,7 +183,7 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
                 [frontier_section(fronts, front_images)])
     return {"plot": plots[0].name, "verdicts": verdicts, "markdown": verdict_markdown(analyses),
             "next_steps": [f"{label}: {seeds}; all of them: {command}"
-                           for label, seeds, command in next_steps(analyses, name)]}
+                           for label, seeds, command in next_steps(analyses, name, seed_plan)]}
 
 
 def sweep_state_notes(store: tracking.Store, parents: Sequence[str], runs: pd.DataFrame) -> List[str]:
@@ -195,6 +200,19 @@ def sweep_state_notes(store: tracking.Store, parents: Sequence[str], runs: pd.Da
                           f"({', '.join(f'{n} {s}' for s, n in counts.items())})"
                           + (f"; first error: {errors[0][:200]}" if errors else ""))
     return notes
+
+
+def beyond_plan_notes(runs: pd.DataFrame, options: ClaimOptions) -> List[str]:
+    """Cells with more seeds than the adaptive plan: looks there are outside its 5% (seeds added by
+    hand after an adaptive sweep)."""
+    if not options.sequential or not options.max_seeds:
+        return []
+    done = runs[runs["status"] == "FINISHED"]
+    most = int(done.groupby(["series", "backbone", "arm", "scale"])["seed"].nunique().max()) if len(done) else 0
+    if most <= options.max_seeds:
+        return []
+    return [f"some cells have {most} seeds, more than the {options.max_seeds} the sequential intervals were planned "
+            "for: the looks beyond the plan are not covered by its 5% bound"]
 
 
 def check_output_folder(out_root: Path) -> None:

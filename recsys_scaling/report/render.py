@@ -169,10 +169,10 @@ def frontier_section(fronts, images: List[Path]) -> str:
     return "\n".join(parts)
 
 
-def next_steps(analyses, sweep: str) -> List[tuple]:
+def next_steps(analyses, sweep: str, seed_plan: Optional[int] = None) -> List[tuple]:
     """(backbone label, what each undecided lead claim needs, command) per backbone with any:
     the seeds per cell that would decide each at the observed seed spread, and how to run
-    enough for all of them."""
+    enough for all of them (within the sweep's adaptive `seed_plan`, if it has one)."""
     steps = []
     for a in analyses:
         needed = a.seeds_to_decide()
@@ -180,13 +180,14 @@ def next_steps(analyses, sweep: str) -> List[tuple]:
             continue
         each = ", ".join(f"{SUBJECT[c.kind](c)} {seeds_text(c.seeds_needed).replace(' per cell', '')}"
                          for c in a.lead_claims() if not c.decided and c.seeds_needed is not None)
-        steps.append((a.label, f"seeds per cell that would decide — {each}", seed_command(a.series or sweep, needed)))
+        command = seed_command(a.series or sweep, needed, seed_plan)
+        steps.append((a.label, f"seeds per cell that would decide — {each}", command))
     return steps
 
 
-def _next_steps_html(analyses, sweep: str) -> str:
+def _next_steps_html(analyses, sweep: str, seed_plan: Optional[int]) -> str:
     items = [f"<li>{html.escape(label)}: {html.escape(seeds)} — <code>{html.escape(command)}</code></li>"
-             for label, seeds, command in next_steps(analyses, sweep)]
+             for label, seeds, command in next_steps(analyses, sweep, seed_plan)]
     if not items:
         return ""
     return ("<h2>To decide what is undecided</h2><p class=note>At the observed seed spread, this many seeds per cell "
@@ -194,8 +195,15 @@ def _next_steps_html(analyses, sweep: str) -> str:
             + "</ul>")
 
 
-def seed_command(sweep: str, seeds: int) -> str:
-    """The command that runs `seeds` seeds per cell of a sweep (or adds them adaptively)."""
+def seed_command(sweep: str, seeds: int, seed_plan: Optional[int] = None) -> str:
+    """The command that runs `seeds` seeds per cell of a sweep (or adds them adaptively). A sweep
+    with an adaptive plan continues within it; beyond it, only new seeds (a new series) keep the
+    false-claim bound: the plan's 5% is spent on the seeds it has looked at."""
+    if seed_plan is not None and seeds <= seed_plan:
+        return f"recsys-scaling sweep {sweep} --until-decided --max-seeds {seed_plan}"
+    if seed_plan is not None:
+        return (f"beyond this sweep's plan of {seed_plan} seeds, a new series with new seeds: recsys-scaling sweep "
+                f"{sweep} tracking.experiment={sweep}-more seed=100,101,102 --until-decided --max-seeds {seeds}")
     listed = ",".join(str(s) for s in range(min(seeds, 6))) + (f",...,{seeds - 1}" if seeds > 6 else "")
     return (f"recsys-scaling sweep {sweep} seed={listed}   or   recsys-scaling sweep {sweep} --until-decided "
             f"--max-seeds {seeds}")
@@ -212,7 +220,7 @@ def write_index(out_dir: Path, title: str, parents: List[str], tracking_uri: str
         verdict_table(analyses),
         _method_note(method),
         "<h2>Verdicts</h2><ul>" + "".join(f"<li>{html.escape(a.verdict)}</li>" for a in analyses) + "</ul>",
-        _next_steps_html(analyses, title),
+        _next_steps_html(analyses, title, method["max_seeds"] if method.get("sequential") else None),
         f"<p class=note>{len(runs)} runs, {int((runs['status'] == 'FINISHED').sum())} finished; x axis: "
         f"{html.escape(x_label)}. Parent run(s) "
         + ", ".join(f'<a href="{_run_url(ui_url, runs["experiment_id"].iloc[0], p)}"><code>{html.escape(p)}</code></a>'

@@ -1,8 +1,9 @@
 """`recsys-scaling sweep NAME --until-decided`: add seeds, in rounds, only where claims are undecided.
 
 Round 0 is the sweep as written. After each round the claims are re-read with sequential
-intervals (α split over the looks a loop planned up to --max-seeds can take, one per round), so
-stopping as soon as everything is decided does not inflate false claims. Each next round adds
+intervals (α split over the looks a loop planned up to --max-seeds can take, one per round; the
+sweep's first plan is kept by its later runs and reports), so stopping as soon as everything is
+decided does not inflate false claims. Each next round adds
 the next seed to the cells (backbone × arm × scale) behind the claims still undecided; cells
 whose claims are all decided wait. Every round is an ordinary relaunch of the sweep with a longer
 seed list (finished jobs are skipped), so Ctrl-C and the same command again continue it.
@@ -101,7 +102,11 @@ def run_until_decided(name: str, overrides: Sequence[str] = (), max_seeds: int =
                             sweeps_dirs=sweeps_dirs, max_seeds=max_seeds, only_cells=cells,
                             announce=lambda text: echo(f"  round {number} {text}"))
         this = Round(len(rounds), list(seeds), summary.finished + summary.failed, time.monotonic() - started)
-        claims = read_claims(summary, max_seeds, margin, ia_margin)
+        plan = summary.seed_plan or max_seeds
+        if not rounds and plan != max_seeds:
+            echo(f"  (this sweep's intervals stay planned for {plan} seeds per cell, as its first --until-decided "
+                 f"planned them; this run stops at {max_seeds})")
+        claims = read_claims(summary, plan, margin, ia_margin)
         flat = [c for _, cs in claims for c in cs]
         this.decided, this.undecided = sum(c.decided for c in flat), sum(not c.decided for c in flat)
         cells = undecided_cells(claims)

@@ -31,6 +31,7 @@ class SweepPlan:
     reused: Dict[str, str] = field(default_factory=dict)  # job#fingerprint -> its earlier FINISHED run
     estimate: Optional[SweepEstimate] = None  # of the jobs to train
     store: Optional[tracking.Store] = None
+    seed_plan: Optional[int] = None  # adaptive: the seed count of the sweep's sequential intervals
 
     def to_train(self) -> Tuple[List[grid.Job], list]:
         finished = {key.split("#")[0] for key in self.reused}
@@ -40,9 +41,10 @@ class SweepPlan:
 
 def plan_sweep(name: str, overrides: Sequence[str] = (), force: bool = False, sweeps_dirs: Sequence[Path] = (),
                only_cells: Optional[Set["Cell"]] = None, open_store: Optional[Callable] = None,
-               calibrate: bool = True, on_shape=None) -> SweepPlan:
+               calibrate: bool = True, on_shape=None, max_seeds: Optional[int] = None) -> SweepPlan:
     """Everything before the parent run exists. `open_store(cfg)` opens the tracking store once the
-    data is ready (so bad data creates no store); it may return None (nothing finished before)."""
+    data is ready (so bad data creates no store); it may return None (nothing finished before).
+    `max_seeds`: an adaptive round, checked against the sweep's seed plan (`kept_seed_plan`)."""
     spec = find_sweep(name, sweeps_dirs)
     overrides = [*overrides, *(["sweep.resume=false"] if force else [])]
     jobs = grid.expand(spec, overrides)
@@ -57,6 +59,7 @@ def plan_sweep(name: str, overrides: Sequence[str] = (), force: bool = False, sw
     log.info("sweep %s: %d jobs checked", spec.stem, len(jobs))
     data_ids = prepare_data(jobs)  # bad data or a full disk fail here, before a store or a run exists
     store = open_store(jobs[0].cfg) if open_store is not None else None
+    seed_plan = kept_seed_plan(store, spec.stem, max_seeds)
     reused = {} if force or store is None else _finished_before(store, jobs, data_ids)
     if reused:  # the jobs need not ask the store again
         overrides = [*overrides, "sweep.finished=[" + ",".join(f"'{key}'" for key in reused) + "]"]
@@ -65,7 +68,7 @@ def plan_sweep(name: str, overrides: Sequence[str] = (), force: bool = False, sw
         jobs, plans, deferred = _defer_other_cells(jobs, plans, reused, only_cells)
         if deferred:
             overrides = [*overrides, "sweep.deferred=[" + ",".join(f"'{job.name}'" for job in deferred) + "]"]
-    plan = SweepPlan(spec, spec.stem, jobs, plans, overrides, reused, store=store)
+    plan = SweepPlan(spec, spec.stem, jobs, plans, overrides, reused, store=store, seed_plan=seed_plan)
     to_train = plan.to_train()
     launched_idle = len(jobs) - len(to_train[0]) + len(base) + len(deferred)
     plan.estimate = estimate_sweep(*to_train, calibrate=calibrate, on_shape=on_shape, skipped=launched_idle)
@@ -73,6 +76,20 @@ def plan_sweep(name: str, overrides: Sequence[str] = (), force: bool = False, sw
 
 
 Cell = Tuple[str, str, int]  # (backbone label, arm, scale)
+
+
+def kept_seed_plan(store, sweep: str, max_seeds: Optional[int]) -> Optional[int]:
+    """The seed count an adaptive round's sequential intervals are planned for: the sweep's first
+    plan, kept by every later round, relaunch and report (α is split over its looks once). A
+    smaller --max-seeds stops sooner under the same plan; a larger one would spend α twice."""
+    earlier = store.adaptive_plan(sweep) if store is not None and max_seeds is not None else None
+    if earlier is None or max_seeds <= earlier:
+        return earlier or max_seeds
+    raise ValueError(
+        f"--max-seeds {max_seeds}: sweep {sweep} planned its sequential intervals up to {earlier} seeds per cell "
+        f"(its first --until-decided), and the 5% of false claims is already split over those looks; more "
+        f"seeds would spend it twice. Continue with --max-seeds {earlier} or less, or start a new series with "
+        f"new seeds in another experiment (tracking.experiment=NAME seed=100,101,102)")
 
 
 def cell_of(job: grid.Job) -> Cell:

@@ -33,6 +33,7 @@ class SweepSummary:
     experiment_url: str = ""
     experiment: str = "recsys-scaling"
     estimated: Optional[float] = None  # the plan's wall time for this launch
+    seed_plan: Optional[int] = None  # adaptive: the seed count the sweep's sequential intervals are planned for
 
     @property
     def ok(self) -> bool:
@@ -80,12 +81,12 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     """Plan the sweep (plan.plan_sweep: expand and check every job, prepare the data, find what
     finished before, estimate the rest), then open the parent run and launch the multirun. Jobs
     whose config and data already have a FINISHED run are skipped (their runs are reused) unless
-    `force`. `max_seeds`: this launch is a round of adaptive seeds planned up to that many
-    (recorded, so that reports use sequential intervals). `only_cells`: train only the jobs of
+    `force`. `max_seeds`: this launch is a round of adaptive seeds planned up to that many, or
+    up to the sweep's first plan (recorded, so that reports use sequential intervals). `only_cells`: train only the jobs of
     these (backbone, arm, scale) cells; the others' finished runs still stand in the sweep, and
     their unfinished jobs wait (deferred). `announce(text)` is told the estimate before launch."""
     plan = plan_sweep(name, overrides, force, sweeps_dirs, only_cells, open_store=tracking.Store.of,
-                      calibrate=calibrate, on_shape=on_shape)
+                      calibrate=calibrate, on_shape=on_shape, max_seeds=max_seeds)
     store = plan.store
     sweep_name, spec, jobs, reused, overrides = plan.name, plan.spec, plan.jobs, plan.reused, plan.overrides
     if announce is not None:
@@ -96,7 +97,7 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
                  closed)
     parent = store.create_sweep_parent(sweep_name, spec, [job.name for job in jobs], reused,
                                        overrides=sweep_params(spec, overrides))
-    store.record_sweep_settings(parent, {**report_settings(jobs[0].cfg), "max_seeds": max_seeds})
+    store.record_sweep_settings(parent, {**report_settings(jobs[0].cfg), "max_seeds": plan.seed_plan})
     store.record_estimate(parent, plan.estimate.as_dict())
     if reused:
         log.info("sweep %s: %d of %d jobs finished before and are skipped (--force reruns them)",
@@ -128,6 +129,7 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
             summary.seconds, summary.slowest = progress.elapsed, progress.slowest()
             summary.experiment_url, summary.experiment = store.experiment_url(), store.experiment
             summary.estimated = plan.estimate.wall if plan.estimate.known else None
+            summary.seed_plan = plan.seed_plan
             if status == "FINISHED" and not summary.ok:
                 status = "FAILED"
             store.finish_sweep_parent(parent, status, {"finished": summary.finished, "failed": summary.failed,

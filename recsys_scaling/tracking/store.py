@@ -264,6 +264,15 @@ class Store:
                                 value, cast.__name__)
         return found
 
+    def adaptive_plan(self, sweep: str) -> Optional[int]:
+        """The seed count the first adaptive launch of this sweep planned its sequential intervals
+        for (None: never adaptive). The 5% is split over that plan's looks once; every later
+        launch and report of the sweep keeps to it, so that no look spends it twice."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.sweep = '{sweep}' and "
+                                       f"tags.`{ROLE_TAG}` = 'sweep'", order_by=["attributes.start_time ASC"])
+        return next((self.sweep_settings(r.info.run_id)["max_seeds"] for r in runs
+                     if r.data.tags.get(SETTINGS_PREFIX + "max_seeds")), None)
+
     def record_estimate(self, run_id: str, estimate: dict) -> None:
         """The launch's estimate before it ran: wall time as a metric, per job as estimate.json."""
         if estimate.get("wall_seconds") is not None:
