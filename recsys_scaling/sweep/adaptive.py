@@ -3,10 +3,10 @@
 Round 0 is the sweep as written. After each round the claims are re-read with sequential
 intervals (α split over the looks a loop planned up to --max-seeds can take, one per round; the
 sweep's first plan is kept by its later runs and reports), so stopping as soon as everything is
-decided does not inflate false claims. Each next round adds
-the next seed to the cells (backbone × arm × scale) behind the claims still undecided; cells
-whose claims are all decided wait. Every round is an ordinary relaunch of the sweep with a longer
-seed list (finished jobs are skipped), so Ctrl-C and the same command again continue it.
+decided does not inflate false claims. Each next round adds the next seed to the cells
+(backbone × arm × scale) behind the claims still undecided; cells whose claims are all decided
+wait. Every round is an ordinary relaunch of the sweep with a longer seed list (finished jobs are
+skipped), so Ctrl-C and the same command again continue it.
 """
 from __future__ import annotations
 

@@ -81,10 +81,11 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     """Plan the sweep (plan.plan_sweep: expand and check every job, prepare the data, find what
     finished before, estimate the rest), then open the parent run and launch the multirun. Jobs
     whose config and data already have a FINISHED run are skipped (their runs are reused) unless
-    `force`. `max_seeds`: this launch is a round of adaptive seeds planned up to that many, or
-    up to the sweep's first plan (recorded, so that reports use sequential intervals). `only_cells`: train only the jobs of
-    these (backbone, arm, scale) cells; the others' finished runs still stand in the sweep, and
-    their unfinished jobs wait (deferred). `announce(text)` is told the estimate before launch."""
+    `force`. `max_seeds`: this launch is a round of adaptive seeds planned up to that many, or up
+    to the sweep's first plan (recorded, so that reports use sequential intervals). `only_cells`:
+    train only the jobs of these (backbone, arm, scale) cells; the others' finished runs still
+    stand in the sweep, and their unfinished jobs wait (deferred). `announce(text)` is told the
+    estimate before launch."""
     plan = plan_sweep(name, overrides, force, sweeps_dirs, only_cells, open_store=tracking.Store.of,
                       calibrate=calibrate, on_shape=on_shape, max_seeds=max_seeds)
     store = plan.store

@@ -270,8 +270,11 @@ class Store:
         launch and report of the sweep keeps to it, so that no look spends it twice."""
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.sweep = '{sweep}' and "
                                        f"tags.`{ROLE_TAG}` = 'sweep'", order_by=["attributes.start_time ASC"])
-        return next((self.sweep_settings(r.info.run_id)["max_seeds"] for r in runs
-                     if r.data.tags.get(SETTINGS_PREFIX + "max_seeds")), None)
+        for run in runs:
+            value = run.data.tags.get(SETTINGS_PREFIX + "max_seeds", "")
+            if value.isdigit():
+                return int(value)
+        return None
 
     def record_estimate(self, run_id: str, estimate: dict) -> None:
         """The launch's estimate before it ran: wall time as a metric, per job as estimate.json."""
