@@ -124,13 +124,14 @@ def estimate_sweep(jobs: Sequence, plans: Sequence, calibrate: bool = True,
     """Estimates for `jobs` (grid.Job with their plans). `on_shape(done, total)` reports the
     calibration's progress (the distinct shapes it times); `skipped` jobs are launched only to
     find that they finished before (or are deferred), which costs a little each."""
+    from ..device import visible_gpus
     from .calibration import Calibration
 
     if not jobs:
         return SweepEstimate([], 1, "", 0.0, calibrate, "", skipped=skipped)
     launcher, first = jobs[0].launcher, jobs[0].cfg
     device = _device(first.train.device)
-    if device == "cuda" and not _cuda_here():
+    if device == "cuda" and not visible_gpus():
         raise ValueError(f"train.device={first.train.device}: no CUDA device here to time the models on; run "
                          "`budget` on the GPU machine (or leave train.device=cpu to estimate this machine)")
     slots, name, where = launcher_slots(launcher, first.train.device)
@@ -192,12 +193,6 @@ def _field_dims(cfg) -> List[int]:
 
 def _shape_id(job) -> str:
     return f"{job.cfg.model.backbone}|{job.cfg.train.batch_size}|{job.cfg.arm}"
-
-
-def _cuda_here() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _device(device: str) -> str:

@@ -109,9 +109,9 @@ class JobComposer:
         return cfg
 
 
-def _launcher_hint(exc: BaseException) -> str:
+def _launcher_hint(reason: str) -> str:
     """A sweep file's launcher settings do not fit another launcher chosen on the command line."""
-    if "full_key: hydra.launcher." not in explain(exc):
+    if "full_key: hydra.launcher." not in reason:
         return ""
     return ("; the sweep file sets it for its own launcher: keep that launcher and change the setting instead "
             "(one job at a time: hydra.launcher.n_jobs=1)")
@@ -125,7 +125,8 @@ def expand(spec: Optional[Path], overrides: Sequence[str] = ()) -> List[Job]:
     try:
         base = composer(plain, hydra_config=True)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise SweepConfigError(f"sweep config: {explain(exc)}{_launcher_hint(exc)}") from exc
+        reason = explain(exc)
+        raise SweepConfigError(f"sweep config: {reason}{_launcher_hint(reason)}") from exc
     if spec is not None and not all(key in base for key in ("model", "data", "train")):
         raise SweepConfigError(f"{spec}: does not extend the job config; start it with `defaults: [config, _self_]` "
                                f"(see {BUILTIN_SWEEPS_DIR / 'smoke.yaml'})")

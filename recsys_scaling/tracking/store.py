@@ -268,8 +268,8 @@ class Store:
         """The seed count the first adaptive launch of this sweep planned its sequential intervals
         for (None: never adaptive). The 5% is split over that plan's looks once; every later
         launch and report of the sweep keeps to it, so that no look spends it twice."""
-        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.sweep = '{sweep}' and "
-                                       f"tags.`{ROLE_TAG}` = 'sweep'", order_by=["attributes.start_time ASC"])
+        runs = self.client.search_runs([self.experiment_id], filter_string=_parents_of(sweep),
+                                       order_by=["attributes.start_time ASC"])
         for run in runs:
             value = run.data.tags.get(SETTINGS_PREFIX + "max_seeds", "")
             if value.isdigit():
@@ -293,8 +293,8 @@ class Store:
         """Parents of this sweep left RUNNING by a launching process that has ended (SIGKILL, a
         crash, a lost machine on this host): closed KILLED with a note. Returns how many."""
         closed = 0
-        for run in self.client.search_runs([self.experiment_id], filter_string=f"tags.sweep = '{sweep}' and "
-                                           f"tags.`{ROLE_TAG}` = 'sweep' and attributes.status = 'RUNNING'"):
+        for run in self.client.search_runs([self.experiment_id],
+                                           filter_string=f"{_parents_of(sweep)} and attributes.status = 'RUNNING'"):
             holder = run.data.tags.get("lease")
             if holder_is_gone(holder):
                 self.client.set_tag(run.info.run_id, "error", f"interrupted: its process ({holder}) ended without "
@@ -325,7 +325,7 @@ class Store:
     def latest_sweep_parent(self, sweep: str) -> Run:
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.sweep = '{sweep}' and tags.`{ROLE_TAG}` = 'sweep'",
+            filter_string=_parents_of(sweep),
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
@@ -360,3 +360,8 @@ class Store:
 
     def log_artifacts_to(self, run_id: str, folder: Path, artifact_path: str) -> None:
         self.client.log_artifacts(run_id, str(folder), artifact_path)
+
+
+def _parents_of(sweep: str) -> str:
+    """The search filter for a sweep's parent runs (one per launch)."""
+    return f"tags.sweep = '{sweep}' and tags.`{ROLE_TAG}` = 'sweep'"
