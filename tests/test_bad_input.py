@@ -199,12 +199,14 @@ def test_bad_input_through_the_real_entry_point(tmp_path):
 def _has_trained_an_epoch(store_uri: str) -> bool:
     """A run of the store is RUNNING and has logged an epoch (so Ctrl-C lands in training)."""
     import sqlite3
+    from contextlib import closing
 
     path = store_uri[len("sqlite:///"):]
     if not Path(path).exists():
         return False
     try:
-        with sqlite3.connect(path, timeout=1) as db:
+        # closed at once: an open connection would hold a lock the job needs to close its run
+        with closing(sqlite3.connect(path, timeout=1)) as db:
             return bool(db.execute("select count(*) from metrics where key = 'valid_auc'").fetchone()[0])
     except sqlite3.Error:
         return False

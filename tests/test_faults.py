@@ -134,12 +134,13 @@ def _wait_for(condition, timeout: float, proc=None) -> None:
 
 def _running_jobs(store_uri: str) -> int:
     import sqlite3
+    from contextlib import closing
 
     path = store_uri[len("sqlite:///"):]
     if not Path(path).exists():
         return 0
     try:
-        with sqlite3.connect(path, timeout=1) as db:
+        with closing(sqlite3.connect(path, timeout=1)) as db:  # closed at once: no lock left on the store
             return db.execute("select count(*) from runs where status = 'RUNNING' and name != 'sweep-smoke'"
                               ).fetchone()[0]
     except sqlite3.Error:
