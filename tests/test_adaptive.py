@@ -54,7 +54,9 @@ def test_until_decided_adds_seeds_only_behind_undecided_claims(store_uri, workdi
         assert not undecided
     fits = json.loads((workdir / "reports" / "smoke" / "fits.json").read_text())
     assert fits["sequential"] is True and fits["max_seeds"] == 4 and fits["margin"] == 0.002
-    assert all(c["level"] == pytest.approx(1 - 0.05 / 2) for c in fits["claims"])  # 2 looks: 3 and 4 seeds
+    look = fits["claims_method"]["look"]  # 2 looks (3 and 4 seeds), spending α·(k/2)²: 1/4 of α, then 3/4
+    assert look == len(parents) and all(c["level"] == pytest.approx(1 - 0.05 * (2 * look - 1) / 4)
+                                        for c in fits["claims"])
     page = (workdir / "reports" / "smoke" / "index.html").read_text()
     assert "Sequential intervals" in page
     # the same command again: every job finished before, nothing is trained, the same rounds
@@ -77,12 +79,47 @@ def test_until_decided_adds_seeds_only_behind_undecided_claims(store_uri, workdi
     assert len(sweep_parents(store, "smoke")) == launched
     assert main(["report", "smoke", "--tracking-uri", store_uri, "--max-seeds", "3"]) == 2
     assert "planned up to 4 per cell" in capsys.readouterr().err
+    # reading it at a fixed level after its adaptive looks says what that gives up
+    assert main(["report", "smoke", "--tracking-uri", store_uri, "--resamples", "20", "--no-sequential"]) == 0
+    if len(parents) == 2:  # the adaptive looks were on other data (3 seeds, then 4 somewhere)
+        notes = json.loads((workdir / "reports" / "smoke" / "fits.json").read_text())["notes"]
+        assert any("--no-sequential after 1 adaptive look gives up the plan's guarantee" in n for n in notes), notes
     # a smaller --max-seeds stops sooner under the same plan
     assert main(["sweep", "smoke", f"tracking.uri={store_uri}", *GRID, "--until-decided", "--max-seeds", "3",
                  "--margin", "0.002"]) == 0
     out = capsys.readouterr().out
     assert "stay planned for 4 seeds per cell" in out
     assert store.sweep_settings(sweep_parents(store, "smoke")[-1])["max_seeds"] == 4
+
+
+def _runs(ids):
+    import pandas as pd
+
+    return pd.DataFrame({"run_id": ids, "status": "FINISHED"})
+
+
+def test_every_look_at_a_sweep_is_recorded_and_counted(store_uri):
+    """Looks live on the sweep's parent runs in the real store: the same data read twice is one
+    look; a fixed look on other data before an adaptive plan, or adaptive looks before a fixed
+    read, are said."""
+    from recsys_scaling.report import looks
+
+    store = tracking.Store(store_uri)
+    parent = store.create_sweep_parent("mine", None, ["a"])
+    three, four = _runs(["r1", "r2", "r3"]), _runs(["r1", "r2", "r3", "r4"])
+    assert looks.look_notes(store, ["mine"], three, sequential=False) == []  # the first look: nothing to say
+    looks.record(store, [parent], three, sequential=False, look=1)
+    looks.record(store, [parent], three, sequential=False, look=1)  # read again: the same look
+    assert list(store.looks_seen("mine").values()) == ["fixed"]
+    assert looks.look_notes(store, ["mine"], three, sequential=False) == []
+    again = looks.look_notes(store, ["mine"], four, sequential=False)  # seeds added, read again at 5%
+    assert again and "up to 10% over the 2 looks" in again[0]
+    planned = looks.look_notes(store, ["mine"], four, sequential=True)  # then an adaptive plan
+    assert planned and "bounded by 10%, not 5%" in planned[0]
+    other = store.create_sweep_parent("other", None, ["a"])
+    looks.record(store, [other], three, sequential=True, look=1)
+    assert store.looks_seen("other") == {looks.signature(three): "sequential@1"}
+    assert "--no-sequential after 1 adaptive look" in looks.look_notes(store, ["other"], four, sequential=False)[0]
 
 
 def test_until_decided_refuses_a_plan_below_the_grid(workdir, capsys):

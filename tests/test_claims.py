@@ -1,4 +1,5 @@
-"""Calibration of the report's claims, measured by simulation through `analyse`.
+"""Calibration of the report's claims, each read alone (family="claim"), measured by simulation
+through `analyse` (families and unequal noise: tests/test_noise.py).
 
 Each trial is a tidy runs table (the columns runs.parquet has) with normal seed noise around a
 known truth; many backbones per table make one `analyse` call yield many independent claims.
@@ -59,7 +60,7 @@ def simulate(seeds, trials, kind, arm=None, scale=None, **truth):
     rng = np.random.default_rng(1000 * seeds + trials)
     claims = []
     for _ in range(trials):
-        results = analyse(runs_table(rng, seeds, **truth), resamples=1, margin=MARGIN, fit=False)
+        results = analyse(runs_table(rng, seeds, **truth), resamples=1, margin=MARGIN, fit=False, family="claim")
         claims += claims_of(results, kind, arm, scale)
     return claims
 
@@ -75,7 +76,7 @@ def test_null_directional_claims_are_calibrated(seeds, capsys):
     rng = np.random.default_rng(seeds)
     found = {"gap": [], "trend": [], "top_trend": [], "scaling_gap": []}
     for _ in range(20):  # 1000 claims per kind (2000 for the per-arm trends)
-        results = analyse(runs_table(rng, seeds), resamples=1, fit=False)
+        results = analyse(runs_table(rng, seeds), resamples=1, fit=False, family="claim")
         for kind in found:
             found[kind] += claims_of(results, kind, scale=max(SCALES) if kind == "gap" else None)
     directional = {"gap": ("me_ahead", "me_behind"), "trend": ("improving", "worsening"),
@@ -165,7 +166,7 @@ def test_running_the_seeds_needed_decides_the_claim(capsys):
     for _ in range(trials):
         first = contrast([rng.normal(0.7, 1e-3, 3), rng.normal(0.7, 1e-3, 3)], [1, -1])
         n = seeds_needed(first, MARGIN, Levels())
-        again = analyse(_one_gap_table(rng, n, 1e-3), resamples=1, margin=MARGIN, fit=False)[0]
+        again = analyse(_one_gap_table(rng, n, 1e-3), resamples=1, margin=MARGIN, fit=False, family="claim")[0]
         decided += again.gaps[0].decided
     report("true gap 0, sd 1e-3: share decided after running seeds_needed seeds", decided / trials, capsys)
     assert decided / trials >= 0.8
@@ -190,7 +191,7 @@ def test_sequential_intervals_survive_repeated_looks(capsys):
             claimed = set()
             for n in range(3, 11):
                 results = analyse(table[table["seed"] < n], resamples=1, fit=False, sequential=sequential,
-                                  max_seeds=10)
+                                  family="claim", max_seeds=10)
                 claimed |= {r.backbone for r in results if r.gaps[0].directional}
             stopped[sequential] += len(claimed)
         sequences += 125
@@ -218,11 +219,12 @@ def test_paired_by_seed_when_asked_and_seeds_match():
 def test_holm_controls_the_family():
     rng = np.random.default_rng(4)
     table = runs_table(rng, 3, backbones=1, sd=1e-3, me_gain=0.004)
-    plain = analyse(table, resamples=1, fit=False)[0]
-    holm = analyse(table, resamples=1, fit=False, holm=True)[0]
-    assert all(c.p_adjusted >= c.p_value for c in holm.claims if c.p_value is not None)
-    assert sum(c.directional for c in holm.claims) <= sum(c.directional for c in plain.claims)
-    assert all("Holm-adjusted" in c.method for c in holm.claims if c.p_value is not None)
+    plain = analyse(table, resamples=1, fit=False, family="claim")[0]
+    holm = analyse(table, resamples=1, fit=False)[0]  # the default: Holm over the backbone's claims
+    assert all(c.p_adjusted >= min(c.p_value, c.p_equivalence) for c in holm.claims if c.p_value is not None)
+    assert sum(c.decided for c in holm.claims) <= sum(c.decided for c in plain.claims)
+    assert all("Holm over" in c.method and c.family == "backbone" for c in holm.claims if c.p_value is not None)
+    assert all(c.p_adjusted is None and c.family == "claim" for c in plain.claims)
     holm_adjust([])  # an empty family is fine
 
 

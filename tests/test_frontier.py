@@ -63,6 +63,42 @@ def test_two_equal_shapes_are_not_called_more_than_five_percent(capsys):
     assert rate(flat, "clear_winner") <= 0.065  # 5% nominal, ~0.8% Monte Carlo sd
 
 
+def sized_table(rng, shape_lead: float, seeds: int = 3, sd: float = SD) -> pd.DataFrame:
+    """K in {1, 2, 4} x d in {5, 10, 20}; dense parameters grow with K, so the cells of one K·d
+    differ in total size by up to 27%; the true AUC rises 0.04 per doubling of total size, plus
+    `shape_lead` for K=2."""
+    runs = cells_table(rng, {(k, d): 0.0 for k in (1, 2, 4) for d in (5, 10, 20)}, seeds, sd)
+    runs["params_total"] = VOCAB * runs["num_embeddings"] * runs["embed_dim"] * (1 + 0.1 * runs["num_embeddings"])
+    runs["test_auc"] += 0.70 + 0.04 * np.log2(runs["params_total"] / 1e4) + shape_lead * (runs["num_embeddings"] == 2)
+    return runs
+
+
+@pytest.mark.slow
+def test_a_bigger_cell_does_not_win_for_being_bigger(capsys):
+    """On the total axis the candidates of K·d = 20 span 27% in size and AUC rises with size: the
+    size-adjusted comparison keeps "clear winner" at ≤ 5% (unadjusted, the largest cell was a
+    "clear winner" 39% of the time) and still finds a planted shape effect."""
+    rng = np.random.default_rng(7)
+    budget = VOCAB * 20 * 1.25
+    flat = [advise(sized_table(rng, 0.0), budget, axis="total", resamples=1) for _ in range(300)]
+    planted = [advise(sized_table(rng, 5 * SD), budget, axis="total", resamples=1) for _ in range(100)]
+    rate_flat = rate(flat, "clear_winner")
+    with capsys.disabled():
+        print(f"\n[frontier] total axis, no shape effect, AUC rising with size: P(clear_winner) {rate_flat:.3f} "
+              f"(nominal <= 0.05); K=2 ahead by 5 seed-sd at equal size: P(clear_winner) "
+              f"{rate(planted, 'clear_winner'):.3f}, size spread {flat[0]['size_spread']:.0%}")
+    assert rate_flat <= 0.05 + 2.33 * np.sqrt(0.05 * 0.95 / 300)
+    assert rate(planted, "clear_winner") >= 0.6 and all(r["K"] == 2 for r in planted if r["verdict"] == "clear_winner")
+    assert "size slope" in flat[0]["method"] and "span" in flat[0]["method"]
+
+
+def test_the_embedding_axis_compares_exactly_equal_budgets():
+    runs = cells_table(np.random.default_rng(8), {(1, 20): 0.7, (2, 10): 0.7, (3, 7): 0.9}, 3)  # 21 is not 20
+    result = advise(runs, VOCAB * 20, resamples=10)
+    assert sorted((c["K"], c["d"]) for c in result["candidates"]) == [(1, 20), (2, 10)]
+    assert "same K·d" in result["method"]
+
+
 def test_one_seed_is_insufficient_and_the_candidates_are_listed():
     result = advise(cells_table(np.random.default_rng(2), line_truth(0.01), 1), VOCAB * 20, resamples=50)
     assert result["verdict"] == "insufficient_seeds"

@@ -164,14 +164,14 @@ def test_shared_base_claims_and_verdict_table(store_uri, workdir, capsys):
     names = sorted(r.info.run_name for r in tracking.Store(store_uri).child_runs(parent.info.run_id))
     assert not [n for n in names if n.startswith("dnn-me-1x")] and len(names) == 9
     assert main(["report", "smoke", "--tracking-uri", store_uri, "--resamples", "50", "--pairing", "seed",
-                 "--holm"]) == 0
+                 "--family", "report"]) == 0
     fits = json.loads((workdir / "reports" / "smoke" / "fits.json").read_text())
     assert fits["missing_jobs"] == [] and fits["margin"] == 0.0005 and fits["sequential"] is False
-    assert {k: fits["claims_method"][k] for k in ("pairing", "holm", "level")} == {"pairing": "seed", "holm": True,
-                                                                                  "level": 0.95}
+    assert {k: fits["claims_method"][k] for k in ("pairing", "family", "correction", "level")} == {
+        "pairing": "seed", "family": "report", "correction": "holm", "level": 0.95}
     gap = next(c for c in fits["claims"] if c["kind"] == "gap")
     assert gap["scale"] == 2 and gap["n_me"] == 3 and gap["n_se"] == 3 and gap["low"] < gap["high"]
-    assert gap["method"].startswith("paired") and "Holm" in gap["method"]
+    assert gap["method"].startswith("paired") and "Holm over" in gap["method"] and gap["family"] == "report"
     assert gap["verdict"] in {"me_ahead", "me_behind", "equivalent", "undecided"}
     if gap["verdict"] == "undecided":
         assert gap["seeds_needed"] >= 4
@@ -182,7 +182,7 @@ def test_shared_base_claims_and_verdict_table(store_uri, workdir, capsys):
     assert me_fit["sizes"][0] == se_fit["sizes"][0] and me_fit["means"][0] == se_fit["means"][0]
     page = (workdir / "reports" / "smoke" / "index.html").read_text()
     assert page.index('<table class="v">') < page.index("<h2>")  # the verdict table comes first
-    assert "Holm-adjusted" in page
+    assert "decided together over every claim of this report (Holm" in page  # the family, in words
 
 
 @pytest.mark.integration

@@ -78,6 +78,7 @@ def cmd_advise(args: argparse.Namespace) -> int:
         print(f"verdict: {words}")
         print(f"recommended: K={result['K']} sets of d={result['d']} (measured test AUC {result['predicted_auc']:.4f} "
               f"{_interval(result)}, best in {result['p_best']:.0%} of seed bootstraps)")
+        print(f"method: {result['method']}")
         return 0
     where = "extrapolated beyond" if result["extrapolated"] else "interpolated between"
     print(f"no measured shape within ±15% of this budget: the fitted surface's best shape ({where} the measured "

@@ -147,8 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the fits (default 1000)")
     report.add_argument("--pairing", default="welch", choices=["welch", "seed"],
                         help="ME - SE gap test: welch (default) or seed (paired t when both arms ran the same seeds)")
-    report.add_argument("--holm", action="store_true",
-                        help="Holm's correction across every claim of the report (off by default)")
+    report.add_argument("--family", default="backbone", choices=["backbone", "report", "claim"],
+                        help="whose error rate the verdicts control: backbone (default: the chance of any false "
+                             "claim about a backbone stays <= 5%%), report (every claim of the report together) or "
+                             "claim (each read alone)")
+    report.add_argument("--correction", default="holm", choices=["holm", "bh"],
+                        help="holm (default: family-wise) or bh (Benjamini-Hochberg: the expected share of false "
+                             "claims, a weaker promise; with --family report)")
     report.add_argument("--margin", type=float, default=None, metavar="M",
                         help="practical margin in AUC: smaller differences do not matter (default: the sweep's "
                              "report.margin, else 0.0005)")

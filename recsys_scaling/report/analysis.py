@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .cells import arm_cells, arm_curves, gap_claims, pooled_variance, scaling_gap_claim, trend_claim
-from .claims import PAIRINGS, Claim, claim_text, fill_seeds_needed, holm_adjust
+from .claims import CORRECTIONS, FAMILIES, PAIRINGS, Claim, adjust_family, claim_text, fill_seeds_needed, mark_peak
 from .collect import distinct_runs, split_series_by_data
 from .fit import CurveFit, effective_size_multiplier, fit_curve
 from .intervals import Levels
@@ -81,12 +81,15 @@ class BackboneAnalysis:
 
 
 def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pairing: str = "welch",
-            holm: bool = False, margin: float = DEFAULT_MARGIN, ia_margin: float = DEFAULT_IA_MARGIN,
-            sequential: bool = False, max_seeds: Optional[int] = None, fit: bool = True) -> List[BackboneAnalysis]:
+            family: str = "backbone", correction: str = "holm", margin: float = DEFAULT_MARGIN,
+            ia_margin: float = DEFAULT_IA_MARGIN, sequential: bool = False, max_seeds: Optional[int] = None,
+            fit: bool = True) -> List[BackboneAnalysis]:
     """Claims and fits per (sweep, backbone) of a tidy runs table (the columns runs.parquet has).
 
-    pairing: "welch" (default) or "seed" (paired t on seeds both arms ran); holm: Holm's
-    correction across every claim of the result; margin / ia_margin: the practical margins
+    pairing: "welch" (default) or "seed" (paired t on seeds both arms ran); family: whose error
+    rate the verdicts control — "backbone" (default: the chance of any false claim about one
+    backbone ≤ 5%), "report" (every claim of the result) or "claim" (each alone); correction:
+    "holm" (family-wise) or "bh" (false-discovery rate, with family="report"); margin / ia_margin: the practical margins
     (AUC, IA) of the equivalence verdicts and of seeds_needed; sequential: intervals that stay
     valid when seeds are added and the report re-read up to `max_seeds` seeds per cell; fit: also
     fit the curves (off: claims only, as the adaptive seed loop needs)."""
@@ -96,11 +99,13 @@ def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pa
         raise ValueError(f"pairing {pairing!r}: choose from {PAIRINGS}")
     if not margin > 0 or not ia_margin > 0:
         raise ValueError(f"margin={margin}, ia_margin={ia_margin}: margins must be positive")
+    if family not in FAMILIES or correction not in CORRECTIONS:
+        raise ValueError(f"family {family!r} / correction {correction!r}: choose from {FAMILIES} / {CORRECTIONS}")
     if sequential and (max_seeds is None or max_seeds < 3):
         raise ValueError(f"sequential intervals need max_seeds >= 3 (the planned largest seed count), got {max_seeds}")
-    levels = Levels.sequential(max_seeds) if sequential else Levels()
     x = X_AXES[x_axis]
     done = _finished(runs, x)
+    levels = Levels.sequential(max_seeds, seeds_seen=most_seeds(done)) if sequential else Levels()
     ia = ia_column(done)
     several = done["series"].nunique() > 1
     results, cells_of = [], {"auc": [], "ia": []}
@@ -120,14 +125,45 @@ def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pa
             result.fits = _fits(curves, x, resamples, margin)
             result.effective_multiplier = _multipliers(curves, result.fits.get("auc", {}), x, resamples)
         results.append(result)
-    if holm:
-        holm_adjust([c for r in results for c in r.claims])
+    families = _families(results, family)
+    adjust_family(families, correction, family)
     fallback = {"auc": pooled_variance(cells_of["auc"]), "ia": pooled_variance(cells_of["ia"])}
+    for claims in families:
+        family_size = sum(c.p_value is not None for c in claims)
+        for claim in claims:
+            fill_seeds_needed(claim, levels, fallback["ia" if claim.kind == "ia_gap" else "auc"], family_size)
     for result in results:
-        for claim in result.claims:
-            fill_seeds_needed(claim, levels, fallback["ia" if claim.kind == "ia_gap" else "auc"])
+        _mark_peaks(result)
         result.verdict = verdict(result)
     return results
+
+
+def _families(results: List[BackboneAnalysis], family: str) -> List[List[Claim]]:
+    """The groups of claims whose error rate is controlled together."""
+    if family == "report":
+        return [[c for r in results for c in r.claims]]
+    if family == "backbone":
+        return [r.claims for r in results]
+    return [[c] for r in results for c in r.claims]
+
+
+def _mark_peaks(result: BackboneAnalysis) -> None:
+    """Saturated trends of an arm whose fitted AUC curve peaks inside its measured range."""
+    for arm, curve_fit in result.fits.get("auc", {}).items():
+        peak = curve_fit.interior_best()
+        for top in (False, True):
+            claim = result.trend(arm, top=top)
+            if claim is not None:
+                mark_peak(claim, peak)
+
+
+def most_seeds(runs: pd.DataFrame) -> int:
+    """The most seeds any cell (series × backbone × arm × scale) of these runs has: which look of
+    an adaptive plan they are."""
+    keys = [k for k in ("series", "backbone", "arm", "scale") if k in runs]
+    if runs.empty or not keys:
+        return 0
+    return int(runs.groupby(keys, dropna=False).size().max())
 
 
 def _finished(runs: pd.DataFrame, x: str) -> pd.DataFrame:
@@ -201,7 +237,7 @@ def _multipliers(curves: Dict[str, pd.DataFrame], auc_fits: Dict[str, CurveFit],
 def fit_note(result: BackboneAnalysis) -> str:
     """'SE: peaked, trusted; ME: power law, not trusted' (or why there is no fit)."""
     fits = result.fits.get("auc", {})
-    parts = [f"{arm.upper()}: {f.form}, {'trusted' if f.trusted else 'not trusted'}" if f.form else
+    parts = [f"{arm.upper()}: {f.form}, {f.trust.split(':')[0]}" if f.form else
              f"{arm.upper()}: no fit" for arm, f in sorted(fits.items(), reverse=True)]
     return "; ".join(parts) if parts else "no fit"
 
@@ -234,5 +270,5 @@ def fit_rows(results: List[BackboneAnalysis]) -> pd.DataFrame:
                              "runner_up": f.runner_up,
                              "runner_up_cv_error": f.cv_error.get(f.runner_up) if f.runner_up else None,
                              "holdout_error": f.holdout_error, "runner_up_holdout_error": f.runner_up_holdout_error,
-                             "trusted": f.trusted, "flags": "; ".join(f.flags)})
+                             "trusted": f.trusted, "trust": f.trust, "flags": "; ".join(f.flags)})
     return pd.DataFrame(rows)

@@ -14,8 +14,10 @@ import pandas as pd
 
 from .. import tracking
 from ..config import resolve_tracking_uri
-from .analysis import DEFAULT_IA_MARGIN, DEFAULT_MARGIN, X_AXES, analyse, arm_curves, claim_records, fit_rows
-from .claims import PAIRINGS
+from . import looks
+from .analysis import (DEFAULT_IA_MARGIN, DEFAULT_MARGIN, X_AXES, analyse, arm_curves, claim_records, fit_rows,
+                       most_seeds)
+from .claims import CORRECTIONS, FAMILIES, PAIRINGS
 from .intervals import Levels
 from .collect import collect_runs, distinct_runs, split_series_by_data, largest_scale_spectra, oracle_aucs, seed_summary
 from .paper import compare_with_paper
@@ -51,7 +53,8 @@ class ClaimOptions:
     adaptive seed plan, which makes the intervals sequential), else the defaults."""
 
     pairing: str = "welch"
-    holm: bool = False
+    family: str = "backbone"
+    correction: str = "holm"
     margin: Optional[float] = None
     ia_margin: Optional[float] = None
     sequential: Optional[bool] = None
@@ -61,6 +64,9 @@ class ClaimOptions:
     def check(self) -> None:
         if self.pairing not in PAIRINGS:
             raise ValueError(f"--pairing {self.pairing!r}: choose from {PAIRINGS}")
+        if self.family not in FAMILIES or self.correction not in CORRECTIONS:
+            raise ValueError(f"--family {self.family!r} / --correction {self.correction!r}: choose from {FAMILIES} / "
+                             f"{CORRECTIONS}")
         for flag, value in (("--margin", self.margin), ("--ia-margin", self.ia_margin)):
             if value is not None and not value > 0:
                 raise ValueError(f"{flag} {value:g}: must be a positive number, e.g. {flag} 0.0005")
@@ -92,10 +98,15 @@ class ClaimOptions:
                                                                                      or DEFAULT_IA_MARGIN),
                        sequential=sequential, max_seeds=max_seeds, margin_note=note)
 
-    def method(self) -> dict:
+    def levels(self, runs: pd.DataFrame) -> Levels:
+        """The level of this look at these runs (sequential: which look of the plan they are)."""
+        done = runs[runs["status"] == "FINISHED"]
+        return Levels.sequential(self.max_seeds, seeds_seen=most_seeds(done)) if self.sequential else Levels()
+
+    def method(self, runs: pd.DataFrame) -> dict:
         """What fits.json and the page record about the tests."""
-        levels = Levels.sequential(self.max_seeds) if self.sequential else Levels()
-        return {**asdict(self), "level": levels.confidence, "looks": levels.looks}
+        levels = self.levels(runs)
+        return {**asdict(self), "level": levels.confidence, "looks": levels.looks, "look": levels.look}
 
 
 def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, experiment: str = "recsys-scaling",
@@ -120,6 +131,7 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
         raise LookupError(f"sweep(s) {', '.join(sweeps) or parents} have no job runs")
     runs, notes = split_series_by_data(distinct_runs(runs))
     notes += sweep_state_notes(store, parents, runs) + beyond_plan_notes(runs, options)
+    notes += looks.look_notes(store, sorted({store.sweep_name(p) for p in parents}), runs, options.sequential)
     name = "+".join(sweeps) if sweeps else parents[0]
     final_dir = Path(out_root) / name
     final_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +146,7 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
         work.rename(final_dir)
         for parent in parents:
             store.describe_run(parent, _parent_note(name, report["markdown"], final_dir / "index.html"))
+        looks.record(store, parents, runs, options.sequential, options.levels(runs).look)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -145,7 +158,8 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
 def _write(store: tracking.Store, work: Path, name: str, parents: List[str], runs: pd.DataFrame, missing: List[str], x_axis: str,
            resamples: int, ui_url: str, options: ClaimOptions, notes: List[str]) -> dict:
     x_column, x_label = X_AXES[x_axis], X_LABELS[x_axis]
-    analyses = analyse(runs, x_axis, resamples, pairing=options.pairing, holm=options.holm, margin=options.margin,
+    analyses = analyse(runs, x_axis, resamples, pairing=options.pairing, family=options.family,
+                       correction=options.correction, margin=options.margin,
                        ia_margin=options.ia_margin, sequential=options.sequential, max_seeds=options.max_seeds)
     shown = _display_runs(runs)
     summary, oracle = seed_summary(shown), oracle_aucs(runs)
@@ -169,7 +183,7 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
     pd.DataFrame(claims).to_csv(work / "claims.csv", index=False)
     runs.to_csv(work / "runs.csv", index=False)
     runs.to_parquet(work / "runs.parquet", index=False)
-    method = options.method()
+    method = options.method(runs)
     seed_plan = options.max_seeds if options.sequential else None
     (work / "fits.json").write_text(json.dumps({
         "x_axis": x_axis, "parents": parents, "resamples": resamples, "missing_jobs": missing, "claims_method": method,

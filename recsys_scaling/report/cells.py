@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .claims import Claim, decide
-from .intervals import Levels, contrast, paired_contrast, slope_weights
+from .intervals import DF_METHOD, Levels, contrast, paired_contrast, slope_weights
 
 
 @dataclass(frozen=True)
@@ -63,13 +63,12 @@ def arm_cells(curve: pd.DataFrame, x: str, column: str) -> List[Cell]:
 
 
 def _merged_contrast(terms: Sequence[tuple]):
-    """contrast() over (cell, weight) terms, the same runs counted once (weights added). The
-    shared base pools its variance with SE's cells: its runs are SE runs."""
+    """contrast() over (cell, weight) terms, the same runs counted once (weights added)."""
     merged: Dict[frozenset, list] = {}
     for cell, weight in terms:
         merged.setdefault(cell.runs, [cell, 0.0])[1] += weight
     used = [(c, w) for c, w in merged.values() if w != 0.0]
-    return contrast([c.array for c, _ in used], [w for _, w in used], groups=[c.job_arm for c, _ in used])
+    return contrast([c.array for c, _ in used], [w for _, w in used])
 
 
 def gap_claims(me: List[Cell], se: List[Cell], pairing: str, margin: float, levels: Levels,
@@ -83,8 +82,8 @@ def gap_claims(me: List[Cell], se: List[Cell], pairing: str, margin: float, leve
             continue
         paired = pairing == "seed" and set(cell.values) == set(partner.values)
         c = paired_contrast(cell.values, partner.values) if paired else contrast([cell.array, partner.array], [1, -1])
-        method = ("paired t (by seed)" if paired else "welch t" if pairing == "welch"
-                  else "welch t (arms ran different seeds: not paired)")
+        method = ("paired t (by seed)" if paired else f"welch t, {DF_METHOD}" if pairing == "welch"
+                  else f"welch t (arms ran different seeds: not paired), {DF_METHOD}")
         claims.append(decide(kind, c, margin, levels, method, scale=cell.scale, n_me=len(cell.values),
                              n_se=len(partner.values), cells=_keys([cell, partner])))
     return claims
@@ -100,22 +99,31 @@ def _seeds(arm: str, cells: Sequence[Cell]) -> dict:
     return {"n_me": fewest} if arm == "me" else {"n_se": fewest}
 
 
+def doublings(cells: Sequence[Cell]) -> float:
+    """log2 of the largest size over the smallest: the range a trend's total change spans."""
+    sizes = [c.size for c in cells]
+    return float(np.log2(max(sizes) / min(sizes))) if sizes else 0.0
+
+
 def trend_claim(arm: str, cells: List[Cell], margin: float, levels: Levels, top: bool = False) -> Claim:
     """AUC per doubling: the least-squares slope through all sizes (trend), or the step between
-    the two largest sizes (top_trend)."""
+    the two largest sizes (top_trend). "Saturated" bounds the total change over the sizes used
+    (slope × doublings spanned), not the change per doubling."""
     kind = "top_trend" if top else "trend"
     used = cells[-2:] if top else cells
-    method = ("difference of the two largest sizes' means over log2 of their ratio, Welch–Satterthwaite t"
-              if top else "least-squares slope of the per-size means on log2(size), Welch–Satterthwaite t")
+    method = ("difference of the two largest sizes' means over log2 of their ratio" if top
+              else "least-squares slope of the per-size means on log2(size)")
     if len(used) < 2:
         raise ValueError(f"{arm} {kind}: needs at least two sizes")
     weights = slope_weights([np.log2(c.size) for c in used])
-    c = contrast([cell.array for cell in used], weights, groups=[arm] * len(used))
-    return decide(kind, c, margin, levels, method, arm=arm, cells=_keys(used), **_seeds(arm, used))
+    c = contrast([cell.array for cell in used], weights)
+    return decide(kind, c, margin, levels, f"{method}, t with {DF_METHOD}", arm=arm, cells=_keys(used),
+                  span=doublings(used), **_seeds(arm, used))
 
 
 def scaling_gap_claim(me: List[Cell], se: List[Cell], margin: float, levels: Levels) -> Optional[Claim]:
-    """ME's slope minus SE's, both over the scales both arms ran; None with fewer than 2."""
+    """ME's slope minus SE's, both over the scales both arms ran; None with fewer than 2. "Same
+    scaling" bounds the difference of total changes over the wider arm's range."""
     common = sorted({c.scale for c in me} & {c.scale for c in se})
     if len(common) < 2:
         return None
@@ -124,9 +132,10 @@ def scaling_gap_claim(me: List[Cell], se: List[Cell], margin: float, levels: Lev
     terms = [*zip(me_used, slope_weights([np.log2(c.size) for c in me_used])),
              *zip(se_used, -slope_weights([np.log2(c.size) for c in se_used]))]
     method = (f"ME slope − SE slope on log2(size) over scales {','.join(map(str, common))} (shared base counted "
-              "once), Welch–Satterthwaite t")
+              f"once), t with {DF_METHOD}")
     return decide("scaling_gap", _merged_contrast(terms), margin, levels, method, cells=_keys(me_used + se_used),
-                  n_me=_seeds("me", me_used)["n_me"], n_se=_seeds("se", se_used)["n_se"])
+                  n_me=_seeds("me", me_used)["n_me"], n_se=_seeds("se", se_used)["n_se"],
+                  span=max(doublings(me_used), doublings(se_used)))
 
 
 def pooled_variance(cells: Sequence[Cell]) -> Optional[float]:

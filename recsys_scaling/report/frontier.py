@@ -4,8 +4,16 @@ Every finished run is a cell (K = num_embeddings, d = embed_dim) with a size on 
 (embedding or total parameters, or FLOPs per example). An iso-budget line is the cells of one
 budget: equal K·d on the embedding axis; within ±15% on the others.
 
-* **Measured candidates.** For a budget B, the cells within ±15% of B. The best is the highest
-  mean test AUC. It is a *clear winner* only when it beats every other candidate in a one-sided
+Shapes are compared at *equal* budget, or a bigger cell would win for being bigger. On the
+embedding axis the candidates share one K·d exactly. On the total and FLOPs axes their sizes
+differ, so each candidate's AUC is moved to the budget along the backbone's size slope: the
+least-squares slope of every cell's mean AUC on log2(size), fitted across all its budgets.
+The adjustment is part of each comparison's contrast (the slope's own seed noise included),
+and the method says the candidates' size spread.
+
+* **Measured candidates.** For a budget B, the cells within ±15% of B (on the embedding axis,
+  those with the K·d nearest B). The best is the highest (size-adjusted) mean test AUC. It is a
+  *clear winner* only when it beats every other candidate in a one-sided
   Welch test, Holm-corrected across the comparisons; since the best was picked by the same data,
   each one-sided test is made at α/2 (with two candidates that is exactly a two-sided 5% test).
   Otherwise *no clear winner*, with the candidates it cannot be separated from. A candidate with
@@ -65,8 +73,37 @@ def shape_cells(runs: pd.DataFrame, axis: str = "embedding") -> List[ShapeCell]:
     return cells
 
 
-def candidates_at(cells: Sequence[ShapeCell], budget: float) -> List[ShapeCell]:
-    return [c for c in cells if abs(c.size - budget) <= WINDOW * budget]
+def candidates_at(cells: Sequence[ShapeCell], budget: float, axis: str = "embedding") -> List[ShapeCell]:
+    """The cells of one budget: within ±15% of it; on the embedding axis only those sharing the
+    K·d nearest the budget (exactly equal embedding parameters)."""
+    near = [c for c in cells if abs(c.size - budget) <= WINDOW * budget]
+    if axis != "embedding" or not near:
+        return near
+    nearest = min(near, key=lambda c: abs(c.size - budget))
+    return [c for c in near if c.K * c.d == nearest.K * nearest.d]
+
+
+@dataclass(frozen=True)
+class SizeAdjustment:
+    """AUC per doubling of size across a backbone's cells, as slope weights over those cells."""
+
+    cells: List[ShapeCell]
+    weights: np.ndarray  # slope = Σ weights · cell means
+
+    @property
+    def slope(self) -> float:
+        return float(sum(w * c.mean for w, c in zip(self.weights, self.cells)))
+
+
+def size_adjustment(cells: Sequence[ShapeCell]) -> Optional[SizeAdjustment]:
+    """The least-squares slope of cell means on log2(size), over the cells with a seed spread
+    (None with fewer than 3 such cells or a single size)."""
+    cells = [c for c in cells if c.seeds >= 2]
+    sizes = np.log2([c.size for c in cells])
+    if len(cells) < 3 or np.ptp(sizes) <= 0:
+        return None
+    centred = sizes - sizes.mean()
+    return SizeAdjustment(list(cells), centred / (centred**2).sum())
 
 
 def budget_lines(cells: Sequence[ShapeCell], axis: str = "embedding") -> List[List[ShapeCell]]:
@@ -87,23 +124,46 @@ def budget_lines(cells: Sequence[ShapeCell], axis: str = "embedding") -> List[Li
     return [line for line in lines if len(line) >= 2]
 
 
-def compare(cands: Sequence[ShapeCell], resamples: int = 1000, seed: int = 0) -> dict:
-    """The measured decision among a budget's candidates (see the module docstring)."""
-    ranked = sorted(cands, key=lambda c: c.mean, reverse=True)
+def _shift(cell: ShapeCell, budget: Optional[float], adjustment: Optional[SizeAdjustment]) -> float:
+    """log2(size / budget): how far the cell sits from the budget, in doublings."""
+    return 0.0 if adjustment is None or budget is None else float(np.log2(cell.size / budget))
+
+
+def _adjusted_difference(best: ShapeCell, other: ShapeCell, budget, adjustment):
+    """(best − other) at the budget as one contrast: the two cells' means, minus the slope
+    contrast times their difference in log-size."""
+    terms = {id(best): [best, 1.0], id(other): [other, -1.0]}
+    gap = _shift(best, budget, adjustment) - _shift(other, budget, adjustment)
+    if adjustment is not None and gap != 0.0:
+        for cell, w in zip(adjustment.cells, adjustment.weights):
+            terms.setdefault(id(cell), [cell, 0.0])[1] -= gap * w
+    used = [(c, w) for c, w in terms.values() if w != 0.0]
+    return contrast([c.aucs for c, _ in used], [w for _, w in used])
+
+
+def compare(cands: Sequence[ShapeCell], resamples: int = 1000, seed: int = 0, budget: Optional[float] = None,
+            adjustment: Optional[SizeAdjustment] = None) -> dict:
+    """The measured decision among a budget's candidates (see the module docstring); with an
+    adjustment, each AUC is moved along the size slope to `budget` first."""
+    slope = adjustment.slope if adjustment is not None else 0.0
+    adjusted = {id(c): c.mean - slope * _shift(c, budget, adjustment) for c in cands}
+    ranked = sorted(cands, key=lambda c: adjusted[id(c)], reverse=True)
     best = ranked[0]
-    p_best = _p_best(ranked, resamples, seed)
-    rows = [_row(c, p_best[i]) for i, c in enumerate(ranked)]
+    p_best = _p_best(ranked, resamples, seed, [adjusted[id(c)] - c.mean for c in ranked])
+    rows = [_row(c, p_best[i]) | {"adjusted_auc": adjusted[id(c)]} for i, c in enumerate(ranked)]
+    sizes = [c.size for c in ranked]
+    spread = {"size_spread": float(max(sizes) / min(sizes) - 1.0), "size_slope": slope if adjustment else None}
     if any(c.seeds < MIN_SEEDS for c in ranked):
-        return {"verdict": INSUFFICIENT, "best": rows[0], "candidates": rows, "not_separated": []}
+        return {"verdict": INSUFFICIENT, "best": rows[0], "candidates": rows, "not_separated": [], **spread}
     tests = []
     for other in ranked[1:]:
-        c = contrast([best.aucs, other.aucs], [1, -1])
+        c = _adjusted_difference(best, other, budget, adjustment)
         se, df = c.standard_error()
         tests.append((_one_sided_p(c.estimate, se, df), other))
     not_separated = _holm_not_rejected(tests, ALPHA / 2)
     verdict = "clear_winner" if len(ranked) > 1 and not not_separated else "no_clear_winner"
     return {"verdict": verdict, "best": rows[0], "candidates": rows,
-            "not_separated": [f"K={c.K} x d={c.d}" for c in not_separated]}
+            "not_separated": [f"K={c.K} x d={c.d}" for c in not_separated], **spread}
 
 
 def _one_sided_p(estimate: float, se: float, df: float) -> float:
@@ -124,11 +184,11 @@ def _holm_not_rejected(tests: Sequence[tuple], alpha: float) -> List[ShapeCell]:
     return []
 
 
-def _p_best(cells: Sequence[ShapeCell], resamples: int, seed: int) -> List[float]:
+def _p_best(cells: Sequence[ShapeCell], resamples: int, seed: int, offsets: Sequence[float]) -> List[float]:
     rng = np.random.default_rng(seed)
     wins = np.zeros(len(cells))
     for _ in range(max(resamples, 1)):
-        means = [rng.choice(c.aucs, size=c.seeds).mean() for c in cells]
+        means = [rng.choice(c.aucs, size=c.seeds).mean() + offset for c, offset in zip(cells, offsets)]
         wins[int(np.argmax(means))] += 1
     return (wins / max(resamples, 1)).tolist()
 
@@ -167,8 +227,10 @@ def frontier(runs: pd.DataFrame, axis: str = "embedding", resamples: int = 1000)
         if not lines:
             continue
         result = Frontier(str(backbone), str(name), axis, cells)
+        adjustment = size_adjustment(cells) if axis != "embedding" else None
         for line in lines:
-            result.lines.append({"budget": float(np.median([c.size for c in line])), **compare(line, resamples)})
+            budget = float(np.median([c.size for c in line]))
+            result.lines.append({"budget": budget, **compare(line, resamples, budget=budget, adjustment=adjustment)})
         result.surface = fit_surface(cells, resamples=min(resamples, 200))
         if result.surface is not None:
             sizes = [c.size for c in cells]
@@ -192,16 +254,16 @@ def advise(runs: pd.DataFrame, budget: float, axis: str = "embedding", backbone:
         raise LookupError("no finished runs with a shape (num_embeddings, embed_dim) and a size on that axis")
     sizes = [c.size for c in cells]
     extrapolated = not min(sizes) * (1 - WINDOW) <= budget <= max(sizes) * (1 + WINDOW)
-    cands = candidates_at(cells, budget)
+    cands = candidates_at(cells, budget, axis)
     if cands:
-        decision = compare(cands, resamples)
+        adjustment = size_adjustment(cells) if axis != "embedding" and len(cands) > 1 else None
+        decision = compare(cands, resamples, budget=budget, adjustment=adjustment)
         best = decision["best"]
         return {"budget": budget, "axis": axis, "K": best["K"], "d": best["d"], "predicted_auc": best["auc"],
                 "low": best["low"], "high": best["high"], "p_best": best["p_best"], "verdict": decision["verdict"],
                 "candidates": decision["candidates"], "not_separated": decision["not_separated"],
-                "extrapolated": False,
-                "method": f"measured cells within ±{WINDOW:.0%} of the budget; one-sided Welch tests of the best "
-                          "against each other candidate at α/2, Holm-corrected"}
+                "extrapolated": False, "size_spread": decision["size_spread"],
+                "size_slope": decision["size_slope"], "method": _method(axis, decision, adjustment)}
     surface = fit_surface(cells, resamples=min(resamples, 200))
     if surface is None:
         raise LookupError(f"no measured cell within ±{WINDOW:.0%} of {budget:g}, and too few cells to fit a surface "
@@ -213,6 +275,18 @@ def advise(runs: pd.DataFrame, budget: float, axis: str = "embedding", backbone:
             "candidates": [], "not_separated": [], "extrapolated": extrapolated,
             "method": f"{surface.form} surface fitted to {len(cells)} cells, {where} the measured budgets "
                       f"({min(sizes):.3g}..{max(sizes):.3g}); held-out error {surface.holdout_error:.4f} AUC"}
+
+
+def _method(axis: str, decision: dict, adjustment: Optional[SizeAdjustment]) -> str:
+    spread = f"candidates' sizes span {decision['size_spread']:.1%}"
+    if axis == "embedding":
+        where = f"measured cells with the same K·d (equal embedding parameters; {spread})"
+    elif adjustment is None:
+        where = f"measured cells within ±{WINDOW:.0%} of the budget, not size-adjusted (no size slope: too few sizes; {spread})"
+    else:
+        where = (f"measured cells within ±{WINDOW:.0%} of the budget, each moved to it along the size slope "
+                 f"({adjustment.slope:+.4f} AUC per doubling, fitted over {len(adjustment.cells)} cells; {spread})")
+    return f"{where}; one-sided Welch tests of the best against each other candidate at α/2, Holm-corrected"
 
 
 def _one_backbone(runs: pd.DataFrame, backbone: Optional[str]) -> pd.DataFrame:

@@ -119,7 +119,7 @@ def _draw_backbone(ax, runs: pd.DataFrame, analysis, x_column: str, color_of) ->
         inside = np.geomspace(min(fit.sizes), max(fit.sizes), 60)
         if not fit.trusted:
             ax.plot(inside, 1 - fit.predict(inside), ":", color=color, lw=1.2,
-                    label=f"{arm.upper()} {fit.form} (not trusted)")
+                    label=f"{arm.upper()} {fit.form} ({fit.trust.split(':')[0]})")
             continue
         beyond = np.geomspace(max(fit.sizes), 4 * max(fit.sizes), 20)
         ax.plot(inside, 1 - fit.predict(inside), "-", color=color, lw=1.6, label=f"{arm.upper()} fit: {fit.form}")

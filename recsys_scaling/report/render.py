@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..tracking import run_url
 from .analysis import fit_note
-from .claims import INSUFFICIENT, SUBJECT, UNDECIDED, claim_text, seeds_text
+from .claims import INSUFFICIENT, PEAKED, SUBJECT, UNDECIDED, claim_text, seeds_text
 from .intervals import MIN_SEEDS
 from .plots import short_count
 
@@ -21,7 +21,7 @@ STYLE = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:1.5em a
 table.v{border-collapse:collapse;margin:.5em 0 1em;font-size:14px} .v td,.v th{padding:6px 10px;border-bottom:1px solid #ccc;text-align:left}
 .v td.me_ahead,.v td.improving,.v td.me_scales_better{color:#0a6e2d;font-weight:600}
 .v td.me_behind,.v td.worsening,.v td.se_scales_better{color:#a4161a;font-weight:600}
-.v td.equivalent,.v td.saturated,.v td.same_scaling{color:#1d4e89;font-weight:600}
+.v td.equivalent,.v td.saturated,.v td.same_scaling,.v td.peaked{color:#1d4e89;font-weight:600}
 .v td.insufficient_seeds,.v td.undecided{color:#8a6d00} .note{color:#555;font-size:13px}
 code{background:#f3f3f3;padding:1px 4px} .warn{background:#fff4d6;border-left:4px solid #c98a00;padding:6px 10px} li{margin:.3em 0} img{max-width:100%}"""
 
@@ -64,7 +64,7 @@ def _run_links(runs: pd.DataFrame, ui_url: str) -> pd.DataFrame:
 SHORT = {"me_ahead": "ME ahead", "me_behind": "ME behind", "equivalent": "equivalent", "improving": "improving",
          "worsening": "worsening", "saturated": "saturated", "me_scales_better": "ME scales better",
          "se_scales_better": "SE scales better", "same_scaling": "same scaling", UNDECIDED: "undecided",
-         INSUFFICIENT: "insufficient seeds"}
+         INSUFFICIENT: "insufficient seeds", PEAKED: "peaked"}
 SHORT_IA = {"me_ahead": "ME less collapsed", "me_behind": "ME more collapsed"}
 
 
@@ -74,6 +74,8 @@ def _cell_text(claim) -> str:
     words = (SHORT_IA if claim.kind == "ia_gap" else {}).get(claim.verdict, SHORT[claim.verdict])
     if claim.directional and claim.within_margin:
         words += " (< margin)"
+    if claim.verdict == PEAKED:
+        words += f" near {claim.peak:.3g}"
     value = "" if claim.low is None else (f" {claim.estimate:+.2f}" if claim.kind == "ia_gap"
                                           else f" {claim.estimate:+.4f}")
     if not claim.decided and claim.seeds_needed is not None:
@@ -119,27 +121,53 @@ def verdict_markdown(analyses) -> str:
 DEFAULT_MARGIN_NOTE = "the default: differences smaller than this do not matter in practice"
 
 
+FAMILY_WORDS = {
+    ("backbone", "holm"): "Verdicts are decided together per backbone (Holm's step-down over that backbone's claims), "
+                          "so the chance that a backbone's row shows <em>any</em> false claim — a false direction or "
+                          "a false equivalence — stays ≤ 5%.",
+    ("report", "holm"): "Verdicts are decided together over every claim of this report (Holm's step-down), so the "
+                        "chance that the report shows <em>any</em> false claim stays ≤ 5%.",
+    ("report", "bh"): "Verdicts follow Benjamini–Hochberg over every claim of this report: on average at most 5% of "
+                      "the claims made are false (a weaker promise than \"no false claim\").",
+    ("backbone", "bh"): "Verdicts follow Benjamini–Hochberg per backbone: on average at most 5% of a backbone's "
+                        "claims made are false.",
+}
+
+
+def family_sentence(method: dict) -> str:
+    """What the verdicts' error rate is controlled over, in one exact sentence."""
+    if method.get("family", "backbone") == "claim":
+        return ("Each claim is read alone at 5%: with about nine claims per backbone, some false claim somewhere is "
+                "far likelier than 5%.")
+    return FAMILY_WORDS[(method.get("family", "backbone"), method.get("correction", "holm"))]
+
+
 def _method_note(method: dict) -> str:
     pairing = ("paired t on the per-seed differences (both arms ran the same seeds)" if method["pairing"] == "seed"
                else "Welch's t (unequal variances)")
-    holm = (" Directional verdicts follow Holm-adjusted p-values across every claim of this report; intervals are "
-            "per claim." if method["holm"] else "")
     level = f"{100 * method['level']:.4g}%"
     sequential = (f" <strong>Sequential intervals</strong>: seeds were added in rounds until claims were decided, "
-                  f"so α = 5% is split over the {method['looks']} planned looks (up to {method['max_seeds']} seeds per "
-                  f"cell); every interval is a {level} one, and the chance of any false claim over all the looks "
-                  "stays ≤ 5%." if method.get("sequential") else "")
+                  f"so α = 5% is spread over the {method['looks']} planned looks (up to {method['max_seeds']} seeds per "
+                  f"cell) by the spending function α·(k/K)²; these data are look {method.get('look', 1)}, tested at "
+                  f"{100 * (1 - method['level']):.3g}%, so the family's guarantee holds over all the looks."
+                  if method.get("sequential") else "")
     return (f"<p class=note><strong>Margin</strong>: {method['margin']:g} AUC ({method['ia_margin']:g} IA) — "
             f"{html.escape(method.get('margin_note') or DEFAULT_MARGIN_NOTE)}. "
-            f"Verdicts: a direction (ME ahead / improving / ME scales better) when the {level} interval excludes 0; "
-            "<em>equivalent</em> / <em>saturated</em> / <em>same scaling</em> when the difference is shown to be "
-            "inside ±margin (two one-sided tests at 5%: the 90% interval inside the margin); <em>undecided</em> "
-            "when the data allow both a difference and none — the cell says how many seeds per cell would decide it; "
-            f"<em>insufficient seeds</em> with fewer than {MIN_SEEDS}. ME − SE gap: {pairing}. Slopes: least squares "
-            "through the per-size means on log2(size), the seed spread pooled within each arm, Welch–Satterthwaite "
-            "degrees of freedom. <em>At the top</em>: the gain per doubling between the two largest sizes. The ME "
-            f"curve starts from the SE base at 1x (ME with one set is that model).{holm}{sequential} Hover a cell for "
-            "its interval.</p>")
+            f"Verdicts: a direction (ME ahead / improving / ME scales better) when the test excludes 0; "
+            "<em>equivalent</em> / <em>same scaling</em> when the difference is shown to be inside ±margin (two "
+            "one-sided tests); <em>saturated</em> when the <em>total</em> change over the measured range (for "
+            "<em>at the top</em>: the step between the two largest sizes) is shown to be inside ±margin; "
+            "<em>peaked</em> when it is, but the fitted curve is best strictly inside the range; <em>undecided</em> "
+            "when the data allow both a difference and none — the cell says how many seeds per cell would decide it "
+            "(planned on each cell's 80% upper bound of its seed spread, at the family's level); "
+            f"<em>insufficient seeds</em> with fewer than {MIN_SEEDS}. <strong>Family</strong>: "
+            f"{family_sentence(method)} The intervals shown are each claim's own {level} intervals; the family p "
+            f"beside them decides the verdict. ME − SE gap: {pairing}. Slopes: least squares through the per-size "
+            "means on log2(size). Every contrast gives each cell its own seed variance, with Satterthwaite degrees "
+            "of freedom shrunk for small cells (never below the fewest seeds − 1), which keeps 3-seed cells "
+            "calibrated. <em>At the top</em>: the gain per doubling between the two largest sizes. The ME curve "
+            f"starts from the SE base at 1x (ME with one set is that model).{sequential} Hover a cell for its "
+            "interval.</p>")
 
 
 def frontier_section(fronts, images: List[Path]) -> str:
@@ -148,7 +176,9 @@ def frontier_section(fronts, images: List[Path]) -> str:
     if not fronts:
         return ""
     parts = ["<h2>Frontier: which shape (K sets × d width) for a budget</h2><p class=note>Each cell is a (K, d) shape; "
-             "cells on one iso-budget line (equal K·d: equal embedding parameters) compete. The best-looking cell is a "
+             "cells on one iso-budget line compete at equal budget: equal K·d on the embedding axis; on the total and "
+             "FLOPs axes each cell's AUC is first moved to the line's budget along the backbone's fitted size slope "
+             "(a bigger cell does not win for being bigger; the size spread is listed). The best-looking cell is a "
              "<em>clear winner</em> only when one-sided Welch tests at α/2 (it was picked by the same data), "
              "Holm-corrected, show it beats every other cell of its line; p_best is how often seed bootstraps rank it "
              "first (a description, not the rule). Right: the fitted surface's best K per budget, with its bootstrap "
@@ -156,7 +186,7 @@ def frontier_section(fronts, images: List[Path]) -> str:
     for front, image in zip(fronts, images):
         rows = [{"budget": line["budget"], "verdict": line["verdict"].replace("_", " "),
                  "best": f"K={line['best']['K']} x d={line['best']['d']}", "best AUC": line["best"]["auc"],
-                 "p_best": line["best"]["p_best"],
+                 "p_best": line["best"]["p_best"], "size spread": f"{line.get('size_spread', 0.0):.0%}",
                  "cannot be separated from": ", ".join(line["not_separated"]) or "–",
                  "cells": ", ".join(f"{c['K']}x{c['d']} ({c['auc']:.4f})" for c in line["candidates"])}
                 for line in front.lines]
@@ -234,16 +264,19 @@ def write_index(out_dir: Path, title: str, parents: List[str], tracking_uri: str
     sections += [
         "<p class=note>Fits: four forms of 1 − AUC against L = log2(N/N₀) — constant, log-linear, power law "
         "E + A·2^(−αL), peaked a + bL + cL² (improves, then declines) — each held out (the largest size; from 5 sizes "
-        "each size in turn); the simplest form within noise of the best held-out error is chosen. Trusted: without "
-        "the largest size it predicts that size within the margin or within its own 95% prediction interval. "
-        "Trusted fits are drawn with a seed-bootstrap band and extrapolated (dashed); untrusted ones dotted, inside "
+        "each size in turn); the simplest form within noise of the best held-out error is chosen. Trusted: with 4 "
+        "or more sizes the form is chosen and fitted again without the largest size, which it then predicts; the fit "
+        "is trusted when the 90% interval of that miss lies inside ±margin (an equivalence test: noisy data are "
+        "never trusted). With 3 sizes, or fewer than 3 seeds at a size, it is <em>not checkable</em>. "
+        "Trusted fits are drawn with a parametric (t-based) band and extrapolated (dashed); others dotted, inside "
         "the measured range only.</p>",
         *[_image(p) for p in plots],
         "<h2>Claims</h2>", _table(claims.drop(columns=[c for c in ("df",) if c in claims])) if len(claims)
         else "<p>No claims.</p>",
         "<h2>Fitted parameters</h2>", _table(fits),
         "<h2>Effective-size multiplier</h2><p class=note>SE parameters needed (on SE's trusted fit, in its chosen "
-        "form) to reach ME's AUC, over ME's parameters, with a seed-bootstrap interval; <em>extrapolated</em> when "
+        "form) to reach ME's AUC, over ME's parameters, with a parametric interval that chooses SE's form again in "
+        "every draw (the choice of form is uncertain too); <em>extrapolated</em> when "
         "that size lies beyond the largest SE model measured; <em>reached = False</em>: SE's fitted curve never gets "
         "there (the note says why: a floor, or a curve that declines).</p>",
         _table(multipliers) if len(multipliers) else "<p>No trusted SE fit: no multiplier.</p>",

@@ -2,8 +2,9 @@
 
 Round 0 is the sweep as written. After each round the claims are re-read with sequential
 intervals (α split over the looks a loop planned up to --max-seeds can take, one per round; the
-sweep's first plan is kept by its later runs and reports), so stopping as soon as everything is
-decided does not inflate false claims. Each next round adds the next seed to the cells
+sweep's first plan is kept by its later runs and reports) and with the report's family-wise
+control (Holm per backbone), so stopping as soon as everything is decided does not inflate
+false claims. Each next round adds the next seed to the cells
 (backbone × arm × scale) behind the claims still undecided; cells whose claims are all decided
 wait. Every round is an ordinary relaunch of the sweep with a longer seed list (finished jobs are
 skipped), so Ctrl-C and the same command again continue it.
@@ -18,8 +19,10 @@ from typing import List, Optional, Sequence, Set, Tuple
 
 from .. import tracking
 from ..paths import find_sweep
-from ..report.analysis import analyse
+from ..report import looks
+from ..report.analysis import analyse, most_seeds
 from ..report.collect import collect_runs
+from ..report.intervals import Levels
 from . import grid
 from .progress import clock
 from .runner import Cell, SweepSummary, run_sweep
@@ -65,8 +68,11 @@ def undecided_cells(claims_by_backbone) -> Set[Cell]:
             if not claim.decided for arm, scale in claim.cells}
 
 
-def read_claims(summary: SweepSummary, max_seeds: int, margin: Optional[float], ia_margin: Optional[float]):
-    """The latest launch's claims with sequential intervals: [(backbone, claims)]."""
+def read_claims(summary: SweepSummary, max_seeds: int, margin: Optional[float], ia_margin: Optional[float],
+                notes: Optional[list] = None):
+    """The latest launch's claims with sequential intervals: [(backbone, claims)]. The look is
+    recorded on the sweep (see report/looks.py); `notes`, when given, gets what earlier looks at
+    it mean for this one."""
     store = tracking.Store(summary.store_uri, summary.experiment)
     settings = store.sweep_settings(summary.parent_run_id)
     runs, _ = collect_runs(store, [summary.parent_run_id])
@@ -75,6 +81,11 @@ def read_claims(summary: SweepSummary, max_seeds: int, margin: Optional[float], 
     results = analyse(runs, resamples=1, fit=False, sequential=True, max_seeds=max_seeds,
                       margin=margin or settings.get("margin", 0.0005),
                       ia_margin=ia_margin or settings.get("ia_margin", 1.0))
+    if notes is not None:
+        notes += looks.look_notes(store, [store.sweep_name(summary.parent_run_id)], runs, sequential=True)
+    finished = runs[runs["status"] == "FINISHED"]
+    looks.record(store, [summary.parent_run_id], runs, True,
+                 Levels.sequential(max_seeds, seeds_seen=most_seeds(finished)).look)
     return [(r.backbone, r.claims) for r in results]
 
 
@@ -94,7 +105,8 @@ def run_until_decided(name: str, overrides: Sequence[str] = (), max_seeds: int =
     cells: Optional[Set[Cell]] = None  # round 0 runs the whole grid
     looks = max_seeds - 2
     echo(f"adaptive seeds: sequential intervals planned up to {max_seeds} seeds per cell "
-         f"({looks} look{'s' if looks > 1 else ''}, α = 5% over all of them)\n{HEADER}")
+         f"({looks} look{'s' if looks > 1 else ''}; any false claim about a backbone, over all of them, ≤ 5%)"
+         f"\n{HEADER}")
     while True:
         started = time.monotonic()
         number = len(rounds)
@@ -106,7 +118,10 @@ def run_until_decided(name: str, overrides: Sequence[str] = (), max_seeds: int =
         if not rounds and plan != max_seeds:
             echo(f"  (this sweep's intervals stay planned for {plan} seeds per cell, as its first --until-decided "
                  f"planned them; this run stops at {max_seeds})")
-        claims = read_claims(summary, plan, margin, ia_margin)
+        notes: Optional[list] = [] if not rounds else None
+        claims = read_claims(summary, plan, margin, ia_margin, notes)
+        for note in notes or []:
+            echo(f"  note: {note}")
         flat = [c for _, cs in claims for c in cs]
         this.decided, this.undecided = sum(c.decided for c in flat), sum(not c.decided for c in flat)
         cells = undecided_cells(claims)

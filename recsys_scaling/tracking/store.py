@@ -34,6 +34,7 @@ MAX_METRICS_PER_BATCH = 1000
 DEFAULT_EXPERIMENT = "recsys-scaling"
 SETTINGS_PREFIX = "recsys_scaling.report."
 SETTINGS = {"margin": float, "ia_margin": float, "margin_note": str, "max_seeds": int}
+LOOK_PREFIX = "recsys_scaling.look."
 def absolute_store(uri: str) -> str:
     """A relative sqlite URI made absolute, so jobs in other directories share the store."""
     prefix = "sqlite:///"
@@ -275,6 +276,18 @@ class Store:
             if value.isdigit():
                 return int(value)
         return None
+
+    def record_look(self, run_id: str, signature: str, kind: str) -> None:
+        """A look at a sweep's claims: the data read (a signature of its runs) and how ("fixed",
+        or "sequential@N" for look N of an adaptive plan), as a tag on the sweep's parent run."""
+        self.client.set_tag(run_id, f"{LOOK_PREFIX}{signature}", kind)
+
+    def looks_seen(self, sweep: str) -> dict:
+        """Every look recorded on any parent of this sweep: {signature: kind}."""
+        looks = {}
+        for run in self.client.search_runs([self.experiment_id], filter_string=_parents_of(sweep)):
+            looks.update({k[len(LOOK_PREFIX):]: v for k, v in run.data.tags.items() if k.startswith(LOOK_PREFIX)})
+        return looks
 
     def record_estimate(self, run_id: str, estimate: dict) -> None:
         """The launch's estimate before it ran: wall time as a metric, per job as estimate.json."""
