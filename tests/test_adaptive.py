@@ -120,6 +120,9 @@ def test_every_look_at_a_sweep_is_recorded_and_counted(store_uri):
     looks.record(store, [other], three, sequential=True, look=1)
     assert store.looks_seen("other") == {looks.signature(three): "sequential@1"}
     assert "--no-sequential after 1 adaptive look" in looks.look_notes(store, ["other"], four, sequential=False)[0]
+    twice = looks.look_notes(store, ["other"], four, sequential=True, look=1)  # look 1 again, on other data
+    assert twice and "spent twice" in twice[0]
+    assert looks.look_notes(store, ["other"], four, sequential=True, look=2) == []
 
 
 def test_until_decided_refuses_a_plan_below_the_grid(workdir, capsys):

@@ -71,6 +71,8 @@ def test_a_held_out_miss_beyond_the_margin_is_not_trusted():
     assert fit.trust == "not trusted"
     loose = fit_curve(SIZES, groups, resamples=200, margin=0.02)  # inside a (very) wide margin: trusted
     assert loose.trusted and loose.holdout["within"] and loose.trust == "trusted"
+    plain = fit_curve(SIZES, noisy(rng, TRUTHS["log-linear"], sd=2e-5), resamples=200, margin=0.0005)
+    assert plain.trusted and plain.trust == "trusted" and plain.holdout["form"] in {"log-linear", "power law"}
 
 
 def test_fit_reports_the_runner_up_and_both_held_out_errors():

@@ -12,6 +12,7 @@ Trust is an equivalence statement that noise cannot buy. With 4 or more sizes th
 procedure — choosing the form, then fitting it — is run again on every size but the largest,
 and its fit is asked to predict the largest, which thus never helped choose what predicts it.
 The fit is trusted when the 90% interval of (prediction − observed mean) lies inside ±margin
+(and, when the largest size changed the form chosen, the reported form passes the same check)
 (TOST at 5%; the prediction is linearised in the per-size means, each size with its own seed
 variance and the small-sample degrees of freedom of `intervals.py`). Noisy data give a wide
 interval and so *no* trust. With 3 sizes, or fewer than 3 seeds at some size, the check is
@@ -176,9 +177,15 @@ def fit_curve(sizes: Sequence[float], groups: Sequence[np.ndarray], resamples: i
         return fit
     head_form = select_form(L[:-1], means[:-1], errors[:-1])[0].name
     fit.holdout = holdout_check(head_form, L, sizes, groups, margin)
-    fit.trusted = fit.holdout["within"]
+    # When the largest size changed the form chosen, the reported form must pass the same check too.
+    own = fit.holdout if head_form == chosen.name else holdout_check(chosen.name, L, sizes, groups, margin)
+    fit.trusted = fit.holdout["within"] and own["within"]
     fit.trust = "trusted" if fit.trusted else "not trusted"
-    if not fit.trusted:
+    if not own["within"]:
+        fit.flags.append(f"the largest size changes the chosen form ({head_form} without it), and the "
+                         f"{chosen.name} form fitted without it misses it: 90% interval [{own['error_ci'][0]:+.5f}, "
+                         f"{own['error_ci'][1]:+.5f}], not inside ±{margin:g}")
+    if not fit.holdout["within"]:
         h = fit.holdout
         fit.flags.append(f"held-out check: chosen and fitted without the largest size, the {head_form} form predicts "
                          f"{1 - h['predicted']:.5f} AUC there, observed {1 - h['observed']:.5f}; the 90% interval "

@@ -32,12 +32,15 @@ def record(store, parents: Sequence[str], runs: pd.DataFrame, sequential: bool, 
         store.record_look(parent, signature(runs), kind_of(sequential, look))
 
 
-def look_notes(store, sweeps: Sequence[str], runs: pd.DataFrame, sequential: bool) -> List[str]:
+def look_notes(store, sweeps: Sequence[str], runs: pd.DataFrame, sequential: bool, look: int = 1) -> List[str]:
     """What the earlier looks at these sweeps (on other data) mean for this one, in words."""
     this = signature(runs)
     earlier = {sig: kind for sweep in sweeps for sig, kind in store.looks_seen(sweep).items() if sig != this}
     fixed = sum(kind == "fixed" for kind in earlier.values())
     adaptive = len(earlier) - fixed
+    if sequential and kind_of(True, look) in earlier.values():
+        return [f"look {look} of the adaptive plan was already read on other data (seeds added by hand within the "
+                f"plan?): its share of the 5% is spent twice, so the bound is a little above 5%"]
     if sequential and fixed:
         return [f"this sweep was read at a fixed 5% level before, on other data ({fixed} look{'s' * (fixed > 1)}): "
                 f"those looks are outside the adaptive plan, so over all of them a false claim is bounded by "

@@ -81,11 +81,10 @@ def read_claims(summary: SweepSummary, max_seeds: int, margin: Optional[float], 
     results = analyse(runs, resamples=1, fit=False, sequential=True, max_seeds=max_seeds,
                       margin=margin or settings.get("margin", 0.0005),
                       ia_margin=ia_margin or settings.get("ia_margin", 1.0))
+    look = Levels.sequential(max_seeds, seeds_seen=most_seeds(runs[runs["status"] == "FINISHED"])).look
     if notes is not None:
-        notes += looks.look_notes(store, [store.sweep_name(summary.parent_run_id)], runs, sequential=True)
-    finished = runs[runs["status"] == "FINISHED"]
-    looks.record(store, [summary.parent_run_id], runs, True,
-                 Levels.sequential(max_seeds, seeds_seen=most_seeds(finished)).look)
+        notes += looks.look_notes(store, [store.sweep_name(summary.parent_run_id)], runs, True, look)
+    looks.record(store, [summary.parent_run_id], runs, True, look)
     return [(r.backbone, r.claims) for r in results]
 
 
