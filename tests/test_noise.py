@@ -161,25 +161,30 @@ def test_family_wise_control_per_backbone_and_per_report(capsys):
     assert power >= 0.5
 
 
-def adaptive_false_claims(rng, backbones: int, max_seeds: int, family: str) -> list:
-    """The adaptive loop's logic under a global null: look, add a seed to every cell behind an
-    undecided claim, look again, up to max_seeds; True for each family with a false direction
-    at any look."""
-    cells = spec(seeds=max_seeds, top_seeds=max_seeds)
-    full = table(rng, cells, backbones)
-    seeds_of = {(f"b{b:03d}", arm, scale): 3 for b in range(backbones) for arm, scale in cells}
-    wrong = set()
+def replay_until_decided(full: pd.DataFrame, max_seeds: int, family: str = "backbone") -> tuple:
+    """The adaptive loop's logic over a table with `max_seeds` seeds in every cell: look at 3
+    seeds, add a seed to every cell behind an undecided claim, look again, up to max_seeds.
+    Returns (backbones with a directional claim at any look, the last look's results, seeds
+    per cell used)."""
+    seeds_of = {key: 3 for key in zip(full["backbone"], full["arm"], full["scale"])}
+    directional, results = set(), []
     for _ in range(max_seeds - 2):
-        keep = [row.seed < seeds_of[(row.backbone, row.arm, row.scale)] for row in full.itertuples()]
+        keep = [seed < seeds_of[key] for seed, key in zip(full["seed"], zip(full["backbone"], full["arm"], full["scale"]))]
         results = analyse(full[keep], resamples=1, fit=False, margin=M, sequential=True, max_seeds=max_seeds,
                           family=family)
-        wrong |= {r.backbone for r in results if any(c.directional for c in r.claims)}
+        directional |= {r.backbone for r in results if any(c.directional for c in r.claims)}
         undecided = undecided_cells([(r.backbone, r.claims) for r in results])
         if not undecided:
             break
         for key in undecided:
             seeds_of[key] += 1
-    return wrong
+    return directional, results, seeds_of
+
+
+def adaptive_false_claims(rng, backbones: int, max_seeds: int, family: str) -> set:
+    """Under a global null: the backbones with a false direction at any look of the loop."""
+    return replay_until_decided(table(rng, spec(seeds=max_seeds, top_seeds=max_seeds), backbones), max_seeds,
+                                family)[0]
 
 
 @pytest.mark.slow

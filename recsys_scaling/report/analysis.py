@@ -105,7 +105,7 @@ def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pa
         raise ValueError(f"sequential intervals need max_seeds >= 3 (the planned largest seed count), got {max_seeds}")
     x = X_AXES[x_axis]
     done = _finished(runs, x)
-    levels = Levels.sequential(max_seeds, seeds_seen=most_seeds(done)) if sequential else Levels()
+    levels = look_levels(done, max_seeds) if sequential else Levels()
     ia = ia_column(done)
     several = done["series"].nunique() > 1
     results, cells_of = [], {"auc": [], "ia": []}
@@ -164,6 +164,12 @@ def most_seeds(runs: pd.DataFrame) -> int:
     if runs.empty or not keys:
         return 0
     return int(runs.groupby(keys, dropna=False).size().max())
+
+
+def look_levels(runs: pd.DataFrame, max_seeds: int) -> Levels:
+    """The level of the adaptive plan's look these runs are (their finished runs' most seeds)."""
+    finished = runs[runs["status"] == "FINISHED"] if "status" in runs else runs
+    return Levels.sequential(max_seeds, seeds_seen=most_seeds(finished))
 
 
 def _finished(runs: pd.DataFrame, x: str) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from .. import tracking
 from ..config import resolve_tracking_uri
 from . import looks
 from .analysis import (DEFAULT_IA_MARGIN, DEFAULT_MARGIN, X_AXES, analyse, arm_curves, claim_records, fit_rows,
-                       most_seeds)
+                       look_levels)
 from .claims import CORRECTIONS, FAMILIES, PAIRINGS
 from .intervals import Levels
 from .collect import collect_runs, distinct_runs, split_series_by_data, largest_scale_spectra, oracle_aucs, seed_summary
@@ -100,8 +100,7 @@ class ClaimOptions:
 
     def levels(self, runs: pd.DataFrame) -> Levels:
         """The level of this look at these runs (sequential: which look of the plan they are)."""
-        done = runs[runs["status"] == "FINISHED"]
-        return Levels.sequential(self.max_seeds, seeds_seen=most_seeds(done)) if self.sequential else Levels()
+        return look_levels(runs, self.max_seeds) if self.sequential else Levels()
 
     def method(self, runs: pd.DataFrame) -> dict:
         """What fits.json and the page record about the tests."""

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .claims import INSUFFICIENT
-from .intervals import ALPHA, MIN_SEEDS, contrast, t_interval
+from .intervals import ALPHA, MIN_SEEDS, contrast, slope_weights, t_interval
 from .surface import Surface, fit_surface
 
 AXES = {"embedding": "params_embedding", "total": "params_total", "flops": "flops_per_example"}
@@ -102,8 +102,7 @@ def size_adjustment(cells: Sequence[ShapeCell]) -> Optional[SizeAdjustment]:
     sizes = np.log2([c.size for c in cells])
     if len(cells) < 3 or np.ptp(sizes) <= 0:
         return None
-    centred = sizes - sizes.mean()
-    return SizeAdjustment(list(cells), centred / (centred**2).sum())
+    return SizeAdjustment(list(cells), slope_weights(sizes))
 
 
 def budget_lines(cells: Sequence[ShapeCell], axis: str = "embedding") -> List[List[ShapeCell]]:

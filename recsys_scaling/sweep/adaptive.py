@@ -20,9 +20,8 @@ from typing import List, Optional, Sequence, Set, Tuple
 from .. import tracking
 from ..paths import find_sweep
 from ..report import looks
-from ..report.analysis import analyse, most_seeds
+from ..report.analysis import analyse, look_levels
 from ..report.collect import collect_runs
-from ..report.intervals import Levels
 from . import grid
 from .progress import clock
 from .runner import Cell, SweepSummary, run_sweep
@@ -81,7 +80,7 @@ def read_claims(summary: SweepSummary, max_seeds: int, margin: Optional[float], 
     results = analyse(runs, resamples=1, fit=False, sequential=True, max_seeds=max_seeds,
                       margin=margin or settings.get("margin", 0.0005),
                       ia_margin=ia_margin or settings.get("ia_margin", 1.0))
-    look = Levels.sequential(max_seeds, seeds_seen=most_seeds(runs[runs["status"] == "FINISHED"])).look
+    look = look_levels(runs, max_seeds).look
     if notes is not None:
         notes += looks.look_notes(store, [store.sweep_name(summary.parent_run_id)], runs, True, look)
     looks.record(store, [summary.parent_run_id], runs, True, look)
