@@ -228,8 +228,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if not args.sweeps and not args.parent_run_id:
         raise ValueError("name a sweep (or give --parent-run-id)")
-    options = ClaimOptions(pairing=args.pairing, family=args.family, correction=args.correction, margin=args.margin, ia_margin=args.ia_margin,
-                           sequential=args.sequential, max_seeds=args.max_seeds)
+    options = ClaimOptions(pairing=args.pairing, family=args.family, correction=args.correction, margin=args.margin,
+                           ia_margin=args.ia_margin, sequential=args.sequential, max_seeds=args.max_seeds)
     report = build_report(args.sweeps, args.tracking_uri, args.experiment, args.out, args.parent_run_id,
                           x_axis=args.x, resamples=args.resamples, ui_url=args.ui_url, filter_string=args.filter,
                           options=options)

@@ -130,8 +130,8 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
         raise LookupError(f"sweep(s) {', '.join(sweeps) or parents} have no job runs")
     runs, notes = split_series_by_data(distinct_runs(runs))
     notes += sweep_state_notes(store, parents, runs) + beyond_plan_notes(runs, options)
-    notes += looks.look_notes(store, sorted({store.sweep_name(p) for p in parents}), runs, options.sequential,
-                              options.levels(runs).look)
+    look = options.levels(runs).look
+    notes += looks.look_notes(store, sorted({store.sweep_name(p) for p in parents}), runs, options.sequential, look)
     name = "+".join(sweeps) if sweeps else parents[0]
     final_dir = Path(out_root) / name
     final_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,7 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
         work.rename(final_dir)
         for parent in parents:
             store.describe_run(parent, _parent_note(name, report["markdown"], final_dir / "index.html"))
-        looks.record(store, parents, runs, options.sequential, options.levels(runs).look)
+        looks.record(store, parents, runs, options.sequential, look)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
