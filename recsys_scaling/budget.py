@@ -106,7 +106,7 @@ def plan_job(model_cfg, arm: str, scale: int, field_dims: Sequence[int], budget_
     """Resolve K and d of a job under its budget settings; raises BudgetError naming `job`."""
     match = choice(BudgetMatch, budget_cfg.match, "budget.match")
     solve = choice(BudgetSolve, budget_cfg.solve, "budget.solve")
-    options = _options(model_cfg)
+    options = model_options(model_cfg)
     backbone = model_cfg.backbone
     get_backbone(backbone)
     me = arm == "me"
@@ -167,7 +167,7 @@ def _solved_partner_total(total, me: bool, k: int, d: int, scale: int, d0: int, 
     return total(scale, partner_d, True)
 
 
-def _options(model_cfg) -> dict:
+def model_options(model_cfg) -> dict:
     from omegaconf import OmegaConf
 
     options = (OmegaConf.to_container(model_cfg, resolve=True)

@@ -10,10 +10,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
+
+from .plugins import backbone_plugins, tower_source_hash
 
 
 
@@ -111,6 +113,12 @@ class ModelConfig:
     # hetero_moe only: one expert (and one embedding set) per entry.
     experts: List[str] = field(default_factory=list)
     aggregation: Aggregation = Aggregation.mean
+    # model=custom (or a plugin): your tower class, PKG.MODULE:CLASS, built as
+    # CLASS(num_fields=F, embed_dim=d, **tower_args); it maps (B, F, d) embeddings to (B, H).
+    tower: Optional[str] = None
+    tower_args: Any = None  # a mapping, e.g. {hidden: 64} (typed Any: a Dict field would refuse new keys)
+    # The name runs and reports give this model (default: the backbone's, e.g. custom).
+    label: Optional[str] = None
 
 
 @dataclass
@@ -302,7 +310,8 @@ EXECUTION_KEYS = ("tracking", "sweep", "report", "train.progress", "train.thread
                   "train.jobs_per_gpu", "data.min_class_rows", "data.declared_rows")
 # Keys added after runs were recorded: at these values they leave the fingerprint out, so the
 # jobs of earlier launches still match (and are skipped) after an upgrade.
-NEUTRAL_DEFAULTS = {("train", "precision"): "fp32"}
+NEUTRAL_DEFAULTS = {("train", "precision"): "fp32", ("model", "tower"): "None", ("model", "tower_args"): "None",
+                    ("model", "label"): "None"}
 
 
 def job_name(backbone: str, arm: str, scale: int, seed: int, shape: Optional["EmbeddingShape"] = None) -> str:
@@ -334,7 +343,9 @@ def config_fingerprint(cfg) -> str:
             tree.pop(node, None)
     for (node, key), value in NEUTRAL_DEFAULTS.items():
         if str(tree.get(node, {}).get(key)) == value:
-            tree[node].pop(key)
+            tree[node].pop(key, None)
+    if tree.get("model", {}).get("tower"):  # a user's tower is its code too: a changed file is a new job
+        tree["model"]["tower_source"] = tower_source_hash(tree["model"]["tower"])
     return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -389,6 +400,8 @@ def register_configs() -> None:
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="data", name="data_schema", node=DataConfig)
     cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
+    for name, path in backbone_plugins().items():  # model=NAME for a pip-installed tower
+        cs.store(group="model", name=name, node=ModelConfig(backbone="custom", tower=path, label=name))
 
 
 register_configs()

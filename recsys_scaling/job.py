@@ -11,10 +11,10 @@ from omegaconf import DictConfig
 from . import tracking
 from .budget import plan_job
 from .collapse import CollapseProbe
-from .config import explicit_shape, job_fingerprint, job_name
+from .config import embedding_shape, explicit_shape, job_fingerprint, job_name
 from .data import data_fingerprint, load_dataset
 from .data.faults import check_labels
-from .models import Shape, build_model, model_label
+from .models import Shape, build_model, get_backbone, model_label
 from .train import Checkpoint, fit, seed_everything
 from .runtime import holder_is_gone, lease_holder
 from .tuned import resolve_job_config
@@ -116,7 +116,10 @@ def _train_and_record(cfg: DictConfig, name: str, fingerprint: str, data_id: str
                       holder: str) -> Dict[str, float]:
     data = load_dataset(cfg.data, progress=cfg.train.progress)
     check_labels(data.y, data.splits, str(cfg.data.path or cfg.data.name), minimum=1)  # AUC must be defined
+    backbone = get_backbone(cfg.model.backbone)
+    backbone.check(len(data.field_dims), embedding_shape(cfg.model, cfg.arm, cfg.scale).embed_dim, cfg.model)
     plan = plan_job(cfg.model, cfg.arm, cfg.scale, data.field_dims, cfg.budget, job=name)
+    backbone.check(len(data.field_dims), plan.embed_dim, cfg.model)  # the budget may have solved another d
     store = tracking.Store.of(cfg)
     checkpoint = Checkpoint(Path(cfg.train.checkpoint_dir) / f"{fingerprint}.pt" if cfg.train.checkpoint else None)
     tags = {**job_tags(cfg), "fingerprint": fingerprint, "data_fingerprint": data_id, "lease": holder}

@@ -15,6 +15,8 @@ CRITEO_LIKE = [105, 83, 71, 46, 50, 24, 27, 21, 37, 101, 84, 111, 70, 12133, 194
                1788, 17263, 444, 10830, 1610, 5996, 9622]
 SMALL = [7, 3, 12, 5, 9, 30]
 PLAIN = sorted(set(BACKBONES) - {"hetero_moe"})
+# custom: a user's tower from tests/towers.py (its own tests: tests/test_custom.py)
+OPTIONS = {"custom": {"tower": "towers:NormedTower"}}
 
 
 def n_params(model) -> int:
@@ -30,9 +32,9 @@ def test_reference_counts_from_the_issue():
 @pytest.mark.parametrize("backbone", PLAIN)
 @pytest.mark.parametrize("k,d,me", [(1, 10, False), (1, 10, True), (2, 10, True), (4, 6, True), (3, 50, True)])
 def test_count_params_equals_instantiated(backbone, k, d, me):
-    cfg = ModelConfig(backbone=backbone)
+    cfg = ModelConfig(backbone=backbone, **OPTIONS.get(backbone, {}))
     model = build_model(backbone, SMALL, Shape.of(len(SMALL), EmbeddingShape(k, d), "me" if me else "se"), cfg)
-    counts = count_params(backbone, SMALL, d, k, multi_embedding=me)
+    counts = count_params(backbone, SMALL, d, k, multi_embedding=me, **OPTIONS.get(backbone, {}))
     assert counts["total"] == n_params(model)
     assert counts["embedding"] == model.embedding.table.weight.numel()
 
@@ -42,8 +44,9 @@ def test_me_with_one_set_is_the_se_base():
     form, inner products only, is taken from K = 2 on)."""
     assert not uses_me_form("me", 1) and uses_me_form("me", 2) and not uses_me_form("se", 4)
     for backbone in PLAIN:
-        assert (count_params(backbone, SMALL, 10, 1, multi_embedding=True)
-                == count_params(backbone, SMALL, 10, 1, multi_embedding=False))
+        options = OPTIONS.get(backbone, {})
+        assert (count_params(backbone, SMALL, 10, 1, multi_embedding=True, **options)
+                == count_params(backbone, SMALL, 10, 1, multi_embedding=False, **options))
     ipnn_se = count_params("ipnn", SMALL, 10, 2, multi_embedding=False)
     ipnn_me = count_params("ipnn", SMALL, 10, 2, multi_embedding=True)
     assert ipnn_se["dense"] - ipnn_me["dense"] == 2 * len(SMALL) * 10 * 400
@@ -82,7 +85,7 @@ def test_unknown_backbone_is_a_clear_error():
 @pytest.mark.parametrize("training", [True, False])
 def test_fused_equals_per_set_loop(backbone, k, me, training):
     torch.manual_seed(0)
-    cfg = ModelConfig(backbone=backbone, dropout=0.0, hidden=16, cin_layers=[4, 3])
+    cfg = ModelConfig(backbone=backbone, dropout=0.0, hidden=16, cin_layers=[4, 3], **OPTIONS.get(backbone, {}))
     model = build_model(backbone, SMALL, Shape(len(SMALL), EmbeddingShape(k, 5), me), cfg).double()
     model.train(training)
     if not training:  # non-trivial running statistics
@@ -132,7 +135,7 @@ def test_count_flops_matches_torch_flop_counter(backbone, k, d, arm):
 
     from recsys_scaling.budget import count_flops
 
-    options = {"experts": ["dcnv2", "ipnn", "nfwfm", "dnn"][:k]} if backbone == "hetero_moe" else {}
+    options = {"experts": ["dcnv2", "ipnn", "nfwfm", "dnn"][:k]} if backbone == "hetero_moe" else OPTIONS.get(backbone, {})
     cfg = ModelConfig(backbone=backbone, **options)
     model = build_model(backbone, SMALL, Shape.of(len(SMALL), EmbeddingShape(k, d), arm), cfg).eval()
     batch = 32

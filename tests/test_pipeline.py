@@ -239,6 +239,6 @@ def test_notebook_runs_against_a_tiny_sweep(store_uri, workdir, monkeypatch):
 def test_train_help_lists_the_config_groups(capsys):
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "model: dcnv2, dnn*, finalmlp, hetero_moe, ipnn" in out and "tracking: local*, server" in out
+    assert "model: custom, dcnv2, dnn*, finalmlp, hetero_moe, ipnn" in out and "tracking: local*, server" in out
     assert "schema" not in out and "train.max_epochs=100" in out
     assert len(out.splitlines()) < 30

@@ -32,7 +32,8 @@ def check_train_config(overrides: List[str]) -> None:
     from hydra.errors import HydraException
 
     from ..config import explain, resolve_tracking_uri
-    from ..sweep.grid import Composer
+    from ..data import declared_field_dims
+    from ..sweep.grid import Composer, check_model
     from ..tracking.store import probe_server
     from ..tuned import resolve_job_config
     from ..validate import check_job, check_required
@@ -43,6 +44,7 @@ def check_train_config(overrides: List[str]) -> None:
         raise ValueError(explain(exc)) from None
     check_required(cfg)
     check_job(resolve_job_config(cfg))
+    check_model(cfg, declared_field_dims(cfg.data))  # a user's tower that cannot train: one line, now
     probe_server(resolve_tracking_uri(cfg.tracking.uri))  # a server that never answers: one line, now
 
 
@@ -229,7 +231,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not args.sweeps and not args.parent_run_id:
         raise ValueError("name a sweep (or give --parent-run-id)")
     options = ClaimOptions(pairing=args.pairing, family=args.family, correction=args.correction, margin=args.margin,
-                           ia_margin=args.ia_margin, sequential=args.sequential, max_seeds=args.max_seeds)
+                           ia_margin=args.ia_margin, sequential=args.sequential, max_seeds=args.max_seeds,
+                           compare=tuple(args.compare))
     report = build_report(args.sweeps, args.tracking_uri, args.experiment, args.out, args.parent_run_id,
                           x_axis=args.x, resamples=args.resamples, ui_url=args.ui_url, filter_string=args.filter,
                           options=options)

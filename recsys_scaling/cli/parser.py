@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--correction", default="holm", choices=["holm", "bh"],
                         help="holm (default: family-wise) or bh (Benjamini-Hochberg: the expected share of false "
                              "claims, a weaker promise; with --family report)")
+    report.add_argument("--compare", action="append", default=[], metavar="A:B",
+                        help="also compare two series, each [SWEEP/]BACKBONE/ARM (repeatable): the A − B test AUC gap "
+                             "per scale and the difference of their scaling rates, tested as ME vs SE is; e.g. "
+                             "report mine demo --compare mine/custom/me:demo/dcnv2/me")
     report.add_argument("--margin", type=float, default=None, metavar="M",
                         help="practical margin in AUC: smaller differences do not matter (default: the sweep's "
                              "report.margin, else 0.0005)")
@@ -197,6 +201,7 @@ def train_help() -> str:
     import yaml
 
     from ..paths import CONF_DIR
+    from ..plugins import backbone_plugins
     from ..sweep.grid import Composer
 
     cfg = Composer(None)([])
@@ -208,11 +213,15 @@ def train_help() -> str:
                          for p in sorted(group.glob("*.yaml")))
 
     groups = "\n".join(f"  {g.name}: {options(g)}" for g in sorted(CONF_DIR.iterdir()) if g.is_dir())
+    plugins = backbone_plugins()
+    if plugins:
+        groups += "\n  model plugins (installed packages): " + ", ".join(f"{n} ({p})" for n, p in plugins.items())
     keys = "\n".join(f"  {key}={OmegaConf.select(cfg, key)}" for key in TRAIN_KEYS)
     return (f"usage: recsys-scaling train [GROUP=OPTION ...] [KEY=VALUE ...]\n\n"
             f"One training job, recorded as one MLflow run.\n\nconfig groups (* the default):\n"
             f"{groups}\n\ncommon keys (current defaults):\n{keys}\n\n"
             "every key with its value: recsys-scaling train --cfg job\n"
-            "example: recsys-scaling train model=dcnv2 arm=me scale=4 seed=1 train.max_epochs=5\n")
+            "example: recsys-scaling train model=dcnv2 arm=me scale=4 seed=1 train.max_epochs=5\n"
+            "your own tower: recsys-scaling train model=custom model.tower=PKG.MODULE:CLASS arm=me scale=2\n")
 
 

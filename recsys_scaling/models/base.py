@@ -88,6 +88,11 @@ class Backbone:
         """The name runs and reports use for this model (variants may extend it)."""
         return cls.name
 
+    @classmethod
+    def check(cls, num_fields: int, embed_dim: int, cfg) -> None:
+        """Raise a one-line ValueError if this model cannot be built and trained at (F, d); run
+        before a job records anything. The built-ins are checked by their config's ranges."""
+
     # -- whole model ------------------------------------------------------------------
     @classmethod
     def build(cls, field_dims: Sequence[int], shape: Shape, cfg) -> nn.Module:

@@ -8,7 +8,7 @@ from the SE base at scale 1 (the paper's shared "base" column): ME with one set 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,7 @@ import pandas as pd
 from .cells import arm_cells, arm_curves, gap_claims, pooled_variance, scaling_gap_claim, trend_claim
 from .claims import CORRECTIONS, FAMILIES, PAIRINGS, Claim, adjust_family, claim_text, fill_seeds_needed, mark_peak
 from .collect import distinct_runs, split_series_by_data
+from .compare import Comparison, SeriesSpec, comparisons
 from .fit import CurveFit, effective_size_multiplier, fit_curve
 from .intervals import Levels
 
@@ -83,7 +84,7 @@ class BackboneAnalysis:
 def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pairing: str = "welch",
             family: str = "backbone", correction: str = "holm", margin: float = DEFAULT_MARGIN,
             ia_margin: float = DEFAULT_IA_MARGIN, sequential: bool = False, max_seeds: Optional[int] = None,
-            fit: bool = True) -> List[BackboneAnalysis]:
+            fit: bool = True, compare: Sequence[Tuple[SeriesSpec, SeriesSpec]] = ()) -> List[BackboneAnalysis]:
     """Claims and fits per (sweep, backbone) of a tidy runs table (the columns runs.parquet has).
 
     pairing: "welch" (default) or "seed" (paired t on seeds both arms ran); family: whose error
@@ -92,7 +93,8 @@ def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pa
     "holm" (family-wise) or "bh" (false-discovery rate, with family="report"); margin / ia_margin: the practical margins
     (AUC, IA) of the equivalence verdicts and of seeds_needed; sequential: intervals that stay
     valid when seeds are added and the report re-read up to `max_seeds` seeds per cell; fit: also
-    fit the curves (off: claims only, as the adaptive seed loop needs)."""
+    fit the curves (off: claims only, as the adaptive seed loop needs); compare: pairs of series
+    (A, B) whose A − B gaps and scaling rates are claims too (`compare.py`), after the backbones."""
     if x_axis not in X_AXES:
         raise ValueError(f"x axis {x_axis!r}: choose from {sorted(X_AXES)}")
     if pairing not in PAIRINGS:
@@ -125,6 +127,7 @@ def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pa
             result.fits = _fits(curves, x, resamples, margin)
             result.effective_multiplier = _multipliers(curves, result.fits.get("auc", {}), x, resamples)
         results.append(result)
+    results += comparisons(done, compare, x, pairing, margin, levels)
     families = _families(results, family)
     adjust_family(families, correction, family)
     fallback = {"auc": pooled_variance(cells_of["auc"]), "ia": pooled_variance(cells_of["ia"])}
@@ -133,7 +136,8 @@ def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pa
         for claim in claims:
             fill_seeds_needed(claim, levels, fallback["ia" if claim.kind == "ia_gap" else "auc"], family_size)
     for result in results:
-        _mark_peaks(result)
+        if isinstance(result, BackboneAnalysis):
+            _mark_peaks(result)
         result.verdict = verdict(result)
     return results
 
@@ -179,7 +183,7 @@ def _finished(runs: pd.DataFrame, x: str) -> pd.DataFrame:
         runs = runs.assign(run_id=[f"row{i}" for i in range(len(runs))])
     ia = ia_column(runs)
     columns = ["run_id", "series", "backbone", "arm", "scale", "seed", "num_embeddings", "test_auc", "test_logloss", x,
-               *([ia] if ia else [])]
+               *([ia] if ia else []), *(["data_fingerprint"] if "data_fingerprint" in runs else [])]
     keep = (runs["status"] == "FINISHED") & runs[x].notna() & runs["test_auc"].notna()
     if "explicit_shape" in runs:  # (K, d) cells of a frontier grid: arm and scale do not place them on a curve
         keep &= runs["explicit_shape"].fillna("") != "true"
@@ -248,12 +252,15 @@ def fit_note(result: BackboneAnalysis) -> str:
     return "; ".join(parts) if parts else "no fit"
 
 
-def verdict(result: BackboneAnalysis) -> str:
+def verdict(result) -> str:
     """A plain statement of what the data supports, leading with the scaling-rate claim."""
+    if isinstance(result, Comparison) and not result.claims:
+        return f"{result.label}: not compared: {result.note}."
     if not result.claims:
         return f"{result.label}: no finished runs."
     parts = [claim_text(c) for c in result.lead_claims()]
-    return f"{result.label}: " + "; ".join(parts) + f"; fits: {fit_note(result)}."
+    fits = "" if isinstance(result, Comparison) else f"; fits: {fit_note(result)}"
+    return f"{result.label}: " + "; ".join(parts) + f"{fits}."
 
 
 def claim_records(results: List[BackboneAnalysis]) -> List[dict]:

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import pandas as pd
 
@@ -18,13 +18,15 @@ from . import looks
 from .analysis import (DEFAULT_IA_MARGIN, DEFAULT_MARGIN, X_AXES, analyse, arm_curves, claim_records, fit_rows,
                        look_levels)
 from .claims import CORRECTIONS, FAMILIES, PAIRINGS
+from .compare import Comparison, parse_comparison
 from .intervals import Levels
 from .collect import collect_runs, distinct_runs, split_series_by_data, largest_scale_spectra, oracle_aucs, seed_summary
 from .paper import compare_with_paper
-from .plots import auc_vs_params, backbone_fit, ia_vs_scale, paper_comparison, small_multiples, spectra
+from .plots import (auc_vs_params, backbone_fit, comparison_plot, ia_vs_scale, paper_comparison, small_multiples,
+                    spectra)
 from .frontier import frontier
 from .frontier_plots import frontier_map
-from .render import frontier_section, next_steps, verdict_markdown, write_index
+from .render import comparison_section, frontier_section, next_steps, verdict_markdown, write_index
 
 X_LABELS = {"total": "total parameters", "embedding": "embedding parameters", "dense": "dense parameters",
             "flops": "FLOPs per example"}
@@ -60,6 +62,10 @@ class ClaimOptions:
     sequential: Optional[bool] = None
     max_seeds: Optional[int] = None
     margin_note: str = ""
+    compare: Tuple[str, ...] = ()  # "A:B" pairs of series, [SWEEP/]BACKBONE/ARM each
+
+    def comparisons(self) -> list:
+        return [parse_comparison(text) for text in self.compare]
 
     def check(self) -> None:
         if self.pairing not in PAIRINGS:
@@ -72,13 +78,14 @@ class ClaimOptions:
                 raise ValueError(f"{flag} {value:g}: must be a positive number, e.g. {flag} 0.0005")
         if self.max_seeds is not None and self.max_seeds < 3:
             raise ValueError(f"--max-seeds {self.max_seeds}: must be at least 3")
+        self.comparisons()
 
     def resolved(self, recorded: Sequence[dict]) -> "ClaimOptions":
         """Fill what was left open from the sweeps' recorded settings (`Store.sweep_settings`)."""
         def agreed(key: str):
             values = {r[key] for r in recorded if r.get(key) is not None}
             if len(values) > 1:
-                flag = "--" + key.replace("_", "-")
+                flag = "--margin" if key == "margin_note" else "--" + key.replace("_", "-")
                 raise ValueError(f"the sweeps of this report recorded different {key} values ({sorted(values)}); "
                                  f"pass {flag} to pick one")
             return values.pop() if values else None
@@ -160,11 +167,15 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
     x_column, x_label = X_AXES[x_axis], X_LABELS[x_axis]
     analyses = analyse(runs, x_axis, resamples, pairing=options.pairing, family=options.family,
                        correction=options.correction, margin=options.margin,
-                       ia_margin=options.ia_margin, sequential=options.sequential, max_seeds=options.max_seeds)
+                       ia_margin=options.ia_margin, sequential=options.sequential, max_seeds=options.max_seeds,
+                       compare=options.comparisons())
+    compared = [a for a in analyses if isinstance(a, Comparison)]
+    backbones = [a for a in analyses if not isinstance(a, Comparison)]
     shown = _display_runs(runs)
     summary, oracle = seed_summary(shown), oracle_aucs(runs)
-    plots = [small_multiples(runs, analyses, x_column, x_label, work / "scaling_grid.png")]
-    plots += [backbone_fit(runs, a, x_column, x_label, work / f"scaling_{_slug(a.label)}.png") for a in analyses]
+    plots = [small_multiples(runs, backbones, x_column, x_label, work / "scaling_grid.png")]
+    plots += [backbone_fit(runs, a, x_column, x_label, work / f"scaling_{_slug(a.label)}.png") for a in backbones]
+    compare_images = [comparison_plot(c, x_label, work / f"compare_{_slug(c.label)}.png") for c in compared]
     plots.append(auc_vs_params(summary, work / "auc_vs_params.png", f"{name}: test AUC vs model size",
                                oracle))
     plots.append(ia_vs_scale(summary, work / "ia_vs_scale.png", f"{name}: embedding collapse (IA)"))
@@ -177,7 +188,7 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
     fronts = frontier(runs, "embedding", resamples)  # iso-budget lines: equal K·d, exactly
     front_images = [frontier_map(f, work / f"frontier_{_slug(f.series + '_' + f.backbone)}.png") for f in fronts]
     claims = claim_records(analyses)
-    multipliers = pd.DataFrame([{"backbone": a.label, **m} for a in analyses for m in a.effective_multiplier])
+    multipliers = pd.DataFrame([{"backbone": a.label, **m} for a in backbones for m in a.effective_multiplier])
     verdicts = [a.verdict for a in analyses]
     summary.to_csv(work / "summary.csv", index=False)
     pd.DataFrame(claims).to_csv(work / "claims.csv", index=False)
@@ -190,12 +201,12 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
         "margin": options.margin, "ia_margin": options.ia_margin, "sequential": options.sequential,
         "max_seeds": options.max_seeds, "notes": notes, "time": {p: store.sweep_times(p) for p in parents},
         "claims": claims, "oracle": oracle,
-        "backbones": [a.as_dict() for a in analyses], "frontier": [f.as_dict() for f in fronts]}, indent=2,
-        default=_json_value))
-    write_index(work, name, parents, store.uri, ui_url, analyses, plots, fit_rows(analyses),
+        "backbones": [a.as_dict() for a in backbones], "comparisons": [c.as_dict() for c in compared],
+        "frontier": [f.as_dict() for f in fronts]}, indent=2, default=_json_value))
+    write_index(work, name, parents, store.uri, ui_url, analyses, plots, fit_rows(backbones),
                 pd.DataFrame(claims), multipliers, summary, runs, missing, paper, x_label, method, oracle, notes,
-                [frontier_section(fronts, front_images)])
-    return {"plot": plots[0].name, "verdicts": verdicts, "markdown": verdict_markdown(analyses),
+                [comparison_section(compared, compare_images), frontier_section(fronts, front_images)])
+    return {"plot": plots[0].name, "verdicts": verdicts, "markdown": verdict_markdown(backbones),
             "next_steps": [f"{label}: {seeds}; all of them: {command}"
                            for label, seeds, command in next_steps(analyses, name, seed_plan)]}
 

@@ -72,20 +72,21 @@ def _merged_contrast(terms: Sequence[tuple]):
 
 
 def gap_claims(me: List[Cell], se: List[Cell], pairing: str, margin: float, levels: Levels,
-               kind: str = "gap") -> List[Claim]:
-    """ME − SE at each scale > 1 that both arms ran (scale 1 is the shared base)."""
+               kind: str = "gap", first_scale: int = 2, names: tuple = ()) -> List[Claim]:
+    """ME − SE at each scale ≥ first_scale that both arms ran (scale 1 is the shared base). With
+    another `kind` and `names`, any two curves: the first minus the second."""
     se_at = {c.scale: c for c in se}
     claims = []
     for cell in me:
         partner = se_at.get(cell.scale)
-        if cell.scale <= 1 or partner is None:
+        if cell.scale < first_scale or partner is None:
             continue
         paired = pairing == "seed" and set(cell.values) == set(partner.values)
         c = paired_contrast(cell.values, partner.values) if paired else contrast([cell.array, partner.array], [1, -1])
         method = ("paired t (by seed)" if paired else f"welch t, {DF_METHOD}" if pairing == "welch"
                   else f"welch t (arms ran different seeds: not paired), {DF_METHOD}")
         claims.append(decide(kind, c, margin, levels, method, scale=cell.scale, n_me=len(cell.values),
-                             n_se=len(partner.values), cells=_keys([cell, partner])))
+                             n_se=len(partner.values), cells=_keys([cell, partner]), names=names))
     return claims
 
 
@@ -121,9 +122,11 @@ def trend_claim(arm: str, cells: List[Cell], margin: float, levels: Levels, top:
                   span=doublings(used), **_seeds(arm, used))
 
 
-def scaling_gap_claim(me: List[Cell], se: List[Cell], margin: float, levels: Levels) -> Optional[Claim]:
+def scaling_gap_claim(me: List[Cell], se: List[Cell], margin: float, levels: Levels, kind: str = "scaling_gap",
+                      names: tuple = ("ME", "SE")) -> Optional[Claim]:
     """ME's slope minus SE's, both over the scales both arms ran; None with fewer than 2. "Same
-    scaling" bounds the difference of total changes over the wider arm's range."""
+    scaling" bounds the difference of total changes over the wider arm's range. With another
+    `kind` and `names`, any two curves: the first's slope minus the second's."""
     common = sorted({c.scale for c in me} & {c.scale for c in se})
     if len(common) < 2:
         return None
@@ -131,11 +134,12 @@ def scaling_gap_claim(me: List[Cell], se: List[Cell], margin: float, levels: Lev
     se_used = [c for c in se if c.scale in common]
     terms = [*zip(me_used, slope_weights([np.log2(c.size) for c in me_used])),
              *zip(se_used, -slope_weights([np.log2(c.size) for c in se_used]))]
-    method = (f"ME slope − SE slope on log2(size) over scales {','.join(map(str, common))} (shared base counted "
-              f"once), t with {DF_METHOD}")
-    return decide("scaling_gap", _merged_contrast(terms), margin, levels, method, cells=_keys(me_used + se_used),
+    shared = "shared base counted once" if kind == "scaling_gap" else "runs both curves use counted once"
+    method = (f"{names[0]} slope − {names[1]} slope on log2(size) over scales {','.join(map(str, common))} "
+              f"({shared}), t with {DF_METHOD}")
+    return decide(kind, _merged_contrast(terms), margin, levels, method, cells=_keys(me_used + se_used),
                   n_me=_seeds("me", me_used)["n_me"], n_se=_seeds("se", se_used)["n_se"],
-                  span=max(doublings(me_used), doublings(se_used)))
+                  span=max(doublings(me_used), doublings(se_used)), names=names if kind != "scaling_gap" else ())
 
 
 def pooled_variance(cells: Sequence[Cell]) -> Optional[float]:

@@ -58,6 +58,9 @@ VERDICTS: Dict[str, tuple] = {
     "trend": ("improving", "worsening", "saturated"),
     "top_trend": ("improving", "worsening", "saturated"),
     "scaling_gap": ("me_scales_better", "se_scales_better", "same_scaling"),
+    # two series compared (report --compare A:B): the first minus the second
+    "series_gap": ("a_ahead", "a_behind", "equivalent"),
+    "series_scaling_gap": ("a_scales_better", "b_scales_better", "same_scaling"),
 }
 ALL_VERDICTS = {v for triple in VERDICTS.values() for v in triple} | {UNDECIDED, INSUFFICIENT, PEAKED}
 
@@ -86,6 +89,7 @@ class Claim:
     family: str = "claim"  # what the verdict's error rate is controlled over
     level: float = LEVEL  # the interval's confidence (lower with sequential looks)
     cells: tuple = ()  # (job arm, scale) of the cells it uses: where more seeds would go
+    names: tuple = ()  # series_*: the two series compared, (A, B)
     contrast: Optional[Contrast] = field(default=None, repr=False, compare=False)
 
     @property
@@ -105,16 +109,18 @@ class Claim:
         """Plain values; a non-finite estimate (no trend from one size) becomes None."""
         values = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "contrast"}
         values["cells"] = [list(cell) for cell in self.cells]
+        values["names"] = list(self.names)
         return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()}
 
 
 def decide(kind: str, c: Contrast, margin: float, levels: Levels, method: str, arm: Optional[str] = None,
            scale: Optional[int] = None, n_me: Optional[int] = None, n_se: Optional[int] = None,
-           cells: tuple = (), span: float = 1.0) -> Claim:
+           cells: tuple = (), span: float = 1.0, names: tuple = ()) -> Claim:
     """A claim from a contrast: interval, p-values and verdict at `levels`, read alone (the
     family's correction comes after, in `adjust_family`)."""
     claim = Claim(kind, arm, scale, c.estimate, None, None, n_me, n_se, method, INSUFFICIENT, margin=margin,
-                  level=levels.confidence, cells=cells, contrast=c, span=float(span) if span > 0 else 1.0)
+                  level=levels.confidence, cells=cells, contrast=c, span=float(span) if span > 0 else 1.0,
+                  names=tuple(names))
     if c.fewest < MIN_SEEDS or not np.isfinite(c.estimate):
         return claim
     se, df = c.standard_error()
@@ -214,6 +220,8 @@ def seeds_text(n: Optional[int]) -> str:
 
 
 def _why_insufficient(claim: Claim) -> str:
+    if claim.names:
+        return f"{claim.n_me} seeds of {claim.names[0]} and {claim.n_se} of {claim.names[1]} ran; {MIN_SEEDS} each needed"
     if claim.kind in ("gap", "ia_gap", "scaling_gap"):
         return f"{claim.n_me} ME and {claim.n_se} SE seeds ran; {MIN_SEEDS} per arm needed"
     fewest = claim.n_me if claim.arm == "me" else claim.n_se
@@ -226,6 +234,8 @@ SUBJECT = {
     "trend": lambda c: f"{c.arm.upper()} trend",
     "top_trend": lambda c: f"{c.arm.upper()} at the top",
     "scaling_gap": lambda c: "ME vs SE scaling rate",
+    "series_gap": lambda c: f"{c.names[0]} vs {c.names[1]} at {c.scale}x",
+    "series_scaling_gap": lambda c: f"{c.names[0]} vs {c.names[1]} scaling rate",
 }
 WORDS = {
     ("gap", "me_ahead"): "ME is ahead of SE", ("gap", "me_behind"): "ME is behind SE",
@@ -242,9 +252,15 @@ WORDS = {
     ("scaling_gap", "se_scales_better"): "SE scales better than ME",
     ("scaling_gap", "same_scaling"): "ME and SE scale alike (their total gains over the range differ by less than "
                                      "the margin)",
+    ("series_gap", "a_ahead"): "{a} is ahead of {b}", ("series_gap", "a_behind"): "{a} is behind {b}",
+    ("series_gap", "equivalent"): "{a} and {b} are equivalent (within the margin)",
+    ("series_scaling_gap", "a_scales_better"): "{a} scales better than {b}",
+    ("series_scaling_gap", "b_scales_better"): "{b} scales better than {a}",
+    ("series_scaling_gap", "same_scaling"): "{a} and {b} scale alike (their total gains over the range differ by "
+                                            "less than the margin)",
 }
 UNITS = {"gap": "AUC", "ia_gap": "IA", "trend": "AUC per doubling", "top_trend": "AUC per doubling",
-         "scaling_gap": "AUC per doubling (ME − SE)"}
+         "scaling_gap": "AUC per doubling (ME − SE)", "series_gap": "AUC", "series_scaling_gap": "AUC per doubling"}
 
 
 def _interval_text(claim: Claim) -> str:
@@ -277,6 +293,8 @@ def claim_text(claim: Claim) -> str:
     if claim.verdict == UNDECIDED:
         return f"{subject}: undecided, {value}; {seeds_text(claim.seeds_needed)} would decide it"
     words = _peak_words(claim) if claim.verdict == PEAKED else WORDS[(claim.kind, claim.verdict)]
+    if claim.names:
+        words = words.format(a=claim.names[0], b=claim.names[1])
     if claim.kind in ("trend", "top_trend"):
         words = f"{claim.arm.upper()} {words}"
     if claim.directional and claim.within_margin:

@@ -221,3 +221,23 @@ def spectra(curves: dict, path: Path, title: str) -> Path:
     else:
         ax.text(0.5, 0.5, "no spectra logged", ha="center", va="center", transform=ax.transAxes)
     return _finish(fig, ax, "singular value index", "σ / σ_max (mean over fields)", title, path, title_size=10)
+
+
+def comparison_plot(comparison, x_label: str, path: Path) -> Path:
+    """Test AUC against size for the two series of a comparison (mean ± sd over seeds, log x)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for style, (label, points) in zip(("-", "--"), comparison.points.items()):
+        if not points:
+            continue
+        scale, size, mean, sd, _ = (np.array(v, dtype=float) for v in zip(*points))
+        ax.errorbar(size, mean, yerr=sd, linestyle=style, marker="o", capsize=3, label=label)
+        for s, xv, yv in zip(scale, size, mean):
+            ax.annotate(f"{int(s)}x", (xv, yv), textcoords="offset points", xytext=(4, 4), fontsize=7, alpha=0.7)
+    if comparison.points:
+        ax.set_xscale("log")
+        log_size_ticks(ax.xaxis)
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, comparison.note or "nothing to compare", ha="center", va="center", transform=ax.transAxes,
+                fontsize=8, wrap=True)
+    return _finish(fig, ax, x_label, "test AUC (mean ± sd over seeds)", comparison.label, path)

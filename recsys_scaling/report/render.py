@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..tracking import run_url
 from .analysis import fit_note
+from .compare import Comparison
 from .claims import INSUFFICIENT, PEAKED, SUBJECT, UNDECIDED, claim_text, seeds_text
 from .intervals import MIN_SEEDS
 from .plots import short_count
@@ -64,7 +65,8 @@ def _run_links(runs: pd.DataFrame, ui_url: str) -> pd.DataFrame:
 SHORT = {"me_ahead": "ME ahead", "me_behind": "ME behind", "equivalent": "equivalent", "improving": "improving",
          "worsening": "worsening", "saturated": "saturated", "me_scales_better": "ME scales better",
          "se_scales_better": "SE scales better", "same_scaling": "same scaling", UNDECIDED: "undecided",
-         INSUFFICIENT: "insufficient seeds", PEAKED: "peaked"}
+         INSUFFICIENT: "insufficient seeds", PEAKED: "peaked", "a_ahead": "first ahead", "a_behind": "first behind",
+         "a_scales_better": "first scales better", "b_scales_better": "second scales better"}
 SHORT_IA = {"me_ahead": "ME less collapsed", "me_behind": "ME more collapsed"}
 
 
@@ -98,7 +100,7 @@ def verdict_table(analyses) -> str:
     """backbone | ME − SE at the largest scale | ME vs SE scaling rate | SE at the top | ME at the top |
     large-field IA | fit"""
     rows = [f"<tr><th>{html.escape(a.label)}</th>{''.join(_cell(c) for c in _row_claims(a))}"
-            f"<td>{html.escape(fit_note(a))}</td></tr>" for a in analyses]
+            f"<td>{html.escape(fit_note(a))}</td></tr>" for a in analyses if not isinstance(a, Comparison)]
     header = ("<tr><th>backbone</th><th>ME − SE test AUC<br>at the largest scale</th><th>ME vs SE scaling rate<br>"
               "(AUC per doubling)</th><th>SE at the top<br>(two largest sizes)</th><th>ME at the top<br>(two largest "
               "sizes)</th><th>ME − SE IA of the large<br>fields (collapse)</th><th>fit (form, trusted?)</th></tr>")
@@ -199,6 +201,21 @@ def frontier_section(fronts, images: List[Path]) -> str:
     return "\n".join(parts)
 
 
+def comparison_section(comparisons, images: List[Path]) -> str:
+    """report --compare A:B: a row per comparison (the first series minus the second), its plot."""
+    if not comparisons:
+        return ""
+    rows = [f"<tr><th>{html.escape(c.label)}</th>{_cell(c.scaling_gap)}{_cell(c.gaps[-1] if c.gaps else None)}"
+            f"<td>{html.escape(c.note)}</td></tr>" for c in comparisons]
+    header = ("<tr><th>first vs second</th><th>scaling rate, first − second<br>(AUC per doubling)</th>"
+              "<th>test AUC, first − second<br>at the largest common scale</th><th>note</th></tr>")
+    return ("<h2>Comparisons</h2><p class=note>Each series is one backbone and arm of one sweep; at each scale both "
+            "ran, the embedding budgets match (SE d = s·d0, ME K = s sets of d0). The claims are tested as ME vs SE "
+            "is, in a family of their own per comparison.</p>"
+            f'<div class="scroll"><table class="v">{header}{"".join(rows)}</table></div>'
+            + "".join(_image(p) for p in images))
+
+
 def next_steps(analyses, sweep: str, seed_plan: Optional[int] = None) -> List[tuple]:
     """(backbone label, what each undecided lead claim needs, command) per backbone with any:
     the seeds per cell that would decide each at the observed seed spread, and how to run
@@ -210,7 +227,8 @@ def next_steps(analyses, sweep: str, seed_plan: Optional[int] = None) -> List[tu
             continue
         each = ", ".join(f"{SUBJECT[c.kind](c)} {seeds_text(c.seeds_needed).replace(' per cell', '')}"
                          for c in a.lead_claims() if not c.decided and c.seeds_needed is not None)
-        command = seed_command(a.series or sweep, needed, seed_plan)
+        command = "   and   ".join(seed_command(s, needed, seed_plan) for s in
+                                   (getattr(a, "sweeps", ()) or (a.series or sweep,)))
         steps.append((a.label, f"seeds per cell that would decide — {each}", command))
     return steps
 

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from ..budget import count_params
+from ..budget import count_params, model_options
 from ..config import EmbeddingShape
+from ..plugins import tower_source_hash
 from ..models import Shape, build_model
 from .probes import (TYPICAL_BASE_RSS, TYPICAL_JOB_OVERHEAD, TYPICAL_WORKER_START, Batches,
                      adam_seconds_per_param, job_overhead, matmul_rate, threads_set_to, workers)
@@ -141,7 +142,8 @@ class Calibration:
 
     def _from_flops(self, cfg, field_dims, shape: EmbeddingShape, flops_per_example: float) -> ShapeTiming:
         machine = self.machine()
-        params = count_params(cfg.model.backbone, field_dims, shape.embed_dim, shape.num_embeddings)["total"]
+        params = count_params(cfg.model.backbone, field_dims, shape.embed_dim, shape.num_embeddings,
+                              multi_embedding=cfg.arm == "me", **model_options(cfg.model))["total"]
         forward = flops_per_example / machine.matmul_flops_per_second
         step = 3 * forward * cfg.train.batch_size + params * machine.adam_seconds_per_param
         return ShapeTiming(step, forward, 0.0, False)
@@ -154,6 +156,8 @@ def _fits(kind: type, entry) -> bool:
 
 def _shape_key(cfg, field_dims, shape: EmbeddingShape, measured: bool) -> str:
     model = OmegaConf.to_container(cfg.model, resolve=True)
+    if model.get("tower"):  # a user's tower: an edited file is another model to time
+        model["tower_source"] = tower_source_hash(model["tower"])
     train = {k: cfg.train[k] for k in ("batch_size", "eval_batch_size", "precision", "sparse_embedding")}
     blob = json.dumps([model, train, list(field_dims), shape.num_embeddings, shape.embed_dim, cfg.arm,
                        bool(cfg.diagnostics.enabled), cfg.diagnostics.max_rows, measured], sort_keys=True, default=str)

@@ -22,6 +22,9 @@ from ..paths import BUILTIN_SWEEPS_DIR, CONF_DIR
 from ..tuned import resolve_job_config
 from ..validate import check_job
 
+# Fields of the probe a user's tower is checked with when the data's fields are not known yet
+PROBE_FIELDS = 3
+
 
 class SweepConfigError(ValueError):
     """A sweep that must not launch: the message names the job and the key."""
@@ -156,13 +159,21 @@ def plan(job: Job, field_dims_cache: Optional[dict] = None) -> Optional[JobPlan]
         key = OmegaConf.to_yaml(cfg.data)
         if key not in cache:
             cache[key] = declared_field_dims(cfg.data)
-        if cache[key] is None:  # no vocabulary sizes yet: check what can be checked without them
-            get_backbone(cfg.model.backbone)
-            embedding_shape(cfg.model, cfg.arm, cfg.scale)
+        dims = cache[key]
+        check_model(cfg, dims)
+        if dims is None:  # no vocabulary sizes yet: the rest is checked when the job starts
             return None
-        return plan_job(cfg.model, cfg.arm, cfg.scale, cache[key], cfg.budget, job=job.name)
+        return plan_job(cfg.model, cfg.arm, cfg.scale, dims, cfg.budget, job=job.name)
     except (ValueError, HydraException, OmegaConfBaseException) as exc:
         raise SweepConfigError(f"{job.describe()}: {exc}") from exc
+
+
+def check_model(cfg, field_dims: Optional[Sequence[int]]) -> None:
+    """The model can be built and trained (a user's tower is run on a probe batch): a one-line
+    ValueError otherwise. Without the data's vocabulary sizes, a probe with PROBE_FIELDS fields."""
+    shape = embedding_shape(cfg.model, cfg.arm, cfg.scale)
+    num_fields = len(field_dims) if field_dims is not None else PROBE_FIELDS
+    get_backbone(cfg.model.backbone).check(num_fields, shape.embed_dim, cfg.model)
 
 
 def _shape(job: Job, job_plan: Optional[JobPlan]) -> EmbeddingShape:
