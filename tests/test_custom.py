@@ -34,7 +34,7 @@ def tower_cfg(name: str = "FlatMLP", **args) -> ModelConfig:
     return ModelConfig(backbone="custom", tower=f"towers:{name}", tower_args=args or None, hidden=8)
 
 
-WIDTH = {"NormedTower": 12, "FlatMLP": 16}  # their default hidden sizes
+WIDTH = {"NormedTower": 12, "FlatMLP": 16, "PairTower": 8}  # their default hidden sizes
 
 
 def loop_output(towers, emb):
@@ -42,7 +42,7 @@ def loop_output(towers, emb):
 
 
 # -- the fused ME form ------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["NormedTower", "FlatMLP"])
+@pytest.mark.parametrize("name", ["NormedTower", "FlatMLP", "PairTower"])
 def test_fused_towers_equal_a_loop_over_separately_built_copies(name):
     import towers
 
@@ -50,6 +50,7 @@ def test_fused_towers_equal_a_loop_over_separately_built_copies(name):
     copies = [getattr(towers, name)(num_fields=4, embed_dim=5) for _ in range(3)]
     loop = copy.deepcopy(copies)
     fused = StackedTowers(copies, fused=True)
+    assert fused._shared_names == (["rows", "cols"] if name == "PairTower" else []), "constants shared, unbatched"
     emb = torch.randn(3, 16, 4, 5)
     # SGD: Adam would blow the ~1e-9 rounding noise of the zero-gradient bias before a batch norm up to full steps
     loop_opt = torch.optim.SGD([p for t in loop for p in t.parameters()], lr=0.1)
@@ -281,7 +282,8 @@ def test_a_tower_by_import_path_goes_through_budget_sweep_report_and_compare(tmp
     assert "mine/custom/me vs base/dnn/me" in report.stdout
     assert (out / "compare_mine_custom_me_vs_base_dnn_me.png").is_file()
     page = (out / "index.html").read_text()
-    assert "<h2>Comparisons</h2>" in page and "scaling_custom.png" in page
+    assert "<h2>Comparisons</h2>" in page and "mine/custom/me vs base/dnn/me" in page
+    assert (out / "scaling_mine___custom.png").is_file(), "the user's tower has its own verdicts and plots"
     runs = pd.read_csv(out / "runs.csv")
     me = runs[(runs["backbone"] == "custom") & (runs["arm"] == "me") & (runs["scale"] == 4)]
     se = runs[(runs["backbone"] == "custom") & (runs["arm"] == "se") & (runs["scale"] == 4)]
@@ -295,3 +297,57 @@ def test_a_tower_by_import_path_goes_through_budget_sweep_report_and_compare(tmp
         sys.path.remove(str(EXAMPLE))
     head = 16 * 400 + 400 + 2 * 400 + 401
     assert set(me["params_dense"]) == {4 * one + head}, "ME carries K towers' dense parameters"
+
+
+# -- the comparison's claims under real noise ---------------------------------------------------
+def _two_series(rng, a_slope: float, b_slope: float, pairs: int):
+    """Series a (8 seeds, sd 2e-4) and b (4 seeds, sd 2e-4, 6e-4 at the top size) of `pairs`
+    backbones each, both ME curves over scales 1, 2, 4, 10 at matched sizes."""
+    from test_noise import SD, spec, table
+
+    a = table(rng, spec(me_slope=a_slope, seeds=8), pairs, series="a")
+    b = table(rng, spec(me_slope=b_slope, seeds=4, top_seeds=3, top_sd=3 * SD), pairs, series="b")
+    return pd.concat([a, b]).assign(data_fingerprint="same data")
+
+
+def _compared(seed: int, a_slope: float, b_slope: float, pairs: int = 200):
+    import numpy as np
+
+    from recsys_scaling.report import analyse
+    from recsys_scaling.report.compare import parse_comparison
+
+    runs = _two_series(np.random.default_rng(seed), a_slope, b_slope, pairs)
+    specs = [parse_comparison(f"a/b{i:03d}/me:b/b{i:03d}/me") for i in range(pairs)]
+    results = analyse(runs, resamples=1, fit=False, margin=5e-4, compare=specs)
+    return [r for r in results if r.series == "comparison"]
+
+
+@pytest.mark.slow
+def test_comparisons_are_calibrated_under_unequal_seeds_and_spreads_and_keep_their_power():
+    """Null: both series scale alike (0.3 M per doubling), b with half the seeds and 3x the spread
+    at its top size; the chance that a comparison shows any false direction stays <= 5%. Power:
+    a gains 3 M more per doubling than b."""
+    null = [c for seed in range(3) for c in _compared(seed, 1.5e-4, 1.5e-4)]
+    false = sum(any(claim.directional for claim in c.claims) for c in null) / len(null)
+    planted = [c for seed in range(3, 5) for c in _compared(seed, 1.5e-3, 0.0)]
+    power = sum(c.scaling_gap.verdict == "a_scales_better" for c in planted) / len(planted)
+    wrong = sum(c.scaling_gap.verdict == "b_scales_better" for c in planted)
+    print(f"comparison null: any false direction {false:.3f} (600 comparisons); power {power:.3f}")
+    assert false <= 0.05 + 2.33 * (0.05 * 0.95 / len(null)) ** 0.5
+    assert power >= 0.8 and wrong == 0
+
+
+def test_series_on_different_data_are_never_compared():
+    import numpy as np
+
+    from recsys_scaling.report import analyse
+    from recsys_scaling.report.compare import parse_comparison
+
+    runs = _two_series(np.random.default_rng(0), 0.0, 0.0, 1)
+    runs.loc[runs["series"] == "b", "data_fingerprint"] = "other data"
+    result = analyse(runs, resamples=1, fit=False, compare=[parse_comparison("a/b000/me:b/b000/me")])[-1]
+    assert result.claims == [] and "measured on different data" in result.verdict
+    with pytest.raises(ValueError, match="no finished runs of a/b999/me; this report has a/b000/me"):
+        analyse(runs, resamples=1, fit=False, compare=[parse_comparison("a/b999/me:b/b000/me")])
+    with pytest.raises(ValueError, match="write A:B"):
+        parse_comparison("custom/me")

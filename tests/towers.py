@@ -30,6 +30,22 @@ class NormedTower(nn.Module):
         return self.net(emb.flatten(1))
 
 
+class PairTower(nn.Module):
+    """Field-pair inner products through a non-persistent index table (a constant all sets share)."""
+
+    def __init__(self, num_fields: int, embed_dim: int, hidden: int = 8):
+        super().__init__()
+        rows, cols = torch.triu_indices(num_fields, num_fields, offset=1)
+        self.register_buffer("rows", rows, persistent=False)
+        self.register_buffer("cols", cols, persistent=False)
+        self.scale = nn.Parameter(torch.randn(embed_dim))
+        self.linear = nn.Linear(rows.numel(), hidden)
+
+    def forward(self, emb):
+        pairs = (emb[:, self.rows] * self.scale * emb[:, self.cols]).sum(-1)
+        return torch.relu(self.linear(pairs))
+
+
 class DataDependent(FlatMLP):
     """Branches on a value (.item()): vmap cannot map it, so it runs as a loop."""
 

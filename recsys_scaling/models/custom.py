@@ -201,10 +201,11 @@ class Custom(Backbone):
     @classmethod
     def tower(cls, shape: Shape, cfg) -> nn.Module:
         path, args = _path(cfg), _args(cfg)
-        fused = _check(path, json.dumps(args, sort_keys=True), shape.num_fields, shape.embed_dim)
-        # K constructions: each set's tower draws its own initial weights
+        fusable = _check(path, json.dumps(args, sort_keys=True), shape.num_fields, shape.embed_dim)
+        # K constructions: each set's tower draws its own initial weights. One set (SE) is the
+        # plain module: nothing to fuse.
         return StackedTowers([make_tower(path, args, shape.num_fields, shape.embed_dim)
-                              for _ in range(shape.num_sets)], fused=fused)
+                              for _ in range(shape.num_sets)], fused=fusable and shape.num_sets > 1)
 
     @classmethod
     def tower_width(cls, shape, cfg) -> int:

@@ -33,11 +33,15 @@ class StackedTowers(nn.Module):
             self.copies = nn.ModuleList(copies)
             return
         params, buffers = stack_module_state(list(copies))
+        shared = _shared_constants(copies)
         self._param_names: List[str] = list(params)
-        self._buffer_names: List[str] = list(buffers)
+        self._buffer_names: List[str] = [n for n in buffers if n not in shared]
+        self._shared_names: List[str] = list(shared)
         self.stacked = nn.ParameterDict({_slot(n): nn.Parameter(p) for n, p in params.items()})
-        for name, value in buffers.items():
-            self.register_buffer(f"stacked_buffer-{_slot(name)}", value)
+        for name in self._buffer_names:
+            self.register_buffer(f"stacked_buffer-{_slot(name)}", buffers[name])
+        for name, value in shared.items():
+            self.register_buffer(f"shared_buffer-{_slot(name)}", value.clone(), persistent=False)
         # The module structure functional_call runs with the stacked tensors: it holds no state of
         # its own (meta tensors), and is kept out of the submodules so it is never trained or saved.
         self.__dict__["_skeleton"] = copy.deepcopy(copies[0]).to("meta")
@@ -51,21 +55,36 @@ class StackedTowers(nn.Module):
     def _state(self) -> tuple:
         params: Dict[str, torch.Tensor] = {n: self.stacked[_slot(n)] for n in self._param_names}
         buffers = {n: getattr(self, f"stacked_buffer-{_slot(n)}") for n in self._buffer_names}
-        return params, buffers
+        shared = {n: getattr(self, f"shared_buffer-{_slot(n)}") for n in self._shared_names}
+        return params, buffers, shared
 
-    def _one(self, params: dict, buffers: dict, emb: torch.Tensor) -> torch.Tensor:
-        return functional_call(self._skeleton, (params, buffers), (emb,))
+    def _one(self, params: dict, buffers: dict, shared: dict, emb: torch.Tensor) -> torch.Tensor:
+        return functional_call(self._skeleton, (params, buffers, shared), (emb,))
 
     def forward(self, emb: torch.Tensor) -> torch.Tensor:
         if not self.fused:
             return torch.stack([tower(emb[k]) for k, tower in enumerate(self.copies)])
-        params, buffers = self._state()
-        # randomness="different": each set draws its own dropout masks, as K separate towers would
-        return vmap(self._one, randomness="different")(params, buffers, emb)
+        # randomness="different": each set draws its own dropout masks, as K separate towers would;
+        # shared constants (index tables) enter unbatched, so indexing with them stays one gather
+        return vmap(self._one, in_dims=(0, 0, None, 0), randomness="different")(*self._state(), emb)
 
     def tower(self, k: int) -> Dict[str, torch.Tensor]:
         """Set k's parameters and buffers by the tower's own names (views), in either form."""
         if not self.fused:
             return dict(self.copies[k].state_dict(keep_vars=True))
-        params, buffers = self._state()
-        return {n: t[k] for n, t in {**params, **buffers}.items()}
+        params, buffers, shared = self._state()
+        return {**{n: t[k] for n, t in {**params, **buffers}.items()}, **shared}
+
+
+def _shared_constants(copies: Sequence[nn.Module]) -> Dict[str, torch.Tensor]:
+    """Non-persistent buffers equal in every copy (index tables, masks): constants by torch's
+    convention, so one copy serves all sets. Persistent buffers (batch-norm statistics) stay per set."""
+    first = copies[0]
+    transient = {f"{prefix}.{name}" if prefix else name
+                 for prefix, module in first.named_modules() for name in module._non_persistent_buffers_set}
+    found = {}
+    for name, value in first.named_buffers():
+        others = [dict(c.named_buffers())[name] for c in copies[1:]]
+        if name in transient and all(o.shape == value.shape and torch.equal(o, value) for o in others):
+            found[name] = value
+    return found

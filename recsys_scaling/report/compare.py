@@ -112,8 +112,11 @@ def series_runs(done: pd.DataFrame, spec: SeriesSpec) -> pd.DataFrame:
 
 
 def _data(curve: pd.DataFrame) -> frozenset:
-    return frozenset(curve["data_fingerprint"].fillna("unknown").astype(str)) if "data_fingerprint" in curve \
-        else frozenset({"unknown"})
+    """The data fingerprints of a curve's runs ("unknown": recorded before runs carried one); an
+    empty set for a table without the column (built by hand: the caller vouches for its data)."""
+    if "data_fingerprint" not in curve:
+        return frozenset()
+    return frozenset(curve["data_fingerprint"].fillna("unknown").astype(str))
 
 
 def compare(done: pd.DataFrame, a: SeriesSpec, b: SeriesSpec, x: str, pairing: str, margin: float,
