@@ -8,6 +8,7 @@ in both forms (benchmarks/bench_models.py times whole models).
 
     python benchmarks/bench_custom.py --quick      # about a minute on 2 cores
     python benchmarks/bench_custom.py
+    python benchmarks/bench_custom.py --device cuda     # where fewer, larger kernels should pay
 """
 from __future__ import annotations
 
@@ -44,7 +45,13 @@ TOWERS = {"GatedBilinear(hidden=64)": lambda: GatedBilinear(FIELDS, DIM, hidden=
           "MLP(256, 256)": lambda: MLPTower(FIELDS, DIM)}
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def step_seconds(towers: StackedTowers, emb: torch.Tensor, steps: int) -> float:
+    towers.to(emb.device)
     optimizer = torch.optim.Adam(towers.parameters(), lr=1e-3)
     towers.train()
 
@@ -57,8 +64,10 @@ def step_seconds(towers: StackedTowers, emb: torch.Tensor, steps: int) -> float:
         step()
     best = float("inf")
     for _ in range(steps):
+        _sync(emb.device)
         start = time.perf_counter()
         step()
+        _sync(emb.device)
         best = min(best, time.perf_counter() - start)
     return best
 
@@ -66,9 +75,11 @@ def step_seconds(towers: StackedTowers, emb: torch.Tensor, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer timed steps")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = parser.parse_args()
+    device = torch.device(args.device)
     steps = 5 if args.quick else 20
-    print(f"training step of the towers alone, F={FIELDS}, d={DIM}, {torch.get_num_threads()} threads; best of "
+    print(f"training step of the towers alone on {device}, F={FIELDS}, d={DIM}, {torch.get_num_threads()} threads; best of "
           f"{steps} steps; speed-up = loop time / fused time")
     print(f"{'tower':26s} {'batch':>6s} {'K':>3s} {'loop ms':>9s} {'fused ms':>9s} {'speed-up':>9s}")
     for name, make in TOWERS.items():
@@ -76,7 +87,7 @@ def main() -> None:
             for k in (2, 4, 10):
                 torch.manual_seed(0)
                 copies = [make() for _ in range(k)]
-                emb = torch.randn(k, batch, FIELDS, DIM)
+                emb = torch.randn(k, batch, FIELDS, DIM, device=device)
                 loop = step_seconds(StackedTowers(copy.deepcopy(copies), fused=False), emb, steps)
                 fused = step_seconds(StackedTowers(copies, fused=True), emb, steps)
                 print(f"{name:26s} {batch:6d} {k:3d} {1e3 * loop:9.2f} {1e3 * fused:9.2f} {loop / fused:8.2f}x")

@@ -2,7 +2,8 @@
 # The device check for a lent GPU machine, in at most ~8 minutes. From the repository root:
 #   bash benchmarks/gpu_check.sh            # writes its table to $OUT (default ./gpu_check/) and stdout
 # (a) the tests marked gpu; (b) fused vs per-set-loop models on CUDA (samples/s, peak memory,
-# achieved TFLOP/s vs a same-process matmul peak) and bf16 / torch.compile speed-ups; (c) a packed
+# achieved TFLOP/s vs a same-process matmul peak), bf16 / torch.compile speed-ups and a user's tower
+# fused with vmap vs a loop over its K copies (bench_custom); (c) a packed
 # sweep of 12 jobs at 1, 2 and 4 jobs per GPU (wall time, mean GPU utilisation from nvidia-smi);
 # (d) the paper's Criteo grid on one GPU, estimated from (b) and (c); (e) `recsys-scaling budget`'s
 # calibrated estimates of showcase and paper_criteo on this GPU (GPU time before anything runs).
@@ -29,7 +30,8 @@ log "(b) models on cuda"
 $PY benchmarks/bench_models.py --device "$DEVICE" --threads 4 $BENCH --backbones dcnv2 dnn > "$OUT/b_models.txt" 2>&1
 $PY benchmarks/bench_models.py --device "$DEVICE" --threads 4 $BENCH --precision --backbones $PRECISION_BACKBONES \
     > "$OUT/b_precision.txt" 2>&1
-cat "$OUT/b_models.txt" "$OUT/b_precision.txt" >&2
+$PY benchmarks/bench_custom.py --device "$DEVICE" $BENCH > "$OUT/b_custom.txt" 2>&1
+cat "$OUT/b_models.txt" "$OUT/b_precision.txt" "$OUT/b_custom.txt" >&2
 
 log "(c) packed sweep: 12 jobs at 1, 2, 4 jobs per GPU"
 SUBSET=(model=dnn,dcnv2,finalmlp scale=4,10 arm=se,me seed=0 data=synthetic_showcase

@@ -351,3 +351,11 @@ def test_series_on_different_data_are_never_compared():
         analyse(runs, resamples=1, fit=False, compare=[parse_comparison("a/b999/me:b/b000/me")])
     with pytest.raises(ValueError, match="write A:B"):
         parse_comparison("custom/me")
+
+
+def test_a_sweep_over_two_towers_under_one_label_is_refused(tmp_path):
+    from recsys_scaling.sweep.grid import SweepConfigError, expand, validate
+
+    with pytest.raises(SweepConfigError, match="different towers .* give each its own model.label"):
+        validate(expand(None, ["model=custom", "model.tower=towers:FlatMLP,towers:NormedTower", "scale=1",
+                                 "arm=se", "seed=0"]))

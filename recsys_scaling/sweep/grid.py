@@ -212,9 +212,19 @@ def validate(jobs: Sequence[Job]) -> List[Optional[JobPlan]]:
             raise SweepConfigError(f"{job.describe()} and job #{other.number} are both {job.name}: an explicit "
                                    "model.num_embeddings / model.embed_dim gives every arm and scale the same shape; "
                                    "sweep the shape without arm and scale (see sweeps/frontier.yaml)")
+        if other is not None and _tower(job.cfg) != _tower(other.cfg):
+            raise SweepConfigError(f"{job.describe()} and job #{other.number} are both {job.name} with different towers "
+                                   f"({_tower(job.cfg)[0]} and {_tower(other.cfg)[0]}): their runs would be read as "
+                                   "one model; give each its own model.label")
         seen[job.name] = job
     cache: dict = {}
     return [plan(job, cache) for job in jobs]
+
+
+def _tower(cfg) -> tuple:
+    """A user's tower and its arguments as a comparable key (None for the built-ins)."""
+    args = cfg.model.tower_args
+    return (cfg.model.tower, repr(OmegaConf.to_container(args) if OmegaConf.is_config(args) else args))
 
 
 def check_memory(job: Job, job_plan: JobPlan, device_bytes: int) -> None:
