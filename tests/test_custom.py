@@ -16,9 +16,8 @@ import torch
 from omegaconf import OmegaConf
 
 from recsys_scaling.budget import count_flops, count_params, plan_job
-from recsys_scaling.config import BudgetConfig, ModelConfig, config_fingerprint
+from recsys_scaling.config import BudgetConfig, EmbeddingShape, ModelConfig, config_fingerprint
 from recsys_scaling.models import Shape, StackedTowers, TowerError, build_model, check_tower, measure
-from recsys_scaling.config import EmbeddingShape
 from recsys_scaling.sweep.grid import Composer
 
 from conftest import ROOT, sweep_counts
@@ -84,6 +83,14 @@ def test_each_set_draws_its_own_weights_and_dropout():
     out = model.tower(torch.randn(1, 64, 4, 5).expand(3, -1, -1, -1))  # every set sees the same input
     assert (out[0] == 0).float().mean() > 0.2  # dropout acts inside the map ...
     assert not torch.equal(out[0] == 0, out[1] == 0)  # ... with masks of its own per set
+
+
+def test_the_fused_form_builds_on_the_meta_device_for_memory_estimates():
+    from recsys_scaling.device import estimate_memory
+
+    shape = Shape.of(4, EmbeddingShape(3, 5), "me")
+    estimate = estimate_memory(lambda: build_model("custom", DIMS, shape, tower_cfg("PairTower")), DIMS, 64)
+    assert estimate.parameters > 0 and estimate.activations > 0
 
 
 def test_a_tower_vmap_cannot_map_runs_as_a_loop_with_the_same_interface(caplog):

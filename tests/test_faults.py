@@ -283,6 +283,72 @@ def test_a_corrupt_store_is_one_line_naming_the_file(workdir, capsys):
     assert "mlflow.db: not an MLflow store" in line
 
 
+def _foreign_databases(folder: Path) -> dict:
+    """An app's sqlite file (a users table) and an Alembic-managed one (as Optuna's optuna.db is)."""
+    import sqlite3
+
+    made = {}
+    for name, tables in (("app.db", ["users"]), ("optuna.db", ["alembic_version", "studies", "trials"])):
+        with contextlib.closing(sqlite3.connect(folder / name)) as connection:
+            for table in tables:
+                connection.execute(f"CREATE TABLE {table} (id INTEGER)")
+            connection.commit()
+        made[name] = (folder / name).read_bytes()
+    return made
+
+
+def test_another_programs_sqlite_database_is_refused_and_left_byte_for_byte(workdir, capsys):
+    from recsys_scaling.tracking.server import start_server
+
+    from recsys_scaling import tracking
+
+    before = _foreign_databases(workdir)
+    source = tracking.Store(f"sqlite:///{workdir / 'source.db'}").uri  # an MLflow store to copy from
+    for name in before:
+        uri = f"sqlite:///{workdir / name}"
+        for command in (["train", *TINY, f"tracking.uri={uri}"], ["sweep", "smoke", *TINY, f"tracking.uri={uri}"],
+                        ["report", "smoke", "--tracking-uri", uri],
+                        ["store", "copy", source, uri]):
+            assert main(command) != 0
+            line = one_line(capsys.readouterr().err, command[0])
+            assert f"{name}: not an MLflow store (it holds another program's tables" in line, (command, line)
+        with pytest.raises(ValueError, match="not an MLflow store"):
+            start_server(uri, "127.0.0.1", 5999, workdir / "artifacts")
+        assert (workdir / name).read_bytes() == before[name], f"{name} was changed"
+    assert not (workdir / "mlflow.db").exists()
+
+
+@pytest.mark.integration
+def test_runs_deleted_in_mlflow_leave_the_report_and_their_jobs_run_again(workdir, store_uri, capsys):
+    import subprocess as sp
+
+    from mlflow.tracking import MlflowClient
+
+    from recsys_scaling import tracking
+
+    sweep = ["sweep", "smoke", f"tracking.uri={store_uri}", "data=synthetic_small", *TINY]
+    assert main(sweep) == 0 and main(sweep) == 0  # the second launch reuses both runs
+    store = tracking.Store(store_uri)
+    parent = store.latest_sweep_parent("smoke").info.run_id
+    reused = {job.split("#")[0]: run_id for job, run_id in store.run_json(parent, "reused.json").items()}
+    assert sorted(reused) == ["dnn-me-2x-s0", "dnn-se-2x-s0"]
+    MlflowClient(store_uri).delete_run(reused["dnn-me-2x-s0"])
+    capsys.readouterr()
+    report = ["report", "smoke", "--tracking-uri", store_uri, "--resamples", "10"]
+    assert main(report) == 0
+    out = capsys.readouterr().out
+    assert "1 reused run(s) were deleted in MLflow since (dnn-me-2x-s0): left out" in out
+    assert "(1 runs)" in out
+    gc = sp.run([sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", store_uri, "--tracking-uri", store_uri],
+                capture_output=True, text=True, cwd=workdir)
+    assert gc.returncode == 0, gc.stderr[-2000:]
+    assert main(report) == 0, "a run removed for good is no traceback"
+    assert "were deleted in MLflow since (dnn-me-2x-s0)" in capsys.readouterr().out
+    assert main(sweep) == 0
+    counts = sweep_counts(capsys.readouterr().out)
+    assert counts["finished"] == 1 and counts["skipped"] == 1, counts
+
+
 @contextlib.contextmanager
 def read_only_folder(path: Path, monkeypatch):
     """A read-only tmpfs where the test can mount one; else a folder without write permission

@@ -29,7 +29,7 @@ def postgres(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pg") / "data"
     server, uri = tracking.local_postgres(folder, "mlflow")
     _, optuna_uri = tracking.local_postgres(folder, "optuna")
-    yield {"mlflow": uri, "optuna": optuna_uri}
+    yield {"mlflow": uri, "optuna": optuna_uri, "folder": folder}
     server._cleanup()  # noqa: SLF001 - the package stops its server with its last handle
 
 
@@ -317,3 +317,18 @@ def test_store_copy_moves_a_local_sweep_into_the_team_store(team_server, postgre
     assert "1 runs copied, 3 copied before, 1 half-copied ones replaced" in out and "MISMATCH" not in out, out
     parents = team.client.search_runs([team.experiment_id], f"tags.`{tracking.ROLE_TAG}` = 'sweep'")
     assert len(parents) == 2 and sum(len(team.child_runs(p.info.run_id)) for p in parents) == 2
+
+
+def test_a_postgres_database_of_another_program_is_refused_untouched(postgres):
+    import psycopg
+
+    _, uri = tracking.local_postgres(postgres["folder"], "shop")
+    plain = "postgresql://" + uri.split("://", 1)[1]
+    with psycopg.connect(plain) as connection:
+        connection.execute("CREATE TABLE IF NOT EXISTS customers (id int)")
+    with pytest.raises(ValueError, match="not an MLflow store .*customers.*left untouched"):
+        tracking.Store(uri)
+    with psycopg.connect(plain) as connection:
+        tables = {r[0] for r in connection.execute("SELECT table_name FROM information_schema.tables WHERE "
+                                                    "table_schema = current_schema()").fetchall()}
+    assert tables == {"customers"}

@@ -34,6 +34,7 @@ def check_train_config(overrides: List[str]) -> None:
     from ..config import explain, resolve_tracking_uri
     from ..data import declared_field_dims
     from ..sweep.grid import Composer, check_model
+    from ..tracking.opening import check_not_foreign, with_driver
     from ..tracking.store import probe_server
     from ..tuned import resolve_job_config
     from ..validate import check_job, check_required
@@ -46,6 +47,7 @@ def check_train_config(overrides: List[str]) -> None:
     check_job(resolve_job_config(cfg))
     check_model(cfg, declared_field_dims(cfg.data))  # a user's tower that cannot train: one line, now
     probe_server(resolve_tracking_uri(cfg.tracking.uri))  # a server that never answers: one line, now
+    check_not_foreign(with_driver(resolve_tracking_uri(cfg.tracking.uri)))  # another program's database: untouched
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

@@ -17,8 +17,6 @@ import json
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional
-
 import torch
 from omegaconf import OmegaConf
 from torch import nn
@@ -117,7 +115,7 @@ def _measure(path: str, args_key: str, num_fields: int, embed_dim: int) -> Measu
     except TowerError:
         raise
     except Exception:  # a tower that needs real values (e.g. .item()) is measured on a small CPU batch
-        with torch.random.fork_rng():
+        with torch.device("cpu"), torch.random.fork_rng():
             tower = make_tower(path, args, num_fields, embed_dim)
             with torch.no_grad():
                 out, flops = _forward_counted(tower, torch.randn(2, num_fields, embed_dim))
@@ -141,7 +139,7 @@ def check_tower(cfg, num_fields: int, embed_dim: int) -> None:
 def _check(path: str, args_key: str, num_fields: int, embed_dim: int) -> bool:
     args = json.loads(args_key)
     name = tower_class(path).__name__
-    with torch.random.fork_rng():
+    with torch.device("cpu"), torch.random.fork_rng():  # real values, even inside a meta-device build
         torch.manual_seed(0)
         tower = make_tower(path, args, num_fields, embed_dim)
         if not any(True for _ in tower.parameters()):
@@ -231,8 +229,3 @@ class Custom(Backbone):
     def head_flops(cls, shape, cfg) -> int:
         return mlp_head_flops(cls.tower_width(shape, cfg), cfg.hidden)
 
-
-def tower_summary(cfg, num_fields: int, embed_dim: int) -> Optional[str]:
-    """'GatedBilinear: 1,234 parameters, 5,678 FLOPs per example, H=64' for logs and `budget`."""
-    m = measure(cfg, num_fields, embed_dim)
-    return f"{tower_class(_path(cfg)).__name__}: {m.params:,} parameters, {m.flops:,} FLOPs per example, H={m.out_dim}"

@@ -85,6 +85,13 @@ def _shared_constants(copies: Sequence[nn.Module]) -> Dict[str, torch.Tensor]:
     found = {}
     for name, value in first.named_buffers():
         others = [dict(c.named_buffers())[name] for c in copies[1:]]
-        if name in transient and all(o.shape == value.shape and torch.equal(o, value) for o in others):
+        if name in transient and all(_same(o, value) for o in others):
             found[name] = value
     return found
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal tensors; on the meta device (memory estimates: no values) equal shapes and types."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return True if a.is_meta or b.is_meta else torch.equal(a, b)

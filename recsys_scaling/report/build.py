@@ -20,7 +20,8 @@ from .analysis import (DEFAULT_IA_MARGIN, DEFAULT_MARGIN, X_AXES, analyse, arm_c
 from .claims import CORRECTIONS, FAMILIES, PAIRINGS
 from .compare import Comparison, parse_comparison
 from .intervals import Levels
-from .collect import collect_runs, distinct_runs, split_series_by_data, largest_scale_spectra, oracle_aucs, seed_summary
+from .collect import (collect_runs, deleted_reuse_notes, distinct_runs, largest_scale_spectra, oracle_aucs,
+                      seed_summary, split_series_by_data)
 from .paper import compare_with_paper
 from .plots import (auc_vs_params, backbone_fit, comparison_plot, ia_vs_scale, paper_comparison, small_multiples,
                     spectra)
@@ -136,6 +137,7 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
     if runs.empty:
         raise LookupError(f"sweep(s) {', '.join(sweeps) or parents} have no job runs")
     runs, notes = split_series_by_data(distinct_runs(runs))
+    notes = deleted_reuse_notes(store, parents) + notes
     notes += sweep_state_notes(store, parents, runs) + beyond_plan_notes(runs, options)
     look = options.levels(runs).look
     notes += looks.look_notes(store, sorted({store.sweep_name(p) for p in parents}), runs, options.sequential, look)

@@ -10,7 +10,9 @@ Kinds of claim (each a contrast of per-cell seed means, see `intervals.py`):
 * ``top_trend``: AUC gained per doubling between an arm's two largest sizes ("SE saturates" is
   SE's top_trend = saturated);
 * ``scaling_gap``: ME's gain per doubling minus SE's, over the scales both arms ran — the
-  paper's question, "does ME scale better than SE?".
+  paper's question, "does ME scale better than SE?";
+* ``series_gap`` / ``series_scaling_gap``: the same two contrasts between any two series of a
+  report (`report --compare A:B`, see compare.py), A minus B, at every scale both ran.
 
 Verdicts, with a practical margin M (AUC units; IA units for ia_gap):
 

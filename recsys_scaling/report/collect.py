@@ -47,8 +47,8 @@ def collect_runs(store: tracking.Store, parent_run_ids: Sequence[str],
     for parent in parent_run_ids:
         children = store.child_runs(parent, filter_string)
         reused = store.run_json(parent, "reused.json") or {}
-        if reused and not filter_string:  # skipped jobs: their earlier runs stand for them
-            children += store.runs_by_id(list(reused.values()))
+        if reused and not filter_string:  # skipped jobs: their earlier runs stand for them (unless deleted since)
+            children += store.live_runs(list(reused.values()))[0]
         runs.extend(children)
         # A reused run may come from another sweep; it belongs to the series it stands in for.
         series.extend([store.sweep_name(parent)] * len(children))
@@ -56,6 +56,21 @@ def collect_runs(store: tracking.Store, parent_run_ids: Sequence[str],
             recorded = {r.info.run_name for r in children}
             missing.extend(sorted(set(store.run_json(parent, "jobs.json") or []) - recorded))
     return runs_table(runs, series), missing
+
+
+def deleted_reuse_notes(store: tracking.Store, parent_run_ids: Sequence[str]) -> List[str]:
+    """One line per sweep whose reused runs (jobs that finished before) were deleted in MLflow since:
+    they are out of the report, and the sweep's next launch runs those jobs again."""
+    notes = []
+    for parent in parent_run_ids:
+        reused = store.run_json(parent, "reused.json") or {}
+        gone = set(store.live_runs(list(reused.values()))[1]) if reused else set()
+        if gone:
+            jobs = sorted(job.split("#")[0] for job, run_id in reused.items() if run_id in gone)
+            shown = ", ".join(jobs[:4]) + (f" and {len(jobs) - 4} more" if len(jobs) > 4 else "")
+            notes.append(f"sweep {store.sweep_name(parent)!r}: {len(jobs)} reused run(s) were deleted in MLflow since "
+                         f"({shown}): left out; the sweep's next launch runs those jobs again")
+    return notes
 
 
 def split_series_by_data(table: pd.DataFrame) -> Tuple[pd.DataFrame, List[str]]:

@@ -71,6 +71,49 @@ def reach_postgres(uri: str, timeout: int = 10) -> None:
         raise ValueError(f"store {uri}: cannot open it: {' '.join(str(exc).split())[:300]}") from None
 
 
+# Tables every MLflow store has (any schema version since 1.x); a database holding other tables
+# and not these belongs to another program and is never touched.
+MLFLOW_TABLES = frozenset({"experiments", "runs", "metrics", "params", "tags", "alembic_version"})
+
+
+def check_not_foreign(uri: str) -> None:
+    """Refuse a database that is not an MLflow store (another program's sqlite file, an Optuna
+    study, an app's PostgreSQL schema) before MLflow creates or migrates tables in it: only a
+    missing or empty database may become a store. Read-only; the file is left byte for byte."""
+    tables = _tables(uri)
+    if tables and not MLFLOW_TABLES <= tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        where = sqlite_path(uri) or uri
+        raise ValueError(f"{where}: not an MLflow store (it holds another program's tables: {shown}); left untouched: "
+                         "point tracking.uri at a new file or an empty database")
+
+
+def _tables(uri: str) -> frozenset:
+    path = sqlite_path(uri)
+    if path is not None:
+        if not path.is_file() or path.stat().st_size == 0:
+            return frozenset()
+        import sqlite3
+
+        try:
+            connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                rows = connection.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+            finally:
+                connection.close()
+        except sqlite3.DatabaseError:
+            return frozenset()  # not a database at all: MLflow's own error names it (unusable_store_error)
+        return frozenset(r[0] for r in rows if not r[0].startswith("sqlite_"))
+    if uri.startswith("postgresql+psycopg://"):
+        import psycopg
+
+        with psycopg.connect("postgresql://" + uri[len("postgresql+psycopg://"):], connect_timeout=10) as connection:
+            rows = connection.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                                      "current_schema() AND table_type = 'BASE TABLE'").fetchall()
+        return frozenset(r[0] for r in rows)
+    return frozenset()
+
+
 def sqlite_path(uri: str) -> Optional[Path]:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .opening import with_driver
+from .opening import check_not_foreign, with_driver
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -19,6 +19,7 @@ def start_server(backend_uri: str, host: str = "127.0.0.1", port: int = 5000,
 
     if host not in LOOPBACK and not allow_remote:
         raise ValueError(f"--host {host}: not a loopback address; pass --allow-remote to expose the server")
+    check_not_foreign(with_driver(backend_uri))  # the server would create its tables in another program's database
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", with_driver(backend_uri),
                "--host", host, "--port", str(port), "--artifacts-destination", str(Path(artifacts).resolve()),
                "--workers", str(workers)]

@@ -9,7 +9,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import resolve_tracking_uri
 from ..runtime import holder_is_gone, lease_holder
-from .opening import creation_lock, sqlite_path, unusable_store_error, probe_server, with_driver
+from .opening import check_not_foreign, creation_lock, sqlite_path, unusable_store_error, probe_server, with_driver
 from .views import (EXPERIMENT_NOTE, NOTE_TAG, ROLE_TAG, SCALING_VIEW, VIEW_TAG, VIEW_VALUE, view_state,
                     experiment_url, run_url, ui_base_url)
 
@@ -132,6 +132,7 @@ class Store:
         self.experiment = experiment
         if probe:
             probe_server(self.uri)
+        check_not_foreign(self.uri)
         new_file = sqlite_path(self.uri) is not None and not sqlite_path(self.uri).exists()
         try:
             with creation_lock(self.uri):
@@ -359,8 +360,22 @@ class Store:
         run = self.client.get_run(run_id)
         return run.data.tags.get("sweep") or run.info.run_name or run_id
 
-    def runs_by_id(self, run_ids: Sequence[str]) -> List[Run]:
-        return [self.client.get_run(run_id) for run_id in run_ids]
+    def live_runs(self, run_ids: Sequence[str]) -> Tuple[List[Run], List[str]]:
+        """(the runs of these ids that still exist, the ids deleted in MLflow or gone after `mlflow gc`)."""
+        found, gone = [], []
+        for run_id in run_ids:
+            try:
+                run = self.client.get_run(run_id)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                gone.append(run_id)
+                continue
+            if run.info.lifecycle_stage == "deleted":
+                gone.append(run_id)
+            else:
+                found.append(run)
+        return found, gone
 
     # -- artifacts ------------------------------------------------------------------------------
     def run_json(self, run_id: str, name: str):
