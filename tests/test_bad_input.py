@@ -51,6 +51,7 @@ BAD_VALUES = [
     (["tracking.uri=sqlite:///no/such/folder/mlflow.db"], "does not exist"),
     (["+trian.max_epochs=1"], "trian.max_epochs: not a config key; did you mean train.max_epochs?"),
     (["arm=sideways"], "arm=sideways: Invalid value 'sideways', expected one of [se, me]"),
+    (["seed=18446744073709551616"], "seed=18446744073709551616: must be in [0, 2**32)"),
 ]
 
 
@@ -231,3 +232,12 @@ def test_ctrl_c_is_one_line_exit_130_and_the_run_is_killed(tmp_path):
     store = tracking.Store(store_uri)
     (run,) = store.client.search_runs([store.experiment_id])
     assert run.info.status == "KILLED"
+
+
+@pytest.mark.parametrize("flag,message", [(["--resamples", "0"], "--resamples 0: must be at least 1"),
+                                          (["--resamples", "-3"], "--resamples -3: must be at least 1"),
+                                          (["--margin", "inf"], "--margin inf: must be a positive number")])
+def test_report_refuses_what_advise_refuses(flag, message, workdir, capsys):
+    assert main(["report", "smoke", *flag]) == 2
+    assert message in one_error_line(capsys.readouterr().err, "report")
+    assert created(workdir) == []

@@ -3,6 +3,7 @@ HTML / CSV / Parquet / JSON, all logged to the sweep's parent run."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -75,7 +76,7 @@ class ClaimOptions:
             raise ValueError(f"--family {self.family!r} / --correction {self.correction!r}: choose from {FAMILIES} / "
                              f"{CORRECTIONS}")
         for flag, value in (("--margin", self.margin), ("--ia-margin", self.ia_margin)):
-            if value is not None and not value > 0:
+            if value is not None and not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{flag} {value:g}: must be a positive number, e.g. {flag} 0.0005")
         if self.max_seeds is not None and self.max_seeds < 3:
             raise ValueError(f"--max-seeds {self.max_seeds}: must be at least 3")
@@ -125,6 +126,8 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
     parent run gets the verdict table as its description."""
     if x_axis not in X_AXES:
         raise ValueError(f"--x {x_axis!r}: choose from {sorted(X_AXES)}")
+    if resamples < 1:  # the same rule as advise's
+        raise ValueError(f"--resamples {resamples}: must be at least 1")
     options.check()
     check_output_folder(Path(out_root))
     # Read only: a missing sqlite store is an error, not a new empty store.
