@@ -185,6 +185,9 @@ class DataConfig:
     # stopping): data with fewer is refused when prepared. 0 turns the check off, to look at a
     # tiny sample's encoding; training still refuses a split with one class (AUC undefined).
     min_class_rows: int = 5
+    # The data axis: train on a seeded, nested subsample of this fraction of the training split
+    # (0 < f <= 1; the rows at f are a subset of the rows at any larger f). Valid/test unchanged.
+    train_fraction: float = 1.0
     cache_dir: str = "${oc.env:RECSYS_SCALING_CACHE,.cache/recsys_scaling}"
 
 
@@ -311,15 +314,18 @@ EXECUTION_KEYS = ("tracking", "sweep", "report", "train.progress", "train.thread
 # Keys added after runs were recorded: at these values they leave the fingerprint out, so the
 # jobs of earlier launches still match (and are skipped) after an upgrade.
 NEUTRAL_DEFAULTS = {("train", "precision"): "fp32", ("model", "tower"): "None", ("model", "tower_args"): "None",
-                    ("model", "label"): "None"}
+                    ("model", "label"): "None", ("data", "train_fraction"): "1.0"}
 
 
-def job_name(backbone: str, arm: str, scale: int, seed: int, shape: Optional["EmbeddingShape"] = None) -> str:
+def job_name(backbone: str, arm: str, scale: int, seed: int, shape: Optional["EmbeddingShape"] = None,
+             train_fraction: float = 1.0) -> str:
     """A job's name, also its MLflow run's: <backbone>-<arm>-<scale>x-s<seed>, or, for a job
-    whose shape is given explicitly (a (K, d) grid), <backbone>-k<K>-d<d>-s<seed>."""
+    whose shape is given explicitly (a (K, d) grid), <backbone>-k<K>-d<d>-s<seed>; a job on a
+    fraction of the training data adds it: <backbone>-<arm>-<scale>x-f0.25-s<seed>."""
+    data = "" if float(train_fraction) == 1 else f"-f{float(train_fraction):g}"
     if shape is not None:
-        return f"{backbone}-k{shape.num_embeddings}-d{shape.embed_dim}-s{seed}"
-    return f"{backbone}-{arm}-{scale}x-s{seed}"
+        return f"{backbone}-k{shape.num_embeddings}-d{shape.embed_dim}{data}-s{seed}"
+    return f"{backbone}-{arm}-{scale}x{data}-s{seed}"
 
 
 def explicit_shape(cfg) -> Optional["EmbeddingShape"]:

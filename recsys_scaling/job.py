@@ -12,9 +12,10 @@ from . import tracking
 from .budget import plan_job
 from .collapse import CollapseProbe
 from .config import embedding_shape, explicit_shape, job_fingerprint, job_name
-from .data import data_fingerprint, load_dataset
+from .data import data_fingerprint, load_dataset, positive_rate, with_train_fraction
 from .data.faults import check_labels
 from .models import Shape, build_model, get_backbone, model_label
+from .metrics import normalized_entropy
 from .train import Checkpoint, fit, seed_everything
 from .runtime import holder_is_gone, lease_holder
 from .tuned import resolve_job_config
@@ -31,6 +32,7 @@ def job_tags(cfg: DictConfig) -> Dict[str, str]:
         "seed": str(cfg.seed),
         "sweep": cfg.sweep.name,
         "dataset": cfg.data.name,
+        "train_fraction": f"{float(cfg.data.train_fraction):g}",
     }
     if explicit_shape(cfg) is not None:  # a (K, d) cell: arm and scale do not say its shape
         tags["explicit_shape"] = "true"
@@ -91,7 +93,8 @@ def run_job(cfg: DictConfig, resume: bool = False,
     resolve_job_config(cfg)
     check_job(cfg)
     set_threads(cfg.train.threads)
-    name = job_name(model_label(cfg.model), cfg.arm, cfg.scale, cfg.seed, explicit_shape(cfg))
+    name = job_name(model_label(cfg.model), cfg.arm, cfg.scale, cfg.seed, explicit_shape(cfg),
+                    cfg.data.train_fraction)
     if name in cfg.sweep.shared_base:
         log.info("%s: not trained: ME with one set is the SE base, which this sweep trains once", name)
         return {"shared_base": 1.0}
@@ -116,6 +119,8 @@ def _train_and_record(cfg: DictConfig, name: str, fingerprint: str, data_id: str
                       holder: str) -> Dict[str, float]:
     data = load_dataset(cfg.data, progress=cfg.train.progress)
     check_labels(data.y, data.splits, str(cfg.data.path or cfg.data.name), minimum=1)  # AUC must be defined
+    train_positive_rate = positive_rate(data)  # of the whole training split: one NE reference for every fraction
+    data = with_train_fraction(data, float(cfg.data.train_fraction), int(cfg.data.split_seed))
     backbone = get_backbone(cfg.model.backbone)
     backbone.check(len(data.field_dims), embedding_shape(cfg.model, cfg.arm, cfg.scale).embed_dim, cfg.model)
     plan = plan_job(cfg.model, cfg.arm, cfg.scale, data.field_dims, cfg.budget, job=name)
@@ -128,8 +133,10 @@ def _train_and_record(cfg: DictConfig, name: str, fingerprint: str, data_id: str
         if closed:
             log.info("%s: %d earlier run(s) of this job left RUNNING by an ended process are now KILLED", name, closed)
         run.set_tags({"num_embeddings": str(plan.num_embeddings), "embed_dim": str(plan.embed_dim)})
-        run.log_params({**resolved_params(plan), "resolved.data_fingerprint": data_id})
-        run.log_metrics({**plan_metrics(plan), **oracle_metrics(data.meta)})
+        train_rows = len(data.splits["train"])
+        run.log_params({**resolved_params(plan), "resolved.data_fingerprint": data_id, "train_rows": str(train_rows)})
+        run.log_metrics({**plan_metrics(plan), **oracle_metrics(data.meta), "train_rows": train_rows,
+                         "train_positive_rate": train_positive_rate})
         shape = Shape.of(len(data.field_dims), plan.shape, cfg.arm)
         seed_everything(cfg.seed)
         model = build_model(cfg.model.backbone, data.field_dims, shape, cfg.model)
@@ -139,7 +146,7 @@ def _train_and_record(cfg: DictConfig, name: str, fingerprint: str, data_id: str
         probe = CollapseProbe(data, cfg.diagnostics.max_rows) if cfg.diagnostics.enabled else None
         callbacks = _chain(_periodic_diagnostics(probe, model, run, cfg.diagnostics.every_n_epochs), on_epoch_end)
         result = fit(model, data, cfg.train, cfg.seed, logger=run, checkpoint=checkpoint, on_epoch_end=callbacks)
-        final = result.final_metrics()
+        final = {**result.final_metrics(), **data_metrics(plan, train_rows, result, train_positive_rate)}
         run.log_metrics({**final, **model.diagnostics()})
         if probe is not None:
             collapse = probe.log_final(model.embedding, run, name)
@@ -183,6 +190,14 @@ def plan_metrics(plan) -> Dict[str, float]:
         metrics["budget_reference_total"] = plan.reference_total
         metrics["budget_mismatch"] = plan.mismatch
     return metrics
+
+
+def data_metrics(plan, train_rows: int, result, train_positive_rate: float) -> Dict[str, float]:
+    """The data and compute axes of a finished run: its training compute, measured as
+    3 x forward FLOPs per example (forward + backward) x training rows x epochs run, and the
+    normalized entropy of its test logloss."""
+    return {"train_flops": 3.0 * plan.flops * train_rows * result.epochs_run,
+            "test_ne": normalized_entropy(result.test_logloss, train_positive_rate)}
 
 
 def oracle_metrics(meta: dict) -> Dict[str, float]:

@@ -8,12 +8,13 @@ import pandas as pd
 from .. import tracking
 
 TAG_COLUMNS = ("backbone", "arm", "scale", "num_embeddings", "embed_dim", "seed", "sweep", "dataset", "fingerprint",
-               "data_fingerprint", "explicit_shape")
+               "data_fingerprint", "explicit_shape", "train_fraction")
 INT_COLUMNS = ("scale", "num_embeddings", "embed_dim", "seed")
 METRIC_COLUMNS = ("test_auc", "test_logloss", "best_valid_auc", "best_valid_logloss", "best_epoch",
                   "epochs_run", "train_seconds", "params_embedding", "params_dense", "params_total",
                   "flops_per_example", "ia_mean", "ia_set_mean", "ia_random_mean", "ia_mean_large", "ia_mean_small",
-                  "oracle_bayes_auc", "oracle_auc_width_10", "oracle_auc_width_20", "oracle_auc_width_40")
+                  "oracle_bayes_auc", "oracle_auc_width_10", "oracle_auc_width_20", "oracle_auc_width_40",
+                  "test_ne", "train_rows", "train_flops", "train_positive_rate")
 ORACLE_COLUMNS = ("oracle_bayes_auc", "oracle_auc_width_10", "oracle_auc_width_20", "oracle_auc_width_40")
 
 
@@ -34,6 +35,8 @@ def runs_table(runs: List[Any], series: Sequence[str] = ()) -> pd.DataFrame:
         table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
     for column in METRIC_COLUMNS:
         table[column] = pd.to_numeric(table[column], errors="coerce")
+    # runs recorded before the data axis trained on the whole training split
+    table["train_fraction"] = pd.to_numeric(table["train_fraction"], errors="coerce").fillna(1.0)
     return table.sort_values(["series", "backbone", "arm", "scale", "seed"], ignore_index=True)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..runtime import cpu_count, default_threads, parallel_jobs, reserved_cpus
+from ..data.subsample import subsample_rows
 from .progress import clock
 
 
@@ -104,7 +105,16 @@ def launcher_slots(launcher, device: str) -> Tuple[int, str, str]:
 
 
 def data_rows(data_cfg) -> Optional[Tuple[int, int, int]]:
-    """(train, valid, test) rows of a job's data: the synthetic generator's, or a prepared cache's."""
+    """(train, valid, test) rows a job uses: the synthetic generator's or a prepared cache's
+    split, the training rows cut to data.train_fraction (time grows with them)."""
+    rows = _split_rows(data_cfg)
+    if rows is None:
+        return None
+    train, valid, test = rows
+    return subsample_rows(train, float(data_cfg.get("train_fraction", 1.0))) if train else 0, valid, test
+
+
+def _split_rows(data_cfg) -> Optional[Tuple[int, int, int]]:
     if data_cfg.kind == "synthetic" or data_cfg.declared_rows:
         rows = int(data_cfg.declared_rows or data_cfg.synthetic.rows)
         train = int(round(rows * data_cfg.split[0]))

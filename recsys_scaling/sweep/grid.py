@@ -40,7 +40,7 @@ class Job:
     @property
     def name(self) -> str:
         c = self.cfg
-        return job_name(model_label(c.model), c.arm, c.scale, c.seed, explicit_shape(c))
+        return job_name(model_label(c.model), c.arm, c.scale, c.seed, explicit_shape(c), c.data.train_fraction)
 
     def describe(self) -> str:
         return f"job #{self.number} {self.name} ({' '.join(self.overrides)})"
