@@ -234,7 +234,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ValueError("name a sweep (or give --parent-run-id)")
     options = ClaimOptions(pairing=args.pairing, family=args.family, correction=args.correction, margin=args.margin,
                            ia_margin=args.ia_margin, sequential=args.sequential, max_seeds=args.max_seeds,
-                           compare=tuple(args.compare))
+                           compare=tuple(args.compare), metric=args.metric)
     report = build_report(args.sweeps, args.tracking_uri, args.experiment, args.out, args.parent_run_id,
                           x_axis=args.x, resamples=args.resamples, ui_url=args.ui_url, filter_string=args.filter,
                           options=options)

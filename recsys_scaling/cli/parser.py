@@ -142,8 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--parent-run-id", action="append", default=[],
                         help="report this sweep parent run (repeatable) instead of the latest by name")
     report.add_argument("--filter", default="", help="MLflow search filter on the runs, e.g. \"tags.backbone='dnn'\"")
-    report.add_argument("--x", default="total", choices=["total", "embedding", "dense", "flops"],
-                        help="size axis for fits and plots (default: total parameters)")
+    report.add_argument("--x", default="total", choices=["total", "embedding", "dense", "flops", "data", "compute"],
+                        help="the axis of the curves, claims and fits: a size axis (default: total parameters), "
+                             "data (training rows, over data.train_fraction) or compute (training FLOPs)")
+    report.add_argument("--metric", default="auc", choices=["auc", "logloss", "ne"],
+                        help="what the claims and fits read: test AUC (default), logloss or normalized entropy "
+                             "(logloss over the entropy of the training positive rate; lower is better)")
     report.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the fits (default 1000)")
     report.add_argument("--pairing", default="welch", choices=["welch", "seed"],
                         help="ME - SE gap test: welch (default) or seed (paired t when both arms ran the same seeds)")
@@ -159,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "per scale and the difference of their scaling rates, tested as ME vs SE is; e.g. "
                              "report mine demo --compare mine/custom/me:demo/dcnv2/me")
     report.add_argument("--margin", type=float, default=None, metavar="M",
-                        help="practical margin in AUC: smaller differences do not matter (default: the sweep's "
-                             "report.margin, else 0.0005)")
+                        help="practical margin in the metric's units: smaller differences do not matter (default: "
+                             "the sweep's report.margin for AUC, else 0.0005 AUC, 0.0005 logloss, 0.001 NE)")
     report.add_argument("--ia-margin", type=float, default=None, metavar="M",
                         help="practical margin of the IA claims (default: the sweep's, else 1.0)")
     report.add_argument("--sequential", action=argparse.BooleanOptionalAction, default=None,

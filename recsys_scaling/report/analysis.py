@@ -19,10 +19,9 @@ from .collect import distinct_runs, split_series_by_data
 from .compare import Comparison, SeriesSpec, comparisons
 from .fit import CurveFit, effective_size_multiplier, fit_curve
 from .intervals import Levels
+from .metrics import METRICS, X_AXES, Metric, metric_named
+from .slices import slices
 
-X_AXES = {"total": "params_total", "embedding": "params_embedding", "dense": "params_dense",
-          "flops": "flops_per_example"}
-METRICS = {"auc": ("test_auc", lambda v: 1.0 - v), "logloss": ("test_logloss", lambda v: v)}
 DEFAULT_MARGIN = 0.0005
 DEFAULT_IA_MARGIN = 1.0
 
@@ -38,6 +37,9 @@ class BackboneAnalysis:
     effective_multiplier: List[dict] = field(default_factory=list)
     verdict: str = ""
     label: str = ""  # backbone, or "series / backbone" when a report holds several series
+    metric: str = "auc"  # the metric its claims and fits read
+    slice: str = ""  # where a sweep varies another axis: " @ 2x" (the data axis) or " @ 0.25 data"
+    shared_base: bool = True  # the ME curve starts from SE's 1x base (size axes; not along data)
 
     def __post_init__(self):
         self.label = self.label or self.backbone
@@ -75,7 +77,8 @@ class BackboneAnalysis:
         return max(needed) if needed else None
 
     def as_dict(self) -> dict:
-        return {"backbone": self.backbone, "series": self.series, "verdict": self.verdict,
+        return {"backbone": self.backbone, "series": self.series, "slice": self.slice.strip(" @"),
+                "metric": self.metric, "verdict": self.verdict,
                 "claims": [c.as_dict() for c in self.claims],
                 "effective_size_multiplier": self.effective_multiplier,
                 "fits": {m: {a: f.as_dict() for a, f in arms.items()} for m, arms in self.fits.items()}}
@@ -84,7 +87,8 @@ class BackboneAnalysis:
 def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pairing: str = "welch",
             family: str = "backbone", correction: str = "holm", margin: float = DEFAULT_MARGIN,
             ia_margin: float = DEFAULT_IA_MARGIN, sequential: bool = False, max_seeds: Optional[int] = None,
-            fit: bool = True, compare: Sequence[Tuple[SeriesSpec, SeriesSpec]] = ()) -> List[BackboneAnalysis]:
+            fit: bool = True, compare: Sequence[Tuple[SeriesSpec, SeriesSpec]] = (),
+            metric: str = "auc") -> List[BackboneAnalysis]:
     """Claims and fits per (sweep, backbone) of a tidy runs table (the columns runs.parquet has).
 
     pairing: "welch" (default) or "seed" (paired t on seeds both arms ran); family: whose error
@@ -94,7 +98,9 @@ def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pa
     (AUC, IA) of the equivalence verdicts and of seeds_needed; sequential: intervals that stay
     valid when seeds are added and the report re-read up to `max_seeds` seeds per cell; fit: also
     fit the curves (off: claims only, as the adaptive seed loop needs); compare: pairs of series
-    (A, B) whose A − B gaps and scaling rates are claims too (`compare.py`), after the backbones."""
+    (A, B) whose A − B gaps and scaling rates are claims too (`compare.py`), after the backbones;
+    metric: auc, logloss or ne (margin in its units; claims read "better" as positive). x_axis
+    data or compute: see slices.py for how a sweep that varies both size and data is cut."""
     if x_axis not in X_AXES:
         raise ValueError(f"x axis {x_axis!r}: choose from {sorted(X_AXES)}")
     if pairing not in PAIRINGS:
@@ -105,29 +111,33 @@ def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pa
         raise ValueError(f"family {family!r} / correction {correction!r}: choose from {FAMILIES} / {CORRECTIONS}")
     if sequential and (max_seeds is None or max_seeds < 3):
         raise ValueError(f"sequential intervals need max_seeds >= 3 (the planned largest seed count), got {max_seeds}")
-    x = X_AXES[x_axis]
-    done = _finished(runs, x)
+    x, chosen = X_AXES[x_axis], metric_named(metric)
+    done, shared_base = slices(_finished(runs, x, chosen), x_axis)
     levels = look_levels(done, max_seeds) if sequential else Levels()
     ia = ia_column(done)
     several = done["series"].nunique() > 1
     results, cells_of = [], {"auc": [], "ia": []}
-    for (series, backbone), by_backbone in done.groupby(["series", "backbone"], sort=True):
-        label = f"{series} / {backbone}" if several else str(backbone)
-        result = BackboneAnalysis(str(backbone), str(series), label=label)
-        curves = arm_curves(by_backbone)
-        auc = {arm: arm_cells(curve, x, "test_auc") for arm, curve in curves.items()}
+    for (series, cut, backbone), by_backbone in done.groupby(["series", "slice", "backbone"], sort=True):
+        label = f"{series} / {backbone}{cut}" if several else f"{backbone}{cut}"
+        result = BackboneAnalysis(str(backbone), str(series), label=label, metric=chosen.name, slice=str(cut),
+                                  shared_base=shared_base)
+        curves = arm_curves(by_backbone, shared_base=shared_base)
+        auc = {arm: arm_cells(curve, x, "score") for arm, curve in curves.items()}
         cells_of["auc"] += [c for cells in auc.values() for c in cells]
-        result.claims = _auc_claims(auc, pairing, margin, levels)
+        result.claims = _auc_claims(auc, pairing, margin, levels, first_scale=2 if shared_base else 1)
         if ia:
             ia_cells = {arm: arm_cells(curve, x, ia) for arm, curve in curves.items()}
             cells_of["ia"] += [c for cells in ia_cells.values() for c in cells]
             result.claims += gap_claims(ia_cells.get("me", []), ia_cells.get("se", []), pairing, ia_margin, levels,
                                         kind="ia_gap")
         if fit:
-            result.fits = _fits(curves, x, resamples, margin)
-            result.effective_multiplier = _multipliers(curves, result.fits.get("auc", {}), x, resamples)
+            result.fits = _fits(curves, x, resamples, margin, chosen)
+            result.effective_multiplier = _multipliers(curves, result.fits.get(chosen.name, {}), x, resamples, chosen)
         results.append(result)
     results += comparisons(done, compare, x, pairing, margin, levels)
+    for result in results:
+        for claim in result.claims:
+            claim.metric = chosen.gain  # the unit its texts name (IA claims name theirs)
     families = _families(results, family)
     adjust_family(families, correction, family)
     fallback = {"auc": pooled_variance(cells_of["auc"]), "ia": pooled_variance(cells_of["ia"])}
@@ -153,7 +163,7 @@ def _families(results: List[BackboneAnalysis], family: str) -> List[List[Claim]]
 
 def _mark_peaks(result: BackboneAnalysis) -> None:
     """Saturated trends of an arm whose fitted AUC curve peaks inside its measured range."""
-    for arm, curve_fit in result.fits.get("auc", {}).items():
+    for arm, curve_fit in result.fits.get(result.metric, {}).items():
         peak = curve_fit.interior_best()
         for top in (False, True):
             claim = result.trend(arm, top=top)
@@ -176,26 +186,38 @@ def look_levels(runs: pd.DataFrame, max_seeds: int) -> Levels:
     return Levels.sequential(max_seeds, seeds_seen=most_seeds(finished))
 
 
-def _finished(runs: pd.DataFrame, x: str) -> pd.DataFrame:
+def _finished(runs: pd.DataFrame, x: str, metric: Metric) -> pd.DataFrame:
     runs = runs if "series" in runs else runs.assign(series=runs["sweep"] if "sweep" in runs else "")
     runs, _ = split_series_by_data(distinct_runs(runs.assign(series=runs["series"].fillna(""))))
     if "run_id" not in runs:
         runs = runs.assign(run_id=[f"row{i}" for i in range(len(runs))])
+    for column in (x, metric.column):
+        if column not in runs:
+            runs = runs.assign(**{column: np.nan})
+    runs = runs.assign(score=metric.score(runs[metric.column].to_numpy(dtype=float, na_value=np.nan)),
+                       train_fraction=runs["train_fraction"].fillna(1.0) if "train_fraction" in runs else 1.0)
     ia = ia_column(runs)
-    columns = ["run_id", "series", "backbone", "arm", "scale", "seed", "num_embeddings", "test_auc", "test_logloss", x,
-               *([ia] if ia else []), *(["data_fingerprint"] if "data_fingerprint" in runs else [])]
-    keep = (runs["status"] == "FINISHED") & runs[x].notna() & runs["test_auc"].notna()
+    optional = [c for c in ("data_fingerprint", "train_rows", "train_flops", "flops_per_example", "params_total",
+                            "test_ne") if c in runs]
+    columns = ["run_id", "series", "backbone", "arm", "scale", "seed", "num_embeddings", "test_auc", "test_logloss",
+               "score", "train_fraction", x, *([ia] if ia else []), *optional]
+    keep = (runs["status"] == "FINISHED") & runs[x].notna() & runs["score"].notna()
     if "explicit_shape" in runs:  # (K, d) cells of a frontier grid: arm and scale do not place them on a curve
         keep &= runs["explicit_shape"].fillna("") != "true"
     return runs.loc[keep, list(dict.fromkeys(columns))]
 
 
-def _auc_claims(cells: dict, pairing: str, margin: float, levels: Levels) -> List[Claim]:
+def curve_runs(runs: pd.DataFrame, x_axis: str, metric: str = "auc") -> pd.DataFrame:
+    """The finished runs the analysis puts on curves, cut as it cuts them (a `slice` column)."""
+    return slices(_finished(runs, X_AXES[x_axis], metric_named(metric)), x_axis)[0]
+
+
+def _auc_claims(cells: dict, pairing: str, margin: float, levels: Levels, first_scale: int = 2) -> List[Claim]:
     me, se = cells.get("me", []), cells.get("se", [])
     claims = []
     scaling = scaling_gap_claim(me, se, margin, levels) if me and se else None
     claims += [scaling] if scaling is not None else []
-    claims += gap_claims(me, se, pairing, margin, levels)
+    claims += gap_claims(me, se, pairing, margin, levels, first_scale=first_scale)
     for arm, arm_cells_ in sorted(cells.items()):
         if len(arm_cells_) >= 2:  # one size has no trend, whatever the seeds
             claims.append(trend_claim(arm, arm_cells_, margin, levels))
@@ -212,41 +234,47 @@ def ia_column(runs: pd.DataFrame) -> Optional[str]:
 
 
 def _groups(curve: pd.DataFrame, x: str, column: str, transform) -> tuple:
-    """(sorted distinct sizes, per-size arrays of transform(column)) over the rows with both."""
+    """(sizes, per-size arrays of transform(column)) over the rows with both, one per cell (its
+    scale) at the cell's mean x — training FLOPs differ by seed within a cell — sorted by size."""
     xs, ys = curve[x].to_numpy(dtype=float, na_value=np.nan), curve[column].to_numpy(dtype=float, na_value=np.nan)
-    keep = np.isfinite(xs) & np.isfinite(ys)
-    xs, ys = xs[keep], transform(ys[keep])
-    sizes = np.unique(xs)
-    return sizes, [ys[xs == size] for size in sizes]
+    scales = curve["scale"].to_numpy(dtype=float, na_value=np.nan)
+    keep = np.isfinite(xs) & np.isfinite(ys) & np.isfinite(scales)
+    xs, ys, scales = xs[keep], transform(ys[keep]), scales[keep]
+    cells = sorted(((xs[scales == s].mean(), ys[scales == s]) for s in np.unique(scales)), key=lambda c: c[0])
+    return np.array([size for size, _ in cells]), [values for _, values in cells]
 
 
-def _fits(curves: Dict[str, pd.DataFrame], x: str, resamples: int, margin: float) -> Dict[str, Dict[str, CurveFit]]:
+def _fits(curves: Dict[str, pd.DataFrame], x: str, resamples: int, margin: float,
+          chosen: Metric) -> Dict[str, Dict[str, CurveFit]]:
+    """The chosen metric's fits (its margin), then AUC's and logloss's as before."""
     fits: Dict[str, Dict[str, CurveFit]] = {}
-    for metric, (column, transform) in METRICS.items():
+    for metric in dict.fromkeys([chosen.name, "auc", "logloss"]):
         fits[metric] = {}
         for arm, curve in curves.items():
-            sizes, groups = _groups(curve, x, column, transform)
+            if METRICS[metric].column not in curve:
+                continue
+            sizes, groups = _groups(curve, x, METRICS[metric].column, METRICS[metric].error)
             if len(sizes):
                 fits[metric][arm] = fit_curve(sizes, groups, resamples=resamples, margin=margin)
     return fits
 
 
-def _multipliers(curves: Dict[str, pd.DataFrame], auc_fits: Dict[str, CurveFit], x: str,
-                 resamples: int) -> List[dict]:
-    """For each ME size above the base: the SE size whose fitted curve reaches ME's AUC there,
-    over ME's size — only on a trusted SE fit."""
-    se_fit = auc_fits.get("se")
+def _multipliers(curves: Dict[str, pd.DataFrame], fits: Dict[str, CurveFit], x: str,
+                 resamples: int, metric: Metric) -> List[dict]:
+    """For each ME size above the base: the SE size whose fitted curve reaches ME's metric
+    there, over ME's size — only on a trusted SE fit."""
+    se_fit = fits.get("se")
     if "me" not in curves or se_fit is None or not se_fit.trusted:
         return []
-    _, se_groups = _groups(curves["se"], x, "test_auc", lambda v: 1.0 - v)
-    me_sizes, me_groups = _groups(curves["me"], x, "test_auc", lambda v: 1.0 - v)
+    _, se_groups = _groups(curves["se"], x, metric.column, metric.error)
+    me_sizes, me_groups = _groups(curves["me"], x, metric.column, metric.error)
     return [effective_size_multiplier(se_fit, se_groups, size, group, resamples=resamples)
             for size, group in zip(me_sizes, me_groups) if size > min(se_fit.sizes)]
 
 
 def fit_note(result: BackboneAnalysis) -> str:
     """'SE: peaked, trusted; ME: power law, not trusted' (or why there is no fit)."""
-    fits = result.fits.get("auc", {})
+    fits = result.fits.get(result.metric, {})
     parts = [f"{arm.upper()}: {f.form}, {f.trust.split(':')[0]}" if f.form else
              f"{arm.upper()}: no fit" for arm, f in sorted(fits.items(), reverse=True)]
     return "; ".join(parts) if parts else "no fit"

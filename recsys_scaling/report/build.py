@@ -16,7 +16,8 @@ import pandas as pd
 from .. import tracking
 from ..config import resolve_tracking_uri
 from . import looks
-from .analysis import (DEFAULT_IA_MARGIN, DEFAULT_MARGIN, X_AXES, analyse, arm_curves, claim_records, fit_rows,
+from .metrics import METRICS, X_AXES, X_LABELS, metric_named
+from .analysis import (DEFAULT_IA_MARGIN, DEFAULT_MARGIN, analyse, arm_curves, claim_records, fit_rows,
                        look_levels)
 from .claims import CORRECTIONS, FAMILIES, PAIRINGS
 from .compare import Comparison, parse_comparison
@@ -30,8 +31,6 @@ from .frontier import frontier
 from .frontier_plots import frontier_map
 from .render import comparison_section, frontier_section, next_steps, verdict_markdown, write_index
 
-X_LABELS = {"total": "total parameters", "embedding": "embedding parameters", "dense": "dense parameters",
-            "flops": "FLOPs per example"}
 
 
 @dataclass
@@ -65,6 +64,7 @@ class ClaimOptions:
     max_seeds: Optional[int] = None
     margin_note: str = ""
     compare: Tuple[str, ...] = ()  # "A:B" pairs of series, [SWEEP/]BACKBONE/ARM each
+    metric: str = "auc"  # what the claims and fits read: auc, logloss or ne
 
     def comparisons(self) -> list:
         return [parse_comparison(text) for text in self.compare]
@@ -78,6 +78,7 @@ class ClaimOptions:
         for flag, value in (("--margin", self.margin), ("--ia-margin", self.ia_margin)):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{flag} {value:g}: must be a positive number, e.g. {flag} 0.0005")
+        metric_named(self.metric)
         if self.max_seeds is not None and self.max_seeds < 3:
             raise ValueError(f"--max-seeds {self.max_seeds}: must be at least 3")
         self.comparisons()
@@ -92,8 +93,10 @@ class ClaimOptions:
                                  f"pass {flag} to pick one")
             return values.pop() if values else None
 
-        margin = self.margin if self.margin is not None else agreed("margin")
-        note = self.margin_note or (agreed("margin_note") if self.margin is None else "") or ""
+        # a sweep's recorded margins are in AUC units: another metric takes its own default
+        recorded_margin = agreed("margin") if self.metric == "auc" else METRICS[self.metric].margin
+        margin = self.margin if self.margin is not None else recorded_margin
+        note = self.margin_note or (agreed("margin_note") if self.margin is None and self.metric == "auc" else "") or ""
         planned = max((r["max_seeds"] for r in recorded if r.get("max_seeds")), default=None)
         if planned is not None and self.max_seeds is not None and self.max_seeds < planned:
             raise ValueError(f"--max-seeds {self.max_seeds}: the sweep's adaptive seeds were planned up to {planned} "
@@ -173,7 +176,7 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
     analyses = analyse(runs, x_axis, resamples, pairing=options.pairing, family=options.family,
                        correction=options.correction, margin=options.margin,
                        ia_margin=options.ia_margin, sequential=options.sequential, max_seeds=options.max_seeds,
-                       compare=options.comparisons())
+                       compare=options.comparisons(), metric=options.metric)
     compared = [a for a in analyses if isinstance(a, Comparison)]
     backbones = [a for a in analyses if not isinstance(a, Comparison)]
     shown = _display_runs(runs)

@@ -29,12 +29,13 @@ class Cell:
         return np.array(list(self.values.values()), dtype=float)
 
 
-def arm_curves(runs: pd.DataFrame) -> Dict[str, pd.DataFrame]:
+def arm_curves(runs: pd.DataFrame, shared_base: bool = True) -> Dict[str, pd.DataFrame]:
     """arm -> its finished runs; the ME curve's 1x point is the SE base (ME with one set is that
-    model), unless ME ran a different 1x model of its own (K > 1 there, e.g. budget targets)."""
+    model), unless ME ran a different 1x model of its own (K > 1 there, e.g. budget targets).
+    shared_base=False: curves along another axis than size (data), where no cell is shared."""
     curves = {str(arm): curve.assign(job_arm=curve["arm"]) for arm, curve in runs.groupby("arm", sort=True)}
     se, me = curves.get("se"), curves.get("me")
-    if se is None or me is None:
+    if se is None or me is None or not shared_base:
         return curves
     me = me[me["num_embeddings"].fillna(2) != 1]
     base = se[se["scale"] == 1]

@@ -92,6 +92,7 @@ class Claim:
     level: float = LEVEL  # the interval's confidence (lower with sequential looks)
     cells: tuple = ()  # (job arm, scale) of the cells it uses: where more seeds would go
     names: tuple = ()  # series_*: the two series compared, (A, B)
+    metric: str = "AUC"  # the unit of its value: AUC, or "logloss reduction" (positive is better)
     contrast: Optional[Contrast] = field(default=None, repr=False, compare=False)
 
     @property
@@ -291,7 +292,7 @@ def claim_text(claim: Claim) -> str:
     if claim.verdict == INSUFFICIENT:
         needed = seeds_text(claim.seeds_needed)
         return f"{subject}: insufficient seeds ({_why_insufficient(claim)}; {needed} would decide it)"
-    value = f"{claim.estimate:+.{digits}f} {UNITS[claim.kind]}{_interval_text(claim)}"
+    value = f"{claim.estimate:+.{digits}f} {UNITS[claim.kind].replace('AUC', claim.metric)}{_interval_text(claim)}"
     if claim.verdict == UNDECIDED:
         return f"{subject}: undecided, {value}; {seeds_text(claim.seeds_needed)} would decide it"
     words = _peak_words(claim) if claim.verdict == PEAKED else WORDS[(claim.kind, claim.verdict)]

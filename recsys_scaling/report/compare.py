@@ -131,7 +131,7 @@ def compare(done: pd.DataFrame, a: SeriesSpec, b: SeriesSpec, x: str, pairing: s
                        f"{', '.join(sorted(d[:8] for d in data_a))} and {', '.join(sorted(d[:8] for d in data_b))}); "
                        "runs on different data are never compared")
         return result
-    cells_a, cells_b = arm_cells(curve_a, x, "test_auc"), arm_cells(curve_b, x, "test_auc")
+    cells_a, cells_b = arm_cells(curve_a, x, "score"), arm_cells(curve_b, x, "score")
     result.points = {spec.label: [(c.scale, c.size, float(c.array.mean()),
                                    float(c.array.std(ddof=1)) if len(c.values) > 1 else 0.0, len(c.values))
                                   for c in cells] for spec, cells in ((a, cells_a), (b, cells_b))}

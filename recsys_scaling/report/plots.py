@@ -107,27 +107,34 @@ def _draw_backbone(ax, runs: pd.DataFrame, analysis, x_column: str, color_of) ->
     from .analysis import arm_curves
     from .fit import bootstrap_band
 
-    done = runs[(runs["status"] == "FINISHED") & runs["test_auc"].notna()]
-    for arm, curve in arm_curves(done).items():
-        stats = curve.groupby(x_column)["test_auc"].agg(["mean", "std"]).reset_index()
+    from .metrics import METRICS
+
+    metric = METRICS[getattr(analysis, "metric", "auc")]
+    shown = metric.error  # 1 − AUC ↔ AUC, and logloss / NE as they are: the map is its own inverse
+    done = runs[(runs["status"] == "FINISHED") & runs[metric.column].notna()]
+    for arm, curve in arm_curves(done, shared_base=getattr(analysis, "shared_base", True)).items():
+        # one point per cell (its mean size): training FLOPs differ by seed within a cell
+        stats = curve.groupby("scale").agg(x=(x_column, "mean"), mean=(metric.column, "mean"),
+                                           std=(metric.column, "std")).sort_values("x")
         color = color_of(arm)
-        ax.errorbar(stats[x_column], stats["mean"], yerr=stats["std"], color=color, capsize=3, lw=0.8,
+        ax.errorbar(stats["x"], stats["mean"], yerr=stats["std"], color=color, capsize=3, lw=0.8,
                     alpha=0.8, label=f"{arm.upper()} measured", **ARM_STYLE.get(arm, {}))
-        fit = analysis.fits.get("auc", {}).get(arm)
+        fit = analysis.fits.get(metric.name, {}).get(arm)
         if fit is None or fit.form is None:
             continue
         inside = np.geomspace(min(fit.sizes), max(fit.sizes), 60)
         if not fit.trusted:
-            ax.plot(inside, 1 - fit.predict(inside), ":", color=color, lw=1.2,
+            ax.plot(inside, shown(fit.predict(inside)), ":", color=color, lw=1.2,
                     label=f"{arm.upper()} {fit.form} ({fit.trust.split(':')[0]})")
             continue
         beyond = np.geomspace(max(fit.sizes), 4 * max(fit.sizes), 20)
-        ax.plot(inside, 1 - fit.predict(inside), "-", color=color, lw=1.6, label=f"{arm.upper()} fit: {fit.form}")
-        ax.plot(beyond, 1 - fit.predict(beyond), "--", color=color, lw=1, alpha=0.7)
-        groups = [1 - curve[curve[x_column] == s]["test_auc"].to_numpy() for s in sorted(curve[x_column].unique())]
+        ax.plot(inside, shown(fit.predict(inside)), "-", color=color, lw=1.6, label=f"{arm.upper()} fit: {fit.form}")
+        ax.plot(beyond, shown(fit.predict(beyond)), "--", color=color, lw=1, alpha=0.7)
+        groups = [metric.error(curve[curve["scale"] == s][metric.column].to_numpy()) for s in stats.index]
         grid = np.concatenate([inside, beyond])
-        band = bootstrap_band(fit, groups, grid)
-        ax.fill_between(grid, 1 - band[1], 1 - band[0], color=color, alpha=0.15, lw=0)
+        band = shown(bootstrap_band(fit, groups, grid))
+        ax.fill_between(grid, np.minimum(band[0], band[1]), np.maximum(band[0], band[1]), color=color, alpha=0.15,
+                        lw=0)
     ax.set_xscale("log")
     log_size_ticks(ax.xaxis)
     ax.grid(True, which="both", alpha=0.3)
@@ -152,15 +159,20 @@ ARM_COLORS = {"se": "#1f77b4", "me": "#d62728"}
 
 
 def _runs_of(runs: pd.DataFrame, analysis) -> pd.DataFrame:
-    return runs[(runs["backbone"] == analysis.backbone) & (runs["series"].fillna("") == analysis.series)]
+    mine = (runs["backbone"] == analysis.backbone) & (runs["series"].fillna("") == analysis.series)
+    if "slice" in runs:
+        mine &= runs["slice"] == getattr(analysis, "slice", "")
+    return runs[mine]
 
 
 def backbone_fit(runs: pd.DataFrame, analysis, x_column: str, x_label: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     _draw_backbone(ax, _runs_of(runs, analysis), analysis, x_column, lambda arm: ARM_COLORS.get(arm, "k"))
     ax.set_xlabel(x_label)
-    ax.set_ylabel("test AUC")
-    ax.set_title(f"{analysis.label}: AUC vs size (error bars: seed std; trusted fits with 95% band)", fontsize=9)
+    label = {"auc": "AUC", "logloss": "logloss", "ne": "NE"}[getattr(analysis, "metric", "auc")]
+    ax.set_ylabel(f"test {label}")
+    ax.set_title(f"{analysis.label}: {label} vs {x_label} (error bars: seed std; trusted fits with 95% band)",
+                 fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)

@@ -101,9 +101,10 @@ def verdict_table(analyses) -> str:
     large-field IA | fit"""
     rows = [f"<tr><th>{html.escape(a.label)}</th>{''.join(_cell(c) for c in _row_claims(a))}"
             f"<td>{html.escape(fit_note(a))}</td></tr>" for a in analyses if not isinstance(a, Comparison)]
-    header = ("<tr><th>backbone</th><th>ME − SE test AUC<br>at the largest scale</th><th>ME vs SE scaling rate<br>"
-              "(AUC per doubling)</th><th>SE at the top<br>(two largest sizes)</th><th>ME at the top<br>(two largest "
-              "sizes)</th><th>ME − SE IA of the large<br>fields (collapse)</th><th>fit (form, trusted?)</th></tr>")
+    unit = next((a.claims[0].metric for a in analyses if a.claims), "AUC")
+    header = (f"<tr><th>backbone</th><th>ME − SE test {unit}<br>at the largest scale</th><th>ME vs SE scaling rate<br>"
+              f"({unit} per doubling)</th><th>SE at the top<br>(two largest sizes)</th><th>ME at the top<br>(two largest "
+              f"sizes)</th><th>ME − SE IA of the large<br>fields (collapse)</th><th>fit (form, trusted?)</th></tr>")
     return f'<div class="scroll"><table class="v">{header}{"".join(rows)}</table></div>'
 
 
@@ -153,7 +154,8 @@ def _method_note(method: dict) -> str:
                   f"cell) by the spending function α·(k/K)²; these data are look {method.get('look', 1)}, tested at "
                   f"{100 * (1 - method['level']):.3g}%, so the family's guarantee holds over all the looks."
                   if method.get("sequential") else "")
-    return (f"<p class=note><strong>Margin</strong>: {method['margin']:g} AUC ({method['ia_margin']:g} IA) — "
+    unit = {"auc": "AUC", "logloss": "logloss", "ne": "NE"}.get(method.get("metric", "auc"), "AUC")
+    return (f"<p class=note><strong>Margin</strong>: {method['margin']:g} {unit} ({method['ia_margin']:g} IA) — "
             f"{html.escape(method.get('margin_note') or DEFAULT_MARGIN_NOTE)}. "
             f"Verdicts: a direction (ME ahead / improving / ME scales better) when the test excludes 0; "
             "<em>equivalent</em> / <em>same scaling</em> when the difference is shown to be inside ±margin (two "
