@@ -137,3 +137,15 @@ def test_fit_time_on_a_five_by_five_grid_is_small_enough_for_a_report():
     cells = Cells(N, D, planted(N, D) + rng.normal(0, 1e-3, len(N)), np.repeat(np.arange(25), 3))
     fit = fit_law(cells)
     assert fit.converged and set(raw_intervals(fit)) == set(TRUTH)
+
+
+def test_a_flat_size_axis_is_dropped_and_every_flop_goes_to_rows():
+    """Size that does not matter (A = 0) leaves the full law unidentified; the law without the
+    size term fits as well, so it is the answer: the smallest size, the compute on rows."""
+    flat = {**TRUTH, "A": 0.0}
+    law = joint_law(planted_runs(np.random.default_rng(5), truth=flat, sd=lambda n, d: 3e-4), metric="logloss")
+    assert law.fit.converged and law.fit.dropped == "size" and law.as_dict()["dropped_term"] == "size"
+    assert law.params["beta"]["low"] <= TRUTH["beta"] <= law.params["beta"]["high"]
+    answer = law.optimal(1e13)
+    assert answer["size"]["estimate"] == SIZES[0]
+    assert answer["rows"]["estimate"] == pytest.approx(1e13 / (3 * EPOCHS * K * SIZES[0] ** GAMMA), rel=1e-6)

@@ -63,6 +63,10 @@ def cmd_advise(args: argparse.Namespace) -> int:
     parent = store.latest_sweep_parent(args.sweep).info.run_id
     runs, _ = collect_runs(store, [parent])
     runs = distinct_runs(runs)
+    if args.compute is not None:
+        from .advise_compute import advise_compute
+
+        return advise_compute(args, runs)
     budget, said = parse_budget(args.budget, args.axis, runs)
     result = advise(runs, budget, args.axis, args.backbone, args.resamples)
     backbone = args.backbone or ", ".join(sorted(runs["backbone"].dropna().unique()))

@@ -176,11 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "server itself, else $RECSYS_SCALING_UI_URL, else `recsys-scaling ui`'s http://127.0.0.1:5000)")
     report.add_argument("--out", type=Path, default=Path("reports"), help="output root (default: reports/)")
 
-    advise = commands.add_parser("advise", help="the best (K sets x d width) for a budget, from a sweep's cells")
-    advise.add_argument("sweep", help="a sweep name (its latest parent run); e.g. frontier")
-    advise.add_argument("--budget", required=True,
+    advise = commands.add_parser("advise", help="the best (K sets x d width) for a budget, from a sweep's cells; "
+                                 "or the best size and rows for a training compute (--compute)")
+    advise.add_argument("sweep", help="a sweep name (its latest parent run); e.g. frontier, data_scaling")
+    wanted = advise.add_mutually_exclusive_group(required=True)
+    wanted.add_argument("--budget",
                         help="on --axis: a parameter count (e.g. 112200, 1.1e5), or on the embedding axis KxD "
                              "per field with a d suffix (40d: K·d = 40)")
+    wanted.add_argument("--compute", type=float, metavar="FLOPS",
+                        help="a training-compute budget in FLOPs (e.g. 3e12): the compute-optimal size and rows "
+                             "from the sweep's joint size x data law (a sweep that varies data.train_fraction)")
+    advise.add_argument("--metric", default="logloss", choices=["auc", "logloss", "ne"],
+                        help="with --compute: the metric the law is fitted to (default logloss)")
     advise.add_argument("--axis", default="embedding", choices=["embedding", "total", "flops"],
                         help="what the budget counts (default: embedding parameters)")
     advise.add_argument("--backbone", default=None, help="the backbone, when the sweep has several")

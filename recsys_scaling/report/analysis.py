@@ -125,6 +125,11 @@ def analyse(runs: pd.DataFrame, x_axis: str = "total", resamples: int = 1000, pa
         auc = {arm: arm_cells(curve, x, "score") for arm, curve in curves.items()}
         cells_of["auc"] += [c for cells in auc.values() for c in cells]
         result.claims = _auc_claims(auc, pairing, margin, levels, first_scale=2 if shared_base else 1)
+        if not shared_base:  # along data a cell's "scale" is its place among the training fractions
+            fraction_at = dict(zip(by_backbone["scale"], by_backbone["train_fraction"]))
+            for claim in result.claims:
+                if claim.scale is not None:
+                    claim.where = f"at {fraction_at[claim.scale]:g} of the training rows"
         if ia:
             ia_cells = {arm: arm_cells(curve, x, ia) for arm, curve in curves.items()}
             cells_of["ia"] += [c for cells in ia_cells.values() for c in cells]
@@ -199,7 +204,7 @@ def _finished(runs: pd.DataFrame, x: str, metric: Metric) -> pd.DataFrame:
     ia = ia_column(runs)
     optional = [c for c in ("data_fingerprint", "train_rows", "train_flops", "flops_per_example", "params_total",
                             "test_ne") if c in runs]
-    columns = ["run_id", "series", "backbone", "arm", "scale", "seed", "num_embeddings", "test_auc", "test_logloss",
+    columns = ["run_id", "status", "series", "backbone", "arm", "scale", "seed", "num_embeddings", "test_auc", "test_logloss",
                "score", "train_fraction", x, *([ia] if ia else []), *optional]
     keep = (runs["status"] == "FINISHED") & runs[x].notna() & runs["score"].notna()
     if "explicit_shape" in runs:  # (K, d) cells of a frontier grid: arm and scale do not place them on a curve

@@ -17,7 +17,7 @@ from .. import tracking
 from ..config import resolve_tracking_uri
 from . import looks
 from .metrics import METRICS, X_AXES, X_LABELS, metric_named
-from .analysis import (DEFAULT_IA_MARGIN, DEFAULT_MARGIN, analyse, arm_curves, claim_records, fit_rows,
+from .analysis import (DEFAULT_IA_MARGIN, DEFAULT_MARGIN, analyse, arm_curves, claim_records, curve_runs, fit_rows,
                        look_levels)
 from .claims import CORRECTIONS, FAMILIES, PAIRINGS
 from .compare import Comparison, parse_comparison
@@ -29,6 +29,7 @@ from .plots import (auc_vs_params, backbone_fit, comparison_plot, ia_vs_scale, p
                     spectra)
 from .frontier import frontier
 from .frontier_plots import frontier_map
+from .law_section import data_section
 from .render import comparison_section, frontier_section, next_steps, verdict_markdown, write_index
 
 
@@ -181,8 +182,10 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
     backbones = [a for a in analyses if not isinstance(a, Comparison)]
     shown = _display_runs(runs)
     summary, oracle = seed_summary(shown), oracle_aucs(runs)
-    plots = [small_multiples(runs, backbones, x_column, x_label, work / "scaling_grid.png")]
-    plots += [backbone_fit(runs, a, x_column, x_label, work / f"scaling_{_slug(a.label)}.png") for a in backbones]
+    curves = curve_runs(runs, x_axis, options.metric)
+    plots = [small_multiples(curves, backbones, x_column, x_label, work / "scaling_grid.png")]
+    plots += [backbone_fit(curves, a, x_column, x_label, work / f"scaling_{_slug(a.label)}.png") for a in backbones]
+    data = data_section(runs, options.metric, options.margin, work)
     compare_images = [comparison_plot(c, x_label, work / f"compare_{_slug(c.label)}.png") for c in compared]
     plots.append(auc_vs_params(summary, work / "auc_vs_params.png", f"{name}: test AUC vs model size",
                                oracle))
@@ -210,11 +213,12 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
         "max_seeds": options.max_seeds, "notes": notes, "time": {p: store.sweep_times(p) for p in parents},
         "claims": claims, "oracle": oracle,
         "backbones": [a.as_dict() for a in backbones], "comparisons": [c.as_dict() for c in compared],
-        "frontier": [f.as_dict() for f in fronts]}, indent=2, default=_json_value))
+        "frontier": [f.as_dict() for f in fronts], "metric": options.metric, "data_axis": data["json"]},
+        indent=2, default=_json_value))
     write_index(work, name, parents, store.uri, ui_url, analyses, plots, fit_rows(backbones),
                 pd.DataFrame(claims), multipliers, summary, runs, missing, paper, x_label, method, oracle, notes,
-                [comparison_section(compared, compare_images), frontier_section(fronts, front_images)])
-    return {"plot": plots[0].name, "verdicts": verdicts, "markdown": verdict_markdown(backbones),
+                [data["html"], comparison_section(compared, compare_images), frontier_section(fronts, front_images)])
+    return {"plot": plots[0].name, "verdicts": verdicts + data["sentences"], "markdown": verdict_markdown(backbones),
             "next_steps": [f"{label}: {seeds}; all of them: {command}"
                            for label, seeds, command in next_steps(analyses, name, seed_plan)]}
 

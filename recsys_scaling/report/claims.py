@@ -93,6 +93,7 @@ class Claim:
     cells: tuple = ()  # (job arm, scale) of the cells it uses: where more seeds would go
     names: tuple = ()  # series_*: the two series compared, (A, B)
     metric: str = "AUC"  # the unit of its value: AUC, or "logloss reduction" (positive is better)
+    where: str = ""  # gaps along another axis than size: e.g. "at 0.5 of the training rows"
     contrast: Optional[Contrast] = field(default=None, repr=False, compare=False)
 
     @property
@@ -232,7 +233,7 @@ def _why_insufficient(claim: Claim) -> str:
 
 
 SUBJECT = {
-    "gap": lambda c: f"ME vs SE at {c.scale}x",
+    "gap": lambda c: f"ME vs SE {c.where or f'at {c.scale}x'}",
     "ia_gap": lambda c: f"large-field IA, ME vs SE at {c.scale}x",
     "trend": lambda c: f"{c.arm.upper()} trend",
     "top_trend": lambda c: f"{c.arm.upper()} at the top",

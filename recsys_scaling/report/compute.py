@@ -49,31 +49,41 @@ class CostModel:
                 "epochs": self.epochs_factor / 3.0}
 
 
-def _frontier(theta: np.ndarray, fit, cost: CostModel, compute) -> tuple:
-    """(N*, D*, L*) per row of theta (draws × 5) at `compute`; NaN where the law has no optimum."""
+def _terms(theta: np.ndarray):
     E, A, alpha, B, beta = (theta[:, i] for i in range(5))
+    size_flat, data_flat = (A == 0) & (alpha == 0), (B == 0) & (beta == 0)  # a term the fit dropped
+    both = (A > 0) & (B > 0) & (alpha > 0) & (beta > 0)
+    valid = both | (size_flat & (B > 0) & (beta > 0)) | (data_flat & (A > 0) & (alpha > 0))
+    return E, A, alpha, B, beta, size_flat, data_flat, valid
+
+
+def _frontier(theta: np.ndarray, fit, cost: CostModel, compute) -> tuple:
+    """(N*, D*, L*) per row of theta (draws × 5) at `compute`; NaN where the law has no optimum.
+    A flat size term (dropped by the fit) puts every FLOP on rows at the smallest measured size;
+    a flat data term, on size at the fewest measured rows."""
+    E, A, alpha, B, beta, size_flat, data_flat, valid = _terms(theta)
     gamma = cost.gamma
     K = np.asarray(compute, float) / (cost.epochs_factor * cost.k * fit.N0 ** gamma * fit.D0)
-    valid = (A > 0) & (B > 0) & (alpha > 0) & (beta > 0)
     with np.errstate(all="ignore"):
         n = (alpha * A * K ** beta / (beta * gamma * B)) ** (1.0 / (alpha + beta * gamma))
+        n = np.where(size_flat, 1.0, np.where(data_flat, K ** (1.0 / gamma), n))
         d = K * n ** -gamma
-        L = E + A * n ** -alpha + B * d ** -beta
+        L = E + np.where(size_flat, 0.0, A * n ** -alpha) + np.where(data_flat, 0.0, B * d ** -beta)
     nan = np.full_like(E, np.nan)
     return (np.where(valid, n * fit.N0, nan), np.where(valid, d * fit.D0, nan), np.where(valid, L, nan))
 
 
 def _compute_to_reach(theta: np.ndarray, fit, cost: CostModel, target) -> np.ndarray:
     """The least training compute at which the law's optimum reaches `target` (inf: never)."""
-    E, A, alpha, B, beta = (theta[:, i] for i in range(5))
-    gamma = cost.gamma
+    E, A, alpha, B, beta, size_flat, data_flat, valid = _terms(theta)
+    gamma, gap = cost.gamma, np.asarray(target, float) - E
     with np.errstate(all="ignore"):
         G = (alpha * A / (beta * gamma * B)) ** (1.0 / (alpha + beta * gamma))
         H = A * G ** -alpha + B * G ** (beta * gamma)
         rho = alpha * beta / (alpha + beta * gamma)
-        K = (H / (np.asarray(target, float) - E)) ** (1.0 / rho)
-    K = np.where(np.asarray(target, float) > E, K, np.inf)
-    valid = (A > 0) & (B > 0) & (alpha > 0) & (beta > 0)
+        K = (H / gap) ** (1.0 / rho)
+        K = np.where(size_flat, (B / gap) ** (1.0 / beta), np.where(data_flat, (A / gap) ** (gamma / alpha), K))
+    K = np.where(gap > 0, K, np.inf)
     return np.where(valid, K * cost.epochs_factor * cost.k * fit.N0 ** gamma * fit.D0, np.nan)
 
 
@@ -94,6 +104,9 @@ def _entry(point: float, draws: np.ndarray) -> dict:
 
 
 def _check_cost(law) -> CostModel:
+    if not law.fit.converged:
+        raise ValueError(f"{law.backbone}/{law.arm}: the joint law did not converge ({law.fit.why}), so it has no "
+                         "optimum to read")
     if law.cost is None:
         raise ValueError(f"{law.backbone}/{law.arm}: no measured cost (runs without flops_per_example and "
                          "train_flops, recorded before the data axis): rerun them")

@@ -71,49 +71,95 @@ class Fit:
     D0: float
     converged: bool
     why: str = ""
+    rss: float = float("nan")
+    dropped: str = ""  # "size" or "data": a flat term left out (its effect is within noise)
 
     def predict(self, N, D, theta: Optional[np.ndarray] = None) -> np.ndarray:
         E, A, alpha, B, beta = self.theta if theta is None else theta
         return E + A * (np.asarray(N, float) / self.N0) ** -alpha + B * (np.asarray(D, float) / self.D0) ** -beta
 
     def draws(self, count: int, rng: np.random.Generator) -> np.ndarray:
-        """Parameter draws from the fit's multivariate t (its covariance, n − 5 d.o.f.)."""
+        """Parameter draws from the fit's multivariate t (n − 5 d.o.f.), on the log scale for the
+        positive constants (as their intervals are); a dropped term stays exactly 0."""
+        positive = np.array([False, True, True, True, True]) & (self.theta > 0)
+        gradient = np.where(positive, 1.0 / np.where(positive, self.theta, 1.0), 1.0)
+        cov = self.cov * np.outer(gradient, gradient)
+        values, vectors = np.linalg.eigh((cov + cov.T) / 2)
+        root = vectors * np.sqrt(np.clip(values, 0.0, None))  # a covariance with rounding noise stays usable
         scale = np.sqrt(self.dof / rng.chisquare(self.dof, size=count))[:, None]
-        return self.theta + scale * rng.multivariate_normal(np.zeros(5), self.cov, size=count, method="eigh")
+        centre = np.where(positive, np.log(np.where(positive, self.theta, 1.0)), self.theta)
+        drawn = centre + scale * (rng.standard_normal((count, 5)) @ root.T)
+        drawn = np.where(positive, np.exp(np.minimum(drawn, 700.0)), drawn)
+        fixed = np.diag(self.cov) == 0
+        drawn[:, fixed] = self.theta[fixed]
+        return drawn
 
 
-def _design(x: np.ndarray, z: np.ndarray, alpha: float, beta: float) -> np.ndarray:
-    return np.column_stack([np.ones_like(x), np.exp(-alpha * x), np.exp(-beta * z)])
+TERMS = {"size": (1, 2), "data": (3, 4)}  # the (coefficient, exponent) indices of each term in theta
 
 
-def _profile(x, z, y, log_exponents) -> Tuple[float, np.ndarray]:
-    alpha, beta = np.exp(log_exponents)
-    X = _design(x, z, alpha, beta)
+def _design(x: np.ndarray, z: np.ndarray, exponents: Dict[str, float]) -> np.ndarray:
+    columns = [np.ones_like(x)]
+    columns += [np.exp(-exponents["size"] * x)] if "size" in exponents else []
+    columns += [np.exp(-exponents["data"] * z)] if "data" in exponents else []
+    return np.column_stack(columns)
+
+
+def _profile(x, z, y, terms, log_exponents) -> Tuple[float, np.ndarray]:
+    exponents = dict(zip(terms, np.exp(np.atleast_1d(log_exponents))))
+    X = _design(x, z, exponents)
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
     residual = y - X @ coef
     return float(residual @ residual), coef
 
 
 def fit_law(cells: Cells) -> Fit:
-    """Variable projection: exponents by search, (E, A₀, B₀) by least squares, HC3 covariance."""
+    """The full law; when it does not converge, a law without one term (a flat axis: that
+    axis's effect is absorbed in E) if it converges and fits no worse (F test at 5%)."""
+    full = _fit_terms(cells, ("size", "data"))
+    if full.converged:
+        return full
+    for kept, dropped in ((("data",), "size"), (("size",), "data")):
+        reduced = _fit_terms(cells, kept)
+        if reduced.converged and _no_worse(reduced, full, len(cells.y)):
+            reduced.dropped = dropped
+            return reduced
+    return full
+
+
+def _no_worse(reduced: "Fit", full: "Fit", n: int) -> bool:
+    if full.rss <= 0:
+        return reduced.rss <= 0
+    statistic = (reduced.rss - full.rss) / 2 / (full.rss / max(n - 5, 1))
+    return bool(statistic <= stats.f.ppf(0.95, 2, max(n - 5, 1)))
+
+
+def _fit_terms(cells: Cells, terms: Tuple[str, ...]) -> Fit:
+    """Variable projection over the given terms' exponents; (E and the coefficients) by least
+    squares; a dropped term has coefficient and exponent 0 and no variance."""
     N0, D0 = float(cells.N.min()), float(cells.D.min())
     x, z, y = np.log(cells.N / N0), np.log(cells.D / D0), cells.y.astype(float)
-    grid = np.log(np.geomspace(*EXPONENT_BOX, GRID))
-    scores = [(_profile(x, z, y, (a, b))[0], a, b) for a in grid for b in grid]
-    _, a0, b0 = min(scores)
+    axis = np.log(np.geomspace(*EXPONENT_BOX, GRID))
+    starts = np.array(np.meshgrid(*[axis] * len(terms), indexing="ij")).reshape(len(terms), -1).T
+    start = min(starts, key=lambda p: _profile(x, z, y, terms, p)[0])
     bounds = np.log(EXPONENT_BOX)
-    result = optimize.minimize(lambda p: _profile(x, z, y, np.clip(p, *bounds))[0], [a0, b0], method="Nelder-Mead",
-                               options={"xatol": 1e-7, "fatol": 1e-14, "maxiter": 2000})
-    log_exponents = np.clip(result.x, *bounds)
-    _, (E, A, B) = _profile(x, z, y, log_exponents)
-    alpha, beta = np.exp(log_exponents)
-    theta = np.array([E, A, alpha, B, beta])
-    on_edge = np.any(np.abs(log_exponents - bounds[0]) < 1e-3) or np.any(np.abs(log_exponents - bounds[1]) < 1e-3)
+    result = optimize.minimize(lambda p: _profile(x, z, y, terms, np.clip(p, *bounds))[0], start,
+                               method="Nelder-Mead", options={"xatol": 1e-7, "fatol": 1e-14, "maxiter": 2000})
+    log_exponents = np.clip(np.atleast_1d(result.x), *bounds)
+    rss, coef = _profile(x, z, y, terms, log_exponents)
+    theta = np.zeros(5)
+    theta[0] = coef[0]
+    active = [0]
+    for term, c, log_e in zip(terms, coef[1:], log_exponents):
+        i, j = TERMS[term]
+        theta[i], theta[j] = c, np.exp(log_e)
+        active += [i, j]
+    on_edge = bool(np.any(np.abs(log_exponents - bounds[0]) < 1e-3) or np.any(np.abs(log_exponents - bounds[1]) < 1e-3))
     why = ("" if result.success and not on_edge else
-           "an exponent is on the edge of the searched range " f"{EXPONENT_BOX}" if on_edge else
+           f"an exponent is on the edge of the searched range {EXPONENT_BOX}" if on_edge else
            f"the optimiser did not converge ({result.message})")
-    cov, dof = _hc3_covariance(x, z, y, theta)
-    return Fit(theta, cov, dof, N0, D0, converged=not why, why=why)
+    cov, dof = _hc3_covariance(x, z, y, theta, active)
+    return Fit(theta, cov, dof, N0, D0, converged=not why, why=why, rss=rss)
 
 
 def _jacobian(x, z, theta) -> np.ndarray:
@@ -122,14 +168,16 @@ def _jacobian(x, z, theta) -> np.ndarray:
     return np.column_stack([np.ones_like(x), u, -A * x * u, v, -B * z * v])
 
 
-def _hc3_covariance(x, z, y, theta) -> Tuple[np.ndarray, int]:
-    J = _jacobian(x, z, theta)
+def _hc3_covariance(x, z, y, theta, active) -> Tuple[np.ndarray, int]:
+    J = _jacobian(x, z, theta)[:, active]
     E, A, alpha, B, beta = theta
     residual = y - (E + A * np.exp(-alpha * x) + B * np.exp(-beta * z))
     bread = np.linalg.pinv(J.T @ J)
     leverage = np.clip(np.einsum("ij,jk,ik->i", J, bread, J), 0.0, 0.99)
     meat = (J * (residual / (1.0 - leverage))[:, None] ** 2).T @ J
-    return bread @ meat @ bread, max(len(y) - len(theta), 1)
+    cov = np.zeros((5, 5))
+    cov[np.ix_(active, active)] = bread @ meat @ bread
+    return cov, max(len(y) - len(active), 1)
 
 
 def raw_intervals(fit: Fit, level: float = LEVEL) -> Dict[str, dict]:
@@ -139,17 +187,21 @@ def raw_intervals(fit: Fit, level: float = LEVEL) -> Dict[str, dict]:
     se = np.sqrt(np.maximum(np.diag(fit.cov), 0.0))
     out = {"E": _interval(E, E - t * se[0], E + t * se[0])}
     for name, value, spread in (("alpha", alpha, se[2]), ("beta", beta, se[4])):  # positive: on the log scale
-        factor = np.exp(t * spread / value)
-        out[name] = _interval(value, value / factor, value * factor)
+        factor = np.exp(min(t * spread / value, 700.0)) if value > 0 else float("nan")
+        out[name] = _interval(value, value / factor, value * factor) if value > 0 else _interval(0.0, 0.0, 0.0)
     for name, (coef, exponent, i, j, origin) in {"A": (A0, alpha, 1, 2, fit.N0), "B": (B0, beta, 3, 4, fit.D0)}.items():
         raw = coef * origin ** exponent
+        if fit.dropped and TERMS[fit.dropped][0] == i:
+            out[name] = _interval(0.0, 0.0, 0.0)
+            continue
         if coef <= 0:
             out[name] = _interval(raw, float("nan"), float("nan"))
             continue
         gradient = np.array([1.0 / coef, np.log(origin)])  # of log(raw) in (coef, exponent)
         block = fit.cov[np.ix_([i, j], [i, j])]
-        spread = t * float(np.sqrt(max(gradient @ block @ gradient, 0.0)))
-        out[name] = _interval(raw, raw * np.exp(-spread), raw * np.exp(spread))
+        spread = min(t * float(np.sqrt(max(gradient @ block @ gradient, 0.0))), 700.0)
+        with np.errstate(over="ignore"):
+            out[name] = _interval(raw, raw * np.exp(-spread), raw * np.exp(spread))
     return out
 
 
@@ -218,6 +270,7 @@ class JointLaw:
                 "size_axis": self.size_axis,
                 "form": "L = E + A/N^alpha + B/D^beta", "params": self.params,
                 "converged": self.fit.converged, "convergence": self.fit.why or "converged",
+                "dropped_term": self.fit.dropped or None,
                 "holdout_error": self.holdout["error"], "trusted": self.trusted, "trust": self.holdout["trust"],
                 "sizes": [float(v) for v in self.cells.sizes], "rows": [float(v) for v in self.cells.rows],
                 "cost": self.cost.as_dict() if self.cost is not None else None, "notes": self.notes}
