@@ -135,3 +135,23 @@ def test_a_sweep_along_the_data_axis_end_to_end(store_uri, workdir, capsys):
         assert re.search(r"dnn SE: size \S+ \[\S+, \S+\] parameters, rows \S+ \[\S+, \S+\]", out), out
     else:  # tiny data may hold no power law: then it says why, and answers nothing
         assert code == 1 and "dnn SE: no answer: dnn/se: the joint law did not converge" in out, out
+
+
+@pytest.mark.parametrize("sweep", ["paper_criteo_data", "paper_avazu_data"])
+def test_paper_presets_with_data_fractions_are_estimated_and_time_grows_with_rows(sweep, workdir, tmp_path):
+    from test_budget import FIELD_DIMS
+
+    raw = tmp_path / "train.txt"
+    raw.write_text("")
+    csv = tmp_path / "budget.csv"
+    dims = "data.field_dims=[" + ",".join(map(str, FIELD_DIMS)) + "]"
+    assert main(["budget", sweep, f"data.path={raw}", dims, "data.declared_rows=45840617", "--no-calibrate",
+                 "--csv", str(csv)]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(csv)
+    assert len(table) == 210
+    times = table[table["job"].str.startswith("dnn-se-2x-")].groupby(
+        table["job"].str.extract(r"-f([0-9.]+)-")[0].fillna("1").astype(float))["est_time"].mean()
+    assert list(times.index) == [0.0625, 0.125, 0.25, 0.5, 1.0]
+    assert times.is_monotonic_increasing and times.iloc[-1] > 4 * times.iloc[0]

@@ -38,15 +38,15 @@ def advise_compute(args: argparse.Namespace, runs: pd.DataFrame) -> int:
     print(f"advise {args.sweep}: training compute {args.compute:.3g} FLOPs; law {args.metric} = E + A/N^alpha + "
           "B/D^beta per backbone and arm (N total parameters, D training rows); cost C = c*k*N^gamma*D as the "
           "runs measured it")
-    status = 0
+    answered = 0
     for law in laws:
         name = f"{law.backbone} {law.arm.upper()}"
         try:
             answer = law.optimal(args.compute)
         except ValueError as exc:
             print(f"  {name}: no answer: {exc}")
-            status = 1
             continue
+        answered += 1
         where = "EXTRAPOLATED beyond the measured grid" if answer["extrapolated"] else "inside the measured grid"
         trust = "trusted" if law.trusted else law.holdout["trust"]
         print(f"  {name}: size {_range(answer['size'])} parameters, rows {_range(answer['rows'])}, predicted "
@@ -62,10 +62,14 @@ def advise_compute(args: argparse.Namespace, runs: pd.DataFrame) -> int:
     for (backbone, arm), fast in sorted(by_arm.items()):
         slow = by_arm.get((backbone, "se"))
         if arm == "me" and slow is not None:
-            m = compute_multiplier(slow=slow, fast=fast)
+            try:
+                m = compute_multiplier(slow=slow, fast=fast)
+            except ValueError as exc:
+                print(f"  {backbone}: no compute multiplier: {exc}")
+                continue
             said = "never, within the fitted form" if m["never"] else f"{m['estimate']:.3g}x [{m['low']:.3g}, {m['high']:.3g}]"
             print(f"  {backbone}: SE needs {said} the training compute of ME to reach ME's {args.metric} at its "
                   "largest measured cell")
     print("intervals: 95%, percentiles over draws of the law's constants; 'extrapolated' means outside the sizes "
           "and rows the sweep measured")
-    return status
+    return 0 if answered else 1

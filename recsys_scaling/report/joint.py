@@ -158,6 +158,9 @@ def _fit_terms(cells: Cells, terms: Tuple[str, ...]) -> Fit:
     why = ("" if result.success and not on_edge else
            f"an exponent is on the edge of the searched range {EXPONENT_BOX}" if on_edge else
            f"the optimiser did not converge ({result.message})")
+    if not why and theta[0] < 0:  # an error metric has no negative floor
+        why = (f"the fitted floor E = {theta[0]:.3g} is below 0: the error falls with no floor in sight over the "
+               "measured range (log-linearly), so no power law with a floor is identified")
     cov, dof = _hc3_covariance(x, z, y, theta, active)
     return Fit(theta, cov, dof, N0, D0, converged=not why, why=why, rss=rss)
 

@@ -85,8 +85,7 @@ def law_sentence(law: JointLaw, optimum) -> str:
             f"β = {_range(p['beta'], _num)}, E = {_range(p['E'], _num)}")
     trust = "trusted" if law.trusted else law.holdout["trust"]
     if not law.fit.converged:
-        return (f"{name}: the joint law does not describe these runs ({law.fit.why}: the {law.metric} is too flat "
-                "or too noisy along one axis for a power law with a floor); no compute-optimal answer.")
+        return f"{name}: the joint law does not describe these runs ({law.fit.why}); no compute-optimal answer."
     if not optimum or "error" in optimum:
         why = optimum["error"] if optimum else "no measured cost"
         return f"{name}: no compute-optimal answer ({why}); {form}; {trust}."
