@@ -185,6 +185,8 @@ class DataConfig:
     # stopping): data with fewer is refused when prepared. 0 turns the check off, to look at a
     # tiny sample's encoding; training still refuses a split with one class (AUC undefined).
     min_class_rows: int = 5
+    # Preparing fails when more than this share of the rows is bad (skipped), naming the main reason.
+    max_bad_fraction: float = 0.1
     # The data axis: train on a seeded, nested subsample of this fraction of the training split
     # (0 < f <= 1; the rows at f are a subset of the rows at any larger f). Valid/test unchanged.
     train_fraction: float = 1.0
@@ -310,7 +312,7 @@ class Config:
 # Keys that say where or how a job runs, not what it computes: left out of its fingerprint.
 EXECUTION_KEYS = ("tracking", "sweep", "report", "train.progress", "train.threads", "train.device", "train.checkpoint",
                   "train.checkpoint_dir", "data.cache_dir", "train.data_on_device", "train.compile",
-                  "train.jobs_per_gpu", "data.min_class_rows", "data.declared_rows")
+                  "train.jobs_per_gpu", "data.min_class_rows", "data.declared_rows", "data.max_bad_fraction")
 # Keys added after runs were recorded: at these values they leave the fingerprint out, so the
 # jobs of earlier launches still match (and are skipped) after an upgrade.
 NEUTRAL_DEFAULTS = {("train", "precision"): "fp32", ("model", "tower"): "None", ("model", "tower_args"): "None",

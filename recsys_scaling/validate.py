@@ -77,6 +77,8 @@ RANGES: List[Rule] = [
      "e.g. budget.targets=[1e6,2e6]"),
     ("data.train_fraction", lambda v: math.isfinite(v) and 0 < v <= 1, "must be in (0, 1]",
      "e.g. data.train_fraction=0.25 trains on a quarter of the training split"),
+    ("data.max_bad_fraction", lambda v: math.isfinite(v) and 0 <= v <= 1, "must be in [0, 1]",
+     "e.g. data.max_bad_fraction=0.2 skips up to a fifth of the rows"),
     ("data.min_count", _at_least(1), "must be at least 1", "1 keeps every value"),
     ("data.declared_rows", lambda v: v is None or v >= 1, "must be a positive row count (or null)",
      "e.g. data.declared_rows=45840617"),

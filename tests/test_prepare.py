@@ -92,7 +92,7 @@ def test_generic_csv_and_parquet_with_schema(tmp_path, samples):
 
 
 def test_schema_naming_absent_columns_is_a_clear_error(tmp_path, samples):
-    with pytest.raises(DataError, match=r"absent from the file: \['nope'\]"):
+    with pytest.raises(DataError, match=r"absent from the file \(data.schema.categorical: \['nope'\]"):
         load_dataset(data_cfg(tmp_path, "data=csv", f"data.path={samples['csv']}",
                               "data.schema.categorical=[userid,nope]"))
 
@@ -137,7 +137,8 @@ def test_bad_rows_counted_by_kind_with_line_numbers(tmp_path, gz, caplog):
              criteo_line(ints=["1.5"] + ["1"] * 12),  # 8 non-integer
              good]                                   # 9
     path = write(tmp_path / ("train.txt.gz" if gz else "train.txt"), lines, gz=gz)
-    data = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_class_rows=0", "data.min_count=1"))
+    data = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_class_rows=0", "data.min_count=1",
+                                 "data.max_bad_fraction=1"))
     bad = data.meta["bad_rows"]
     assert {k: (v["count"], v["first_lines"]) for k, v in bad.items()} == {
         "wrong_column_count": (2, [3, 7]), "non_integer": (2, [2, 8]),
@@ -204,7 +205,8 @@ def test_bad_rows_in_blocks_arrow_parses_as_integers(tmp_path):
     good = criteo_line()
     lines = [good, "", criteo_line(label="7"), "\t".join(["1"] * 5), good, criteo_line(ints=[""] * 13)]
     path = write(tmp_path / "train.txt", lines)
-    data = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_class_rows=0", "data.min_count=1"))
+    data = load_dataset(data_cfg(tmp_path, "data=criteo", f"data.path={path}", "data.min_class_rows=0", "data.min_count=1",
+                                 "data.max_bad_fraction=1"))
     bad = {k: (v["count"], v["first_lines"]) for k, v in data.meta["bad_rows"].items()}
     assert bad == {"wrong_column_count": (1, [4]), "non_integer": (0, []), "bad_label": (1, [3]),
                    "empty_line": (1, [2])}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -87,8 +87,11 @@ def open_text_head(path: Path, nbytes: int = 65536) -> str:
         raise DataError(f"{path}: cannot read ({exc})") from exc
 
 
+BOM = b"\xef\xbb\xbf"  # the UTF-8 byte-order mark Excel's "CSV UTF-8" starts with
+
+
 def first_line(path: Path) -> str:
-    return open_text_head(path).split("\n", 1)[0].rstrip("\r")
+    return open_text_head(path).split("\n", 1)[0].rstrip("\r").lstrip("\ufeff")
 
 
 def check_readable(path: Path) -> Path:
@@ -125,52 +128,74 @@ def _listed(names: Sequence[str], limit: int = 8) -> str:
 
 @dataclass
 class Chunk:
-    """Rows parsed from one newline-aligned block of the file."""
+    """Rows parsed from one row-aligned block of the file."""
 
     table: pa.Table  # every column as strings; rows with a wrong field count left out
     first_line: int  # file line number (1-based) of the block's first parsed line
     skipped_lines: np.ndarray  # file line numbers of the rows left out
+    # The starting line of every row of the block (after a header), when some row spans several
+    # lines (a quoted field with a newline); None when each row is one line.
+    row_lines: Optional[np.ndarray] = None
 
 
-def _blocks(path: Path, block_bytes: int) -> Iterator[bytes]:
-    """Newline-aligned blocks of the (possibly gzip) file."""
+def _row_ends(data: bytes, quoting: bool) -> np.ndarray:
+    """Byte offsets of the newlines that end a row: every newline, or with quoting only those
+    outside a quoted field (an even number of quote characters before them)."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(arr == ord("\n"))
+    if not quoting or b'"' not in data:
+        return newlines
+    quotes = np.cumsum(arr == ord('"'))
+    return newlines[quotes[newlines] % 2 == 0]
+
+
+def _blocks(path: Path, block_bytes: int, quoting: bool = False) -> Iterator[bytes]:
+    """Row-aligned blocks of the (possibly gzip) file, without a leading byte-order mark."""
     opener = gzip.open if path.suffix == ".gz" else open
-    carry = b""
     with opener(path, "rb") as fh:
+        head = fh.read(len(BOM))
+        carry = b"" if head == BOM else head
         while True:
             data = fh.read(block_bytes)
             if not data:
                 break
             data = carry + data
-            cut = data.rfind(b"\n")
-            if cut < 0:
+            ends = _row_ends(data, quoting)
+            if not len(ends):
                 carry = data
                 continue
+            cut = int(ends[-1])
             carry = data[cut + 1:]
             yield data[:cut + 1]
     if carry:
         yield carry + b"\n"
 
 
-def _wrong_count_offsets(block: bytes, delimiter: str, expected_fields: int) -> np.ndarray:
-    """0-based line offsets within a block of non-empty lines with the wrong field count."""
+def _wrong_count_offsets(block: bytes, delimiter: str, expected_fields: int, ends: np.ndarray,
+                         quoting: bool) -> np.ndarray:
+    """0-based row offsets within a block of non-empty rows with the wrong field count
+    (delimiters inside quoted fields do not count)."""
     arr = np.frombuffer(block, dtype=np.uint8)
-    ends = np.flatnonzero(arr == ord("\n"))
     starts = np.concatenate([[0], ends[:-1] + 1])
-    delims = np.concatenate([[0], np.cumsum(arr == ord(delimiter))])
+    is_delim = arr == ord(delimiter)
+    if quoting and b'"' in block:
+        is_delim &= np.cumsum(arr == ord('"')) % 2 == 0
+    delims = np.concatenate([[0], np.cumsum(is_delim)])
     counts = delims[ends] - delims[starts]
     lengths = ends - starts - (arr[np.maximum(ends - 1, 0)] == ord("\r"))
     return np.flatnonzero((counts != expected_fields - 1) & (lengths > 0))
 
 
 def read_chunks(layout: Layout, block_bytes: int = 32 << 20) -> Iterator[Chunk]:
-    """The file in newline-aligned blocks, each parsed by Arrow's multithreaded CSV reader, with
-    exact line numbers. (Quoted fields must not contain newlines; CTR datasets have none.)"""
+    """The file in row-aligned blocks, each parsed by Arrow's multithreaded CSV reader, with
+    exact line numbers: a row is named by the line it starts on (a quoted field may hold newlines)."""
     names = layout.column_names
-    parse = pcsv.ParseOptions(delimiter=layout.delimiter, quote_char='"' if layout.quoting else False,
-                              ignore_empty_lines=False, invalid_row_handler=lambda row: "skip")
 
-    def parse_block(block: bytes, skip: int, typed: bool) -> pa.Table:
+    def parse_block(block: bytes, skip: int, typed: bool, multiline: bool) -> pa.Table:
+        # newlines inside values slow Arrow's threaded reader: allowed only in blocks that have them
+        parse = pcsv.ParseOptions(delimiter=layout.delimiter, quote_char='"' if layout.quoting else False,
+                                  newlines_in_values=multiline, ignore_empty_lines=False,
+                                  invalid_row_handler=lambda row: "skip")
         convert = pcsv.ConvertOptions(column_types=layout.column_types(typed), strings_can_be_null=False,
                                       quoted_strings_can_be_null=False, include_columns=layout.used_columns)
         # 4 MB parse blocks: both cores busy on a 32 MB block, few per-block dictionaries to unify
@@ -179,18 +204,22 @@ def read_chunks(layout: Layout, block_bytes: int = 32 << 20) -> Iterator[Chunk]:
             parse_options=parse, convert_options=convert)
 
     line = 1
-    for number, block in enumerate(_blocks(layout.path, block_bytes)):
+    for number, block in enumerate(_blocks(layout.path, block_bytes, layout.quoting)):
         skip = 1 if layout.header and number == 0 else 0
         lines_in_block = block.count(b"\n")
+        ends = _row_ends(block, layout.quoting)
+        starts = line + np.concatenate([[0], np.cumsum(np.frombuffer(block, np.uint8) == ord("\n"))[ends[:-1]]])
+        multiline = len(ends) != lines_in_block
         try:
-            table = parse_block(block, skip, typed=True)
+            table = parse_block(block, skip, True, multiline)
         except pa.ArrowInvalid:
-            table = parse_block(block, skip, typed=False)
+            table = parse_block(block, skip, False, multiline)
         skipped = np.zeros(0, dtype=np.int64)
-        if table.num_rows != lines_in_block - skip:
-            offsets = _wrong_count_offsets(block, layout.delimiter, len(names))
-            skipped = line + offsets[offsets >= skip]
-        yield Chunk(table, line + skip, skipped)
+        if table.num_rows != len(ends) - skip:
+            offsets = _wrong_count_offsets(block, layout.delimiter, len(names), ends, layout.quoting)
+            skipped = starts[offsets[offsets >= skip]]
+        yield Chunk(table, int(starts[skip]) if len(starts) > skip else line + skip, skipped,
+                    starts[skip:] if multiline else None)
         line += lines_in_block
 
 
@@ -218,8 +247,8 @@ def is_empty_row(columns: Sequence[pa.Array], label: pa.Array) -> np.ndarray:
     return empty
 
 
-_LABELS = pa.array(["0", "1", "0.0", "1.0"])
-_POSITIVE = pa.array(["1", "1.0"])
+_LABELS = pa.array(["0", "1", "0.0", "1.0", "true", "false", "True", "False", "TRUE", "FALSE"])
+_POSITIVE = pa.array(["1", "1.0", "true", "True", "TRUE"])
 
 
 def parse_labels(column: pa.Array) -> Tuple[np.ndarray, np.ndarray]:

@@ -58,13 +58,16 @@ class BadRows:
 
 
 class LineMap:
-    """Maps a parsed row's position within a chunk to its file line."""
+    """Maps a parsed row's position within a chunk to its file line (the line it starts on)."""
 
-    def __init__(self, first_line: int, skipped_lines: np.ndarray):
+    def __init__(self, first_line: int, skipped_lines: np.ndarray, row_lines: Optional[np.ndarray] = None):
         self.first_line = first_line
         self.parsed_before = (np.sort(skipped_lines) - first_line) - np.arange(len(skipped_lines))
+        self.kept = None if row_lines is None else row_lines[~np.isin(row_lines, skipped_lines)]
 
     def lines(self, positions: np.ndarray) -> np.ndarray:
+        if self.kept is not None:
+            return self.kept[np.asarray(positions, dtype=np.int64)]
         return self.first_line + positions + np.searchsorted(self.parsed_before, positions, side="right")
 
 
@@ -91,7 +94,7 @@ class Scan:
         for chunk in prefetched(self.fmt.chunks()):  # parse the next block while this one is encoded
             batch = self.fmt.transform(chunk.table)
             found = {"wrong_column_count": chunk.skipped_lines}
-            line_map = LineMap(chunk.first_line, chunk.skipped_lines)
+            line_map = LineMap(chunk.first_line, chunk.skipped_lines, chunk.row_lines)
             found.update({kind: line_map.lines(pos) for kind, pos in batch.bad.items()})
             self._record(found)
             yield batch
@@ -200,6 +203,28 @@ def prepare_settings(data_cfg, progress: bool = False) -> dict:
     }
 
 
+WHY_BAD = {"bad_label": "labels must be 0 or 1 (or true/false); soft labels (probabilities) are not read",
+           "wrong_column_count": "rows with another number of columns than the file's (check the delimiter)",
+           "non_integer": "values that are not integers in integer columns",
+           "empty_line": "empty lines"}
+
+
+def check_bad_share(path: Path, valid: int, bad: BadRows, limit: float) -> None:
+    """No valid rows, or more bad rows than data.max_bad_fraction allows: one line, with the main
+    reason and how to let it through."""
+    total = valid + bad.total
+    if valid and bad.total <= limit * total:
+        return
+    kind = max(bad.counts, key=bad.counts.get)
+    lines = ", ".join(map(str, bad.first_lines[kind][:3]))
+    reason = f"{bad.counts[kind]:,} {kind} ({WHY_BAD[kind]}; first at line {lines})" if bad.total else "an empty file"
+    if not valid:
+        raise DataError(f"{path}: no valid rows: {reason}")
+    raise DataError(f"{path}: {bad.total:,} of {total:,} rows ({bad.total / total:.0%}) are bad, more than "
+                    f"data.max_bad_fraction={limit:g} allows; mostly {reason}. Fix the file, or set "
+                    f"data.max_bad_fraction={min(1.0, round(bad.total / total + 0.005, 2)):g} to skip them")
+
+
 def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -> Path:
     """One parse pass stores each batch's per-field dictionary indices in X (and the
     dictionaries on disk); once the vocabularies are known, X is remapped in place."""
@@ -222,8 +247,7 @@ def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -
             local.append(codes, batch.labels)
         spill.close()
         rows = scan.valid_rows
-        if rows == 0:
-            raise DataError(f"{fmt.path}: no valid rows")
+        check_bad_share(fmt.path, rows, scan.bad, float(data_cfg.max_bad_fraction))
         if scan.bad.total:
             log.warning("%s: skipped %d bad rows: %s", fmt.path, scan.bad.total, scan.bad.summary())
         with ThreadPoolExecutor(1) as background:  # the split is drawn while X is remapped

@@ -165,11 +165,16 @@ class TableFormat(RawFormat):
         return self.path.suffix in PARQUET_SUFFIXES
 
     def _check_schema(self, names: Sequence[str]) -> None:
-        wanted = [self.label, *self.numeric_columns, *self.categorical_columns, *self.drop]
-        absent = [c for c in wanted if c not in names]
+        """Every column the schema uses must be in the file (a `drop` column that is not there
+        has nothing to drop: ignored)."""
+        keys = {"data.schema.label": [self.label], "data.schema.numeric": self.numeric_columns,
+                "data.schema.categorical": self.categorical_columns}
+        absent = {key: [c for c in columns if c not in names] for key, columns in keys.items()}
+        absent = {key: columns for key, columns in absent.items() if columns}
         if absent:
-            raise DataError(f"{self.path}: schema names columns absent from the file: {_listed(absent)} "
-                            f"(the file has {_listed(list(names))})")
+            said = "; ".join(f"{key}: {_listed(columns)}" for key, columns in absent.items())
+            raise DataError(f"{self.path}: the schema names columns absent from the file ({said}; set in your data "
+                            f"config or as overrides) — the file has {_listed(list(names))}")
 
     def layout(self) -> Layout:
         names = [c.strip().strip('"') for c in first_line(self.path).split(self.delimiter)]
