@@ -148,8 +148,8 @@ def test_next_step_commands_keep_to_the_seed_plan():
     from recsys_scaling.report.render import seed_command
 
     fixed = seed_command("demo", 8)
-    assert "seed=0,1,2,3,4,5,...,7" in fixed and "--until-decided --max-seeds 8" in fixed
+    assert "recsys-scaling sweep demo 'seed=range(0,8)'" in fixed and "--until-decided --max-seeds 8" in fixed
     assert seed_command("demo", 5, seed_plan=6) == "recsys-scaling sweep demo --until-decided --max-seeds 6"
     beyond = seed_command("demo", 33, seed_plan=6)
     assert "beyond this sweep's plan of 6 seeds" in beyond
-    assert "tracking.experiment=demo-more seed=100,101,102 --until-decided --max-seeds 33" in beyond
+    assert "sweep demo --until-decided --max-seeds 33 tracking.experiment=demo-more seed=100,101,102" in beyond

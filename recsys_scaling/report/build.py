@@ -29,6 +29,7 @@ from .plots import (auc_vs_params, backbone_fit, comparison_plot, ia_vs_scale, p
                     spectra)
 from .frontier import frontier
 from .frontier_plots import frontier_map
+from ..sweep.launch import LAUNCH_FILE, Launch
 from .law_section import data_section
 from .render import comparison_section, frontier_section, next_steps, verdict_markdown, write_index
 
@@ -206,6 +207,9 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
     runs.to_csv(work / "runs.csv", index=False)
     runs.to_parquet(work / "runs.parquet", index=False)
     method = options.method(runs)
+    launches = {store.sweep_name(p): Launch.of(store.run_json(p, LAUNCH_FILE) or {"store": store.uri,
+                                                                                "experiment": store.experiment})
+                for p in parents}
     seed_plan = options.max_seeds if options.sequential else None
     (work / "fits.json").write_text(json.dumps({
         "x_axis": x_axis, "parents": parents, "resamples": resamples, "missing_jobs": missing, "claims_method": method,
@@ -217,10 +221,11 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
         indent=2, default=_json_value))
     write_index(work, name, parents, store.uri, ui_url, analyses, plots, fit_rows(backbones),
                 pd.DataFrame(claims), multipliers, summary, runs, missing, paper, x_label, method, oracle, notes,
-                [data["html"], comparison_section(compared, compare_images), frontier_section(fronts, front_images)])
+                [data["html"], comparison_section(compared, compare_images), frontier_section(fronts, front_images)],
+                launches)
     return {"plot": plots[0].name, "verdicts": verdicts + data["sentences"], "markdown": verdict_markdown(backbones),
             "next_steps": [f"{label}: {seeds}; all of them: {command}"
-                           for label, seeds, command in next_steps(analyses, name, seed_plan)]}
+                           for label, seeds, command in next_steps(analyses, name, seed_plan, launches)]}
 
 
 def sweep_state_notes(store: tracking.Store, parents: Sequence[str], runs: pd.DataFrame) -> List[str]:

@@ -14,6 +14,7 @@ from .analysis import fit_note
 from .compare import Comparison
 from .claims import INSUFFICIENT, PEAKED, SUBJECT, UNDECIDED, claim_text, seeds_text
 from .intervals import MIN_SEEDS
+from ..sweep.launch import Launch
 from .plots import short_count
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:1.5em auto;padding:0 1em;color:#222;line-height:1.4}
@@ -218,7 +219,7 @@ def comparison_section(comparisons, images: List[Path]) -> str:
             + "".join(_image(p) for p in images))
 
 
-def next_steps(analyses, sweep: str, seed_plan: Optional[int] = None) -> List[tuple]:
+def next_steps(analyses, sweep: str, seed_plan: Optional[int] = None, launches: Optional[dict] = None) -> List[tuple]:
     """(backbone label, what each undecided lead claim needs, command) per backbone with any:
     the seeds per cell that would decide each at the observed seed spread, and how to run
     enough for all of them (within the sweep's adaptive `seed_plan`, if it has one)."""
@@ -229,15 +230,15 @@ def next_steps(analyses, sweep: str, seed_plan: Optional[int] = None) -> List[tu
             continue
         each = ", ".join(f"{SUBJECT[c.kind](c)} {seeds_text(c.seeds_needed).replace(' per cell', '')}"
                          for c in a.lead_claims() if not c.decided and c.seeds_needed is not None)
-        command = "   and   ".join(seed_command(s, needed, seed_plan) for s in
+        command = "   and   ".join(seed_command(s, needed, seed_plan, (launches or {}).get(s)) for s in
                                    (getattr(a, "sweeps", ()) or (a.series or sweep,)))
         steps.append((a.label, f"seeds per cell that would decide — {each}", command))
     return steps
 
 
-def _next_steps_html(analyses, sweep: str, seed_plan: Optional[int]) -> str:
+def _next_steps_html(analyses, sweep: str, seed_plan: Optional[int], launches: Optional[dict]) -> str:
     items = [f"<li>{html.escape(label)}: {html.escape(seeds)} — <code>{html.escape(command)}</code></li>"
-             for label, seeds, command in next_steps(analyses, sweep, seed_plan)]
+             for label, seeds, command in next_steps(analyses, sweep, seed_plan, launches)]
     if not items:
         return ""
     return ("<h2>To decide what is undecided</h2><p class=note>At the observed seed spread, this many seeds per cell "
@@ -245,24 +246,27 @@ def _next_steps_html(analyses, sweep: str, seed_plan: Optional[int]) -> str:
             + "</ul>")
 
 
-def seed_command(sweep: str, seeds: int, seed_plan: Optional[int] = None) -> str:
-    """The command that runs `seeds` seeds per cell of a sweep (or adds them adaptively). A sweep
-    with an adaptive plan continues within it; beyond it, only new seeds (a new series) keep the
+def seed_command(sweep: str, seeds: int, seed_plan: Optional[int] = None, launch=None) -> str:
+    """The command that runs `seeds` seeds per cell of a sweep (or adds them adaptively), with the
+    launch's overrides and store (`sweep/launch.py`), so it trains on the same data. A sweep with
+    an adaptive plan continues within it; beyond it, only new seeds (a new series) keep the
     false-claim bound: the plan's 5% is spent on the seeds it has looked at."""
+    launch = launch or Launch()
     if seed_plan is not None and seeds <= seed_plan:
-        return f"recsys-scaling sweep {sweep} --until-decided --max-seeds {seed_plan}"
+        return launch.sweep_command(sweep, flags=["--until-decided", f"--max-seeds {seed_plan}"])
     if seed_plan is not None:
-        return (f"beyond this sweep's plan of {seed_plan} seeds, a new series with new seeds: recsys-scaling sweep "
-                f"{sweep} tracking.experiment={sweep}-more seed=100,101,102 --until-decided --max-seeds {seeds}")
-    listed = ",".join(str(s) for s in range(min(seeds, 6))) + (f",...,{seeds - 1}" if seeds > 6 else "")
-    return (f"recsys-scaling sweep {sweep} seed={listed}   or   recsys-scaling sweep {sweep} --until-decided "
-            f"--max-seeds {seeds}")
+        return ("beyond this sweep's plan of " f"{seed_plan} seeds, a new series with new seeds: "
+                + launch.sweep_command(sweep, extra=[f"tracking.experiment={sweep}-more", "seed=100,101,102"],
+                                       flags=["--until-decided", f"--max-seeds {seeds}"]))
+    return (launch.sweep_command(sweep, extra=[f"'seed=range(0,{seeds})'"]) + "   or   "
+            + launch.sweep_command(sweep, flags=["--until-decided", f"--max-seeds {seeds}"]))
 
 
 def write_index(out_dir: Path, title: str, parents: List[str], tracking_uri: str, ui_url: str, analyses,
                 plots: List[Path], fits: pd.DataFrame, claims: pd.DataFrame, multipliers: pd.DataFrame,
                 summary: pd.DataFrame, runs: pd.DataFrame, missing: List[str], paper: Optional[pd.DataFrame],
-                x_label: str, method: dict, oracle: dict, notes: List[str] = (), extra: List[str] = ()) -> Path:
+                x_label: str, method: dict, oracle: dict, notes: List[str] = (), extra: List[str] = (),
+                launches: Optional[dict] = None) -> Path:
     not_finished = runs[runs["status"] != "FINISHED"]
     sections = [
         f"<h1>Scaling report: {html.escape(title)}</h1>",
@@ -270,7 +274,7 @@ def write_index(out_dir: Path, title: str, parents: List[str], tracking_uri: str
         verdict_table(analyses),
         _method_note(method),
         "<h2>Verdicts</h2><ul>" + "".join(f"<li>{html.escape(a.verdict)}</li>" for a in analyses) + "</ul>",
-        _next_steps_html(analyses, title, method["max_seeds"] if method.get("sequential") else None),
+        _next_steps_html(analyses, title, method["max_seeds"] if method.get("sequential") else None, launches),
         f"<p class=note>{len(runs)} runs, {int((runs['status'] == 'FINISHED').sum())} finished; x axis: "
         f"{html.escape(x_label)}. Parent run(s) "
         + ", ".join(f'<a href="{_run_url(ui_url, runs["experiment_id"].iloc[0], p)}"><code>{html.escape(p)}</code></a>'

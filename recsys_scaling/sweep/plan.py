@@ -32,6 +32,7 @@ class SweepPlan:
     estimate: Optional[SweepEstimate] = None  # of the jobs to train
     store: Optional[tracking.Store] = None
     seed_plan: Optional[int] = None  # adaptive: the seed count of the sweep's sequential intervals
+    data: List[str] = field(default_factory=list)  # the content fingerprints of the data its jobs train on
 
     def to_train(self) -> Tuple[List[grid.Job], list]:
         finished = {key.split("#")[0] for key in self.reused}
@@ -68,7 +69,8 @@ def plan_sweep(name: str, overrides: Sequence[str] = (), force: bool = False, sw
         jobs, plans, deferred = _defer_other_cells(jobs, plans, reused, only_cells)
         if deferred:
             overrides = [*overrides, "sweep.deferred=[" + ",".join(f"'{job.name}'" for job in deferred) + "]"]
-    plan = SweepPlan(spec, spec.stem, jobs, plans, overrides, reused, store=store, seed_plan=seed_plan)
+    plan = SweepPlan(spec, spec.stem, jobs, plans, overrides, reused, store=store, seed_plan=seed_plan,
+                     data=sorted(set(data_ids.values())))
     to_train = plan.to_train()
     launched_idle = len(jobs) - len(to_train[0]) + len(base) + len(deferred)
     plan.estimate = estimate_sweep(*to_train, calibrate=calibrate, on_shape=on_shape, skipped=launched_idle)

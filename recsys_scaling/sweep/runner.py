@@ -12,6 +12,7 @@ from .. import tracking
 from ..app import launch
 from ..runtime import stop_children
 from . import grid
+from .launch import LAUNCH_FILE, Launch
 from .plan import Cell, plan_sweep
 from .progress import SweepProgress, clock
 
@@ -34,6 +35,7 @@ class SweepSummary:
     experiment: str = "recsys-scaling"
     estimated: Optional[float] = None  # the plan's wall time for this launch
     seed_plan: Optional[int] = None  # adaptive: the seed count the sweep's sequential intervals are planned for
+    launch: Optional[Launch] = None  # the overrides and store of this launch: the commands it prints
 
     @property
     def ok(self) -> bool:
@@ -63,7 +65,8 @@ class SweepSummary:
         lines = [f"sweep {self.sweep}: {'done' if self.ok else 'NOT complete'} ({total} jobs, parent run "
                  f"{self.parent_run_id})"]
         lines += [f"  {key:<{width}}  {value}" for key, value in rows]
-        lines += [f"report:  recsys-scaling report {self.sweep}",
+        report = self.launch.report_command(self.sweep) if self.launch else f"recsys-scaling report {self.sweep}"
+        lines += [f"report:  {report}",
                   f"runs:    recsys-scaling ui   then open {self.experiment_url}" if self.experiment_url else
                   "runs:    recsys-scaling ui"]
         return "\n".join(lines)
@@ -86,6 +89,7 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     train only the jobs of these (backbone, arm, scale) cells; the others' finished runs still
     stand in the sweep, and their unfinished jobs wait (deferred). `announce(text)` is told the
     estimate before launch."""
+    user_overrides = list(overrides)
     plan = plan_sweep(name, overrides, force, sweeps_dirs, only_cells, open_store=tracking.Store.of,
                       calibrate=calibrate, on_shape=on_shape, max_seeds=max_seeds)
     store = plan.store
@@ -96,8 +100,12 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     if closed:
         log.info("sweep %s: %d earlier launch(es) left RUNNING by a process that ended are now KILLED", sweep_name,
                  closed)
+    this_launch = Launch([str(o) for o in user_overrides], store.uri, store.experiment, plan.data,
+                         [str(Path(d).resolve()) for d in sweeps_dirs])
+    say_if_other_data(store, sweep_name, this_launch)
     parent = store.create_sweep_parent(sweep_name, spec, [job.name for job in jobs], reused,
                                        overrides=sweep_params(spec, overrides))
+    store.client.log_dict(parent, this_launch.as_dict(), LAUNCH_FILE)
     store.record_sweep_settings(parent, {**report_settings(jobs[0].cfg), "max_seeds": plan.seed_plan})
     store.record_estimate(parent, plan.estimate.as_dict())
     if reused:
@@ -130,7 +138,7 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
             summary.seconds, summary.slowest = progress.elapsed, progress.slowest()
             summary.experiment_url, summary.experiment = store.experiment_url(), store.experiment
             summary.estimated = plan.estimate.wall if plan.estimate.known else None
-            summary.seed_plan = plan.seed_plan
+            summary.seed_plan, summary.launch = plan.seed_plan, this_launch
             if status == "FINISHED" and not summary.ok:
                 status = "FAILED"
             store.finish_sweep_parent(parent, status, {"finished": summary.finished, "failed": summary.failed,
@@ -145,6 +153,19 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
                 "the sweep"
             ) from None
     return summary
+
+
+def say_if_other_data(store: tracking.Store, sweep: str, launch: Launch) -> None:
+    """One line when this launch trains on other data than the sweep's last launch did: its runs
+    form a series of their own in reports (runs on different data are never pooled)."""
+    try:
+        previous = Launch.of(store.run_json(store.latest_sweep_parent(sweep).info.run_id, LAUNCH_FILE))
+    except LookupError:
+        return
+    if previous.data and launch.data and set(previous.data) != set(launch.data):
+        log.warning("sweep %s: this launch trains on other data (%s) than its last launch (%s): reports show its runs "
+                    "as a series of their own", sweep, ", ".join(d[:8] for d in launch.data),
+                    ", ".join(d[:8] for d in previous.data))
 
 
 def report_settings(cfg) -> dict:
