@@ -11,9 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .compute import optimal_allocation  # noqa: E402
+from .metrics import METRICS  # noqa: E402
 from .plots import _save, short_count  # noqa: E402
 
-METRIC_LABELS = {"auc": "1 − AUC", "logloss": "logloss", "ne": "NE"}
 
 
 def law_map(law, path: Path, draws: int = 1500) -> Path:
@@ -37,7 +37,7 @@ def law_map(law, path: Path, draws: int = 1500) -> Path:
     ax.set_ylabel("training rows D")
     trust = "trusted" if law.trusted else law.holdout["trust"].split(":")[0]
     ax.set_title(f"{law.series + ' / ' if law.series else ''}{law.backbone} {law.arm.upper()}: "
-                 f"{METRIC_LABELS.get(law.metric, law.metric)} = E + A/N^α + B/D^β ({trust})", fontsize=9)
+                 f"{METRICS[law.metric].error_label} = E + A/N^α + B/D^β ({trust})", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
     ax.grid(True, which="both", alpha=0.2)
     fig.tight_layout()

@@ -12,7 +12,8 @@ import pandas as pd
 
 from .compute import compute_multiplier
 from .joint import JointLaw, joint_laws
-from .law_plots import METRIC_LABELS, law_map
+from .law_plots import law_map
+from .metrics import METRICS
 from .plots import short_count
 
 
@@ -81,7 +82,7 @@ def law_sentence(law: JointLaw, optimum) -> str:
     """One sentence, the answer first: where the largest measured compute is best spent."""
     name = f"{law.series + ' / ' if law.series else ''}{law.backbone} {law.arm.upper()}"
     p = law.params
-    form = (f"{METRIC_LABELS.get(law.metric, law.metric)} = E + A/N^α + B/D^β with α = {_range(p['alpha'], _num)}, "
+    form = (f"{METRICS[law.metric].error_label} = E + A/N^α + B/D^β with α = {_range(p['alpha'], _num)}, "
             f"β = {_range(p['beta'], _num)}, E = {_range(p['E'], _num)}")
     trust = "trusted" if law.trusted else law.holdout["trust"]
     if not law.fit.converged:
@@ -115,7 +116,7 @@ def _num(value: float) -> str:
 def _html(laws, images, multipliers, sentences, skipped, metric: str) -> str:
     parts = ["<h2>Data and compute</h2>",
              "<p class=note>Each backbone and arm gets a joint law of its "
-             f"{html.escape(METRIC_LABELS.get(metric, metric))}, L(N, D) = E + A/N^α + B/D^β over total parameters N "
+             f"{html.escape(METRICS[metric].error_label)}, L(N, D) = E + A/N^α + B/D^β over total parameters N "
              "and training rows D, fitted by variable projection on every seed (95% intervals: HC3 sandwich, "
              "t on n − 5 d.o.f.; calibrated in simulation with 3 seeds per cell). <em>Trusted</em>: a law fitted "
              "without the largest size and the most rows predicts those cells within ±margin at 90%. Compute is what "

@@ -169,7 +169,9 @@ def backbone_fit(runs: pd.DataFrame, analysis, x_column: str, x_label: str, path
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     _draw_backbone(ax, _runs_of(runs, analysis), analysis, x_column, lambda arm: ARM_COLORS.get(arm, "k"))
     ax.set_xlabel(x_label)
-    label = {"auc": "AUC", "logloss": "logloss", "ne": "NE"}[getattr(analysis, "metric", "auc")]
+    from .metrics import METRICS
+
+    label = METRICS[getattr(analysis, "metric", "auc")].label
     ax.set_ylabel(f"test {label}")
     ax.set_title(f"{analysis.label}: {label} vs {x_label} (error bars: seed std; trusted fits with 95% band)",
                  fontsize=9)

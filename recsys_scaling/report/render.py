@@ -15,6 +15,7 @@ from .compare import Comparison
 from .claims import INSUFFICIENT, PEAKED, SUBJECT, UNDECIDED, claim_text, seeds_text
 from .intervals import MIN_SEEDS
 from ..sweep.launch import Launch
+from .metrics import METRICS
 from .plots import short_count
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:1.5em auto;padding:0 1em;color:#222;line-height:1.4}
@@ -155,7 +156,7 @@ def _method_note(method: dict) -> str:
                   f"cell) by the spending function α·(k/K)²; these data are look {method.get('look', 1)}, tested at "
                   f"{100 * (1 - method['level']):.3g}%, so the family's guarantee holds over all the looks."
                   if method.get("sequential") else "")
-    unit = {"auc": "AUC", "logloss": "logloss", "ne": "NE"}.get(method.get("metric", "auc"), "AUC")
+    unit = METRICS[method.get("metric", "auc")].label
     return (f"<p class=note><strong>Margin</strong>: {method['margin']:g} {unit} ({method['ia_margin']:g} IA) — "
             f"{html.escape(method.get('margin_note') or DEFAULT_MARGIN_NOTE)}. "
             f"Verdicts: a direction (ME ahead / improving / ME scales better) when the test excludes 0; "
