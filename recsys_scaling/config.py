@@ -18,7 +18,6 @@ from omegaconf import MISSING, OmegaConf
 from .plugins import backbone_plugins, tower_source_hash
 
 
-
 # Closed choices. Composition rejects any other value, naming the key and the allowed values;
 # members are strings, so code and fingerprints see plain "se", "total", ...
 class Arm(StrEnum):
@@ -339,8 +338,15 @@ def explicit_shape(cfg) -> Optional["EmbeddingShape"]:
     return _shape_of(model, cfg.arm, cfg.scale)
 
 
-def config_fingerprint(cfg) -> str:
-    """sha256 of the resolved config without execution keys: equal for equal jobs."""
+def config_fingerprint(cfg, tree: Optional[dict] = None) -> str:
+    """sha256 of the resolved config without execution keys: equal for equal jobs. `tree`: its
+    fingerprint_tree when known (a seed's variant of another job's: that tree with its seed set)."""
+    tree = fingerprint_tree(cfg) if tree is None else tree
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def fingerprint_tree(cfg) -> dict:
+    """The part of a resolved config that makes a job what it is (see config_fingerprint)."""
     tree = OmegaConf.to_container(cfg, resolve=True)
     tree.pop("hydra", None)
     for key in EXECUTION_KEYS:
@@ -354,19 +360,17 @@ def config_fingerprint(cfg) -> str:
             tree[node].pop(key, None)
     if tree.get("model", {}).get("tower"):  # a user's tower is its code too: a changed file is a new job
         tree["model"]["tower_source"] = tower_source_hash(tree["model"]["tower"])
-    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()
+    return tree
 
 
-def job_fingerprint(cfg, data_fingerprint: str) -> str:
-    """A job's identity: its config (config_fingerprint) and the content of its data, so a
-    rewritten data file makes new jobs instead of reusing runs of the old one."""
-    return hashlib.sha256(f"{config_fingerprint(cfg)}:{data_fingerprint}".encode()).hexdigest()
+def job_fingerprint(cfg, data_fingerprint: str, config: Optional[str] = None) -> str:
+    """A job's identity: its config (config_fingerprint, or `config` when known) and the content
+    of its data, so a rewritten data file makes new jobs instead of reusing runs of the old one."""
+    return hashlib.sha256(f"{config or config_fingerprint(cfg)}:{data_fingerprint}".encode()).hexdigest()
 
 
 def resolve_tracking_uri(uri: Optional[str]) -> str:
-    if uri:
-        return uri
-    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
 
 
 @dataclass(frozen=True)

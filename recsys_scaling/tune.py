@@ -48,8 +48,8 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
 def grid_cells(jobs: Sequence[grid.Job]) -> Dict[Cell, grid.Job]:
     """One job per (backbone, arm, scale): the one with the lowest seed."""
     cells: Dict[Cell, grid.Job] = {}
-    for job in sorted(jobs, key=lambda j: j.cfg.seed):
-        cells.setdefault((str(job.cfg.model.backbone), str(job.cfg.arm), int(job.cfg.scale)), job)
+    for job in sorted(jobs, key=lambda j: j.seed):
+        cells.setdefault((str(job.shared.model.backbone), str(job.shared.arm), int(job.shared.scale)), job)
     return cells
 
 

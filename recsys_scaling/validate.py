@@ -107,19 +107,30 @@ def check_job(cfg: DictConfig) -> None:
     check_required(cfg)
     check_known_keys(cfg)
     rules = RANGES + (SYNTHETIC_RANGES if cfg.data.kind == DataKind.synthetic else [])
-    for key, test, what, fix in rules:
-        value = OmegaConf.select(cfg, key)
-        try:
-            ok = test(value)
-        except TypeError:
-            ok = False
-        if not ok:
-            raise ConfigError(f"{key}={_shown(value)}", what, fix)
+    for rule in rules:
+        _check_rule(rule, OmegaConf.select(cfg, rule[0]))
     check_store_uri(cfg.tracking.uri)
     check_folder("data.cache_dir", cfg.data.cache_dir, "RECSYS_SCALING_CACHE")
     if cfg.train.checkpoint:
         check_folder("train.checkpoint_dir", cfg.train.checkpoint_dir, "RECSYS_SCALING_CHECKPOINTS")
     check_data_source(cfg.data)
+
+
+def check_value(**values: Any) -> None:
+    """The range rules of these top-level keys (`check_value(seed=7)`); ConfigError if one fails."""
+    for rule in RANGES:
+        if rule[0] in values:
+            _check_rule(rule, values[rule[0]])
+
+
+def _check_rule(rule: Rule, value: Any) -> None:
+    key, test, what, fix = rule
+    try:
+        ok = test(value)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{key}={_shown(value)}", what, fix)
 
 
 REQUIRED_FIXES = {"data.path": "the raw file, e.g. data.path=/data/criteo/train.txt (or data=synthetic)"}

@@ -61,35 +61,54 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return _print_plan(args)
     with calibration_progress() as on_shape:
         summary = run_sweep(args.name, args.overrides, force=args.force, sweeps_dirs=args.sweeps_dir,
-                            announce=lambda text: print(text, flush=True), on_shape=on_shape)
+                            announce=lambda text: print(text, flush=True), on_shape=on_shape, yes=args.yes,
+                            ask=terminal_question())
     print(summary.table())
     return 0 if summary.ok else 1
 
 
 def _print_plan(args: argparse.Namespace) -> int:
     """--plan: what would run, each job's estimate and the total; no store or run is created."""
-    from ..config import resolve_tracking_uri
     from ..sweep.estimate import memory_text
-    from ..sweep.plan import plan_sweep
+    from ..sweep.plan import plan_sweep, too_big
     from ..sweep.progress import clock
-    from ..tracking import Store, absolute_store
-
-    def existing_store(cfg):
-        uri = absolute_store(resolve_tracking_uri(cfg.tracking.uri))
-        missing = uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()
-        return None if missing else Store.of(cfg)
+    from ..tracking import existing_store
 
     with calibration_progress() as on_shape:
         plan = plan_sweep(args.name, args.overrides, args.force, args.sweeps_dir, open_store=existing_store,
                           on_shape=on_shape)
-    width = max((len(j.job) for j in plan.estimate.jobs), default=3)
-    for job in plan.estimate.jobs:
-        shown = "-" if job.seconds is None else clock(job.seconds)
-        print(f"  {job.job:<{width}}  {shown:>7}  {memory_text(job.peak_bytes):>9}")
+    jobs = plan.estimate.jobs
+    width = max((len(j.job) for j in jobs), default=3)
+    shown = jobs if len(jobs) <= PLAN_ROWS else [*jobs[:PLAN_ROWS - 5], None, *jobs[-5:]]
+    for job in shown:
+        if job is None:
+            print(f"  ... {len(jobs) - PLAN_ROWS + 1:,} more jobs ...")
+            continue
+        seconds = "-" if job.seconds is None else clock(job.seconds)
+        print(f"  {job.job:<{width}}  {seconds:>7}  {memory_text(job.peak_bytes):>9}")
     if plan.reused:
         print(f"({len(plan.reused)} jobs finished before: skipped, not estimated)")
     print(f"plan: {plan.estimate.footer()}")
+    big = too_big(len(jobs), plan.estimate.wall if plan.estimate.known else None)
+    if big:
+        print(f"note: {big}: launching it asks first (or add --yes)")
     return 0
+
+
+PLAN_ROWS = 40  # a --plan lists at most this many jobs (the first and the last)
+
+
+def terminal_question():
+    """ask(question) -> bool on a terminal (a yes needs y or yes), else None: a script never waits."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return None
+
+    def ask(question: str) -> bool:
+        try:
+            return input(question).strip().lower() in ("y", "yes")
+        except EOFError:
+            return False
+    return ask
 
 
 def _until_decided(args: argparse.Namespace) -> int:
@@ -103,7 +122,8 @@ def _until_decided(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag} {value:g}: must be a positive number")
     try:
         rounds, summary = run_until_decided(args.name, args.overrides, args.max_seeds, args.force, args.sweeps_dir,
-                                            args.margin, args.ia_margin, echo=lambda line: print(line, flush=True))
+                                            args.margin, args.ia_margin, echo=lambda line: print(line, flush=True),
+                                            yes=args.yes, ask=terminal_question())
         print(summary.table())
     except RoundFailed as failed:
         print(failed.summary.table())
@@ -229,9 +249,11 @@ def cmd_data(action: str, overrides: List[str]) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ..report import ClaimOptions, build_report
+    from ..tracking import check_filter
 
     if not args.sweeps and not args.parent_run_id:
         raise ValueError("name a sweep (or give --parent-run-id)")
+    check_filter(args.filter)
     options = ClaimOptions(pairing=args.pairing, family=args.family, correction=args.correction, margin=args.margin,
                            ia_margin=args.ia_margin, sequential=args.sequential, max_seeds=args.max_seeds,
                            compare=tuple(args.compare), metric=args.metric)

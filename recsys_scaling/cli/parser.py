@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--force", action="store_true", help="rerun jobs that finished before (default: skip them)")
     sweep.add_argument("--plan", action="store_true",
                        help="print each job's estimated time and memory and the sweep's total, then stop")
+    sweep.add_argument("--yes", "-y", action="store_true",
+                       help="launch a sweep above 1,000 jobs or 24 estimated hours without asking")
     sweep.add_argument("--until-decided", action="store_true",
                        help="after the grid, add seeds in rounds to the cells behind undecided claims until every "
                             "claim is decided or --max-seeds is reached (sequential intervals), then report")

@@ -52,13 +52,25 @@ def collect_runs(store: tracking.Store, parent_run_ids: Sequence[str],
         reused = store.run_json(parent, "reused.json") or {}
         if reused and not filter_string:  # skipped jobs: their earlier runs stand for them (unless deleted since)
             children += store.live_runs(list(reused.values()))[0]
+        if not filter_string:  # a filtered report leaves planned jobs out on purpose
+            planned = store.run_json(parent, "jobs.json") or []
+            children += finished_elsewhere(store, planned, {r.info.run_name for r in children})
+            recorded = {r.info.run_name for r in children}
+            missing.extend(sorted(set(planned) - recorded))
         runs.extend(children)
         # A reused run may come from another sweep; it belongs to the series it stands in for.
         series.extend([store.sweep_name(parent)] * len(children))
-        if not filter_string:  # a filtered report leaves planned jobs out on purpose
-            recorded = {r.info.run_name for r in children}
-            missing.extend(sorted(set(store.run_json(parent, "jobs.json") or []) - recorded))
     return runs_table(runs, series), missing
+
+
+def finished_elsewhere(store: tracking.Store, planned, recorded: set) -> List[Any]:
+    """FINISHED runs of planned jobs this launch has no run for: another launch of the sweep, running
+    at the same time, trained them. `planned` is the parent's jobs.json: job name -> fingerprint
+    (a plain list of names, from before fingerprints were recorded, finds none)."""
+    if not isinstance(planned, dict):
+        return []
+    wanted = {fp for name, fp in planned.items() if name not in recorded and fp}
+    return store.live_runs(list(store.finished_runs(wanted).values()))[0] if wanted else []
 
 
 def deleted_reuse_notes(store: tracking.Store, parent_run_ids: Sequence[str]) -> List[str]:

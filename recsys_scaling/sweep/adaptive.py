@@ -24,6 +24,7 @@ from ..report.analysis import analyse, look_levels
 from ..report.collect import collect_runs
 from . import grid
 from .progress import clock
+from .plan import confirm_size, plan_sweep
 from .runner import Cell, SweepSummary, run_sweep
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ HEADER = "round  seeds/cell      seeds  jobs run  decided  undecided     time"
 
 def grid_seeds(name: str, overrides: Sequence[str], sweeps_dirs: Sequence[Path]) -> List[int]:
     """The seeds the sweep as written runs (its grid, with the command line's overrides)."""
-    return sorted({int(job.cfg.seed) for job in grid.expand(find_sweep(name, sweeps_dirs), overrides)})
+    return sorted({int(job.seed) for job in grid.expand(find_sweep(name, sweeps_dirs), overrides)})
 
 
 def undecided_cells(claims_by_backbone) -> Set[Cell]:
@@ -89,9 +90,11 @@ def read_claims(summary: SweepSummary, max_seeds: int, margin: Optional[float], 
 
 def run_until_decided(name: str, overrides: Sequence[str] = (), max_seeds: int = 10, force: bool = False,
                       sweeps_dirs: Sequence[Path] = (), margin: Optional[float] = None,
-                      ia_margin: Optional[float] = None, echo=print) -> Tuple[List[Round], SweepSummary]:
+                      ia_margin: Optional[float] = None, echo=print, yes: bool = False,
+                      ask=None) -> Tuple[List[Round], SweepSummary]:
     """Run the sweep, then add seeds round by round until every claim is decided or a cell would
-    need more than `max_seeds` seeds. `echo` prints each round's row as it ends. Returns the
+    need more than `max_seeds` seeds. `echo` prints each round's row as it ends, after the worst
+    case (every cell at `max_seeds`; above plan.BIG_SWEEP_* it needs `yes` or `ask`). Returns the
     rounds and the last launch's summary."""
     overrides = [*overrides, *([f"report.margin={margin}"] if margin else []),
                  *([f"report.ia_margin={ia_margin}"] if ia_margin else [])]
@@ -99,6 +102,7 @@ def run_until_decided(name: str, overrides: Sequence[str] = (), max_seeds: int =
     if len(seeds) > max_seeds:
         raise ValueError(f"--max-seeds {max_seeds}: the sweep already runs {len(seeds)} seeds per cell "
                          f"({','.join(map(str, seeds))}); give a larger --max-seeds")
+    worst_case(name, overrides, seeds, max_seeds, sweeps_dirs, force, echo, yes, ask)
     rounds: List[Round] = []
     cells: Optional[Set[Cell]] = None  # round 0 runs the whole grid
     looks = max_seeds - 2
@@ -110,7 +114,7 @@ def run_until_decided(name: str, overrides: Sequence[str] = (), max_seeds: int =
         number = len(rounds)
         summary = run_sweep(name, [*overrides, "seed=" + ",".join(map(str, seeds))], force=force and not rounds,
                             sweeps_dirs=sweeps_dirs, max_seeds=max_seeds, only_cells=cells,
-                            announce=lambda text: echo(f"  round {number} {text}"))
+                            announce=lambda text: echo(f"  round {number} {text}"), yes=True)
         this = Round(len(rounds), list(seeds), summary.finished + summary.failed, time.monotonic() - started)
         plan = summary.seed_plan or max_seeds
         if not rounds and plan != max_seeds:
@@ -134,6 +138,20 @@ def run_until_decided(name: str, overrides: Sequence[str] = (), max_seeds: int =
         seeds.append(max(seeds) + 1)
         log.info("round %d: seed %d for %d cells behind %d undecided claims", this.number + 1, seeds[-1],
                  len(cells), this.undecided)
+
+
+def worst_case(name: str, overrides: Sequence[str], seeds: Sequence[int], max_seeds: int,
+               sweeps_dirs: Sequence[Path], force: bool, echo, yes: bool, ask) -> None:
+    """Print what the loop costs if no claim is ever decided (every cell run to `max_seeds`
+    seeds), and ask before starting when that is far too much. Nothing is recorded before."""
+    every = [*seeds, *range(max(seeds) + 1, max(seeds) + 1 + max_seeds - len(seeds))]
+    plan = plan_sweep(name, [*overrides, "seed=" + ",".join(map(str, every))], force, sweeps_dirs,
+                      open_store=tracking.existing_store)
+    wall = plan.estimate.wall if plan.estimate.known else None
+    jobs = len(plan.estimate.jobs)
+    echo(f"worst case (every cell to {max_seeds} seeds): {jobs} more job(s), "
+         f"{'time unknown until the data is prepared' if wall is None else clock(wall)}")
+    confirm_size(f"sweep {name} --until-decided --max-seeds {max_seeds} (worst case)", jobs, wall, yes, ask)
 
 
 def closing_line(rounds: Sequence[Round], max_seeds: int) -> str:

@@ -33,7 +33,7 @@ def budget_table(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]], estima
                              "or prepare the data first")
         rows.append({
             "job": job.name, "backbone": plan.backbone, "arm": plan.arm, "scale": plan.scale,
-            "seed": int(job.cfg.seed), "K": plan.num_embeddings, "d": plan.embed_dim,
+            "seed": int(job.seed), "K": plan.num_embeddings, "d": plan.embed_dim,
             "Kxd": plan.num_embeddings * plan.embed_dim,
             "embedding": plan.counts["embedding"], "dense": plan.counts["dense"], "total": plan.counts["total"],
             "flops_per_example": plan.flops, "matched_to": plan.reference or "-",
@@ -51,7 +51,7 @@ def _note(job: Job, plan: JobPlan) -> str:
         return "-"
     if plan.reference == "target":
         return "target"
-    if job.cfg.budget.match == BudgetMatch.embedding:
+    if job.shared.budget.match == BudgetMatch.embedding:
         return "by design" if plan.mismatch else "equal"
     return "matched"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -139,7 +139,7 @@ def estimate_sweep(jobs: Sequence, plans: Sequence, calibrate: bool = True,
 
     if not jobs:
         return SweepEstimate([], 1, "", 0.0, calibrate, "", skipped=skipped)
-    launcher, first = jobs[0].launcher, jobs[0].cfg
+    launcher, first = jobs[0].launcher, jobs[0].shared
     device = _device(first.train.device)
     if device == "cuda" and not visible_gpus():
         raise ValueError(f"train.device={first.train.device}: no CUDA device here to time the models on; run "
@@ -149,18 +149,22 @@ def estimate_sweep(jobs: Sequence, plans: Sequence, calibrate: bool = True,
     calibration = Calibration(threads, device, measure=calibrate, concurrency=min(slots, cpu_count()))
     machine = calibration.machine()
     shapes = {(id_, p.shape) for id_, p in ((_shape_id(j), p) for j, p in zip(jobs, plans)) if p is not None}
-    done, estimates = set(), []
+    done, estimates, shared = set(), [], {}  # shared: one estimate per config its seeds share
     for job, plan in zip(jobs, plans):
-        rows = data_rows(job.cfg.data)
-        if plan is None or rows is None:
-            estimates.append(JobEstimate(job.name, None, None, int(job.cfg.train.max_epochs)))
+        if id(job.shared) in shared:
+            estimates.append(replace(shared[id(job.shared)], job=job.name))
             continue
-        dims = _field_dims(job.cfg)
-        timing = calibration.shape(job.cfg, dims, plan.shape, plan.flops)
-        done.add((_shape_id(job), plan.shape))
-        if on_shape is not None:
-            on_shape(len(done), len(shapes))
-        estimates.append(_job_estimate(job, plan, rows, timing, machine, dims, device))
+        rows = data_rows(job.shared.data)
+        if plan is None or rows is None:
+            estimates.append(JobEstimate(job.name, None, None, int(job.shared.train.max_epochs)))
+        else:
+            dims = _field_dims(job.shared)
+            timing = calibration.shape(job.shared, dims, plan.shape, plan.flops)
+            done.add((_shape_id(job), plan.shape))
+            if on_shape is not None:
+                on_shape(len(done), len(shapes))
+            estimates.append(_job_estimate(job, plan, rows, timing, machine, dims, device))
+        shared[id(job.shared)] = estimates[-1]
     notes = [] if calibrate else ["not calibrated: times from FLOPs over the machine's matmul rate"]
     parallel_start = machine.worker_start_seconds if slots > 1 or "ray" in name else 0.0
     return SweepEstimate(estimates, slots, name, parallel_start, calibrate, where, notes, skipped,
@@ -170,7 +174,7 @@ def estimate_sweep(jobs: Sequence, plans: Sequence, calibrate: bool = True,
 def _job_estimate(job, plan, rows: Tuple[int, int, int], timing, machine, dims: Sequence[int],
                   device: str) -> JobEstimate:
     train, valid, test = rows
-    cfg = job.cfg
+    cfg = job.shared
     epochs = int(cfg.train.max_epochs)
     steps = math.ceil(train / cfg.train.batch_size)
     training = epochs * steps * timing.step_seconds * machine.contention
@@ -202,7 +206,7 @@ def _field_dims(cfg) -> List[int]:
 
 
 def _shape_id(job) -> str:
-    return f"{job.cfg.model.backbone}|{job.cfg.train.batch_size}|{job.cfg.arm}"
+    return f"{job.shared.model.backbone}|{job.shared.train.batch_size}|{job.shared.arm}"
 
 
 def _device(device: str) -> str:

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import copy
+import logging
+import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -20,7 +23,9 @@ from ..data import declared_field_dims
 from ..models import get_backbone, model_label
 from ..paths import BUILTIN_SWEEPS_DIR, CONF_DIR
 from ..tuned import resolve_job_config
-from ..validate import check_job
+from ..validate import check_job, check_value
+
+log = logging.getLogger(__name__)
 
 # Fields of the probe a user's tower is checked with when the data's fields are not known yet
 PROBE_FIELDS = 3
@@ -30,20 +35,41 @@ class SweepConfigError(ValueError):
     """A sweep that must not launch: the message names the job and the key."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
+    """One job of a sweep. Jobs that differ only in their seed share one composed config
+    (`shared`, read-only): a 10,000-seed grid composes, checks and estimates each distinct
+    model once, and a job's own config is built only when something asks for it."""
     number: int
     overrides: List[str]
-    cfg: DictConfig
+    shared: DictConfig
     launcher: Optional[DictConfig] = None  # the sweep's hydra.launcher, shared by all its jobs
+    own_seed: Optional[int] = None  # set when it differs from `shared`'s
 
     @property
+    def seed(self) -> int:
+        return self.shared.seed if self.own_seed is None else self.own_seed
+
+    @cached_property
+    def cfg(self) -> DictConfig:
+        if self.own_seed is None or self.own_seed == self.shared.seed:
+            return self.shared
+        cfg = copy.deepcopy(self.shared)
+        cfg.seed = self.own_seed
+        return cfg
+
+    @cached_property
     def name(self) -> str:
-        c = self.cfg
-        return job_name(model_label(c.model), c.arm, c.scale, c.seed, explicit_shape(c), c.data.train_fraction)
+        c = self.shared
+        return job_name(model_label(c.model), c.arm, c.scale, self.seed, explicit_shape(c), c.data.train_fraction)
 
     def describe(self) -> str:
         return f"job #{self.number} {self.name} ({' '.join(self.overrides)})"
+
+
+def distinct_models(jobs: Sequence[Job]) -> List[Job]:
+    """One job per shared config: the jobs whose checks and estimates stand for their seeds'."""
+    return list({id(job.shared): job for job in reversed(jobs)}.values())[::-1]
 
 
 class Composer:
@@ -120,6 +146,43 @@ def _launcher_hint(reason: str) -> str:
             "(one job at a time: hydra.launcher.n_jobs=1)")
 
 
+def without_duplicate_values(spec: Optional[Path], overrides: Sequence[str]) -> List[str]:
+    """The overrides with each swept value listed once (`seed=0,0,1` -> `seed=0,1`), said in one
+    line: a value listed twice would launch the same job twice. A sweep file's params with
+    duplicates are overridden on the command line (unless the user already overrides them)."""
+    params = _sweeper_params(Composer(spec), overrides)
+    parser = OverridesParser.create()
+    given = parser.parse_overrides(list(overrides))
+    user_keys = {o.get_key_element() for o in given}
+    out = list(overrides)
+    for position, override in enumerate([*given, *parser.parse_overrides(params)]):
+        if not override.is_sweep_override() or override.value_type.name not in ("SIMPLE_CHOICE_SWEEP", "CHOICE_SWEEP"):
+            continue
+        values = list(override.sweep_string_iterator())
+        unique = list(dict.fromkeys(values))
+        key = override.get_key_element()
+        if len(unique) == len(values) or (position >= len(given) and key in user_keys):
+            continue
+        replacement = f"{key}={','.join(unique)}"
+        log.warning("%s lists %d value(s) more than once: each job runs once (%s)", override.input_line or key,
+                    len(values) - len(unique), replacement)
+        if position < len(given):
+            out[position] = replacement
+        else:
+            out.append(replacement)
+    return out
+
+
+def _sweeper_params(composer: Composer, overrides: Sequence[str]) -> List[str]:
+    plain = [o for o in overrides if "," not in o.split("=", 1)[-1]]
+    try:
+        base = composer(plain, hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        reason = explain(exc)
+        raise SweepConfigError(f"sweep config: {reason}{_launcher_hint(reason)}") from exc
+    return [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
+
+
 def expand(spec: Optional[Path], overrides: Sequence[str] = ()) -> List[Job]:
     """Every job of the sweep (sweeper params, then command-line overrides), composed into its
     final config (tuned values included)."""
@@ -137,14 +200,35 @@ def expand(spec: Optional[Path], overrides: Sequence[str] = ()) -> List[Job]:
     parsed = OverridesParser.create().parse_overrides([*params, *overrides])
     combos = BasicSweeper.split_arguments(parsed, None)[0]
     compose_job = JobComposer(spec)
-    jobs = []
+    jobs: List[Job] = []
+    shared: dict = {}  # the combo without its seed -> the config its seeds share
     for number, combo in enumerate(combos):
+        rest, seed = _split_seed(combo)
+        if seed is not None and rest in shared:
+            jobs.append(Job(number, combo, shared[rest], base.hydra.launcher, own_seed=seed))
+            continue
         try:
             cfg = resolve_job_config(compose_job(combo))
         except (HydraException, LookupError, FileNotFoundError) as exc:
             raise SweepConfigError(f"job #{number} ({' '.join(combo)}): {explain(exc)}") from exc
+        if seed is not None and not _SEED_REFERENCE.search(OmegaConf.to_yaml(cfg)):
+            shared[rest] = cfg
         jobs.append(Job(number, combo, cfg, base.hydra.launcher))
     return jobs
+
+
+# A config that interpolates the seed elsewhere (`split_seed: ${seed}`) is composed per seed
+_SEED_REFERENCE = re.compile(r"\$\{[^}]*\bseed\b")
+
+
+def _split_seed(combo: Sequence[str]) -> tuple:
+    """(the other overrides, the job's seed as an int) — seed None when not a plain integer."""
+    seeds = [o for o in combo if o.split("=", 1)[0] == "seed"]
+    rest = tuple(o for o in combo if o not in seeds)
+    if len(seeds) != 1:
+        return rest, None
+    text = seeds[0].split("=", 1)[1]
+    return rest, int(text) if re.fullmatch(r"\d+", text) else None
 
 
 def plan(job: Job, field_dims_cache: Optional[dict] = None) -> Optional[JobPlan]:
@@ -177,7 +261,8 @@ def check_model(cfg, field_dims: Optional[Sequence[int]]) -> None:
 
 
 def _shape(job: Job, job_plan: Optional[JobPlan]) -> EmbeddingShape:
-    return job_plan.shape if job_plan is not None else embedding_shape(job.cfg.model, job.cfg.arm, job.cfg.scale)
+    return job_plan.shape if job_plan is not None else embedding_shape(job.shared.model, job.shared.arm,
+                                                                      job.shared.scale)
 
 
 def shared_base(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -> List[Job]:
@@ -186,7 +271,7 @@ def shared_base(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]]) -> List
     index = {tuple(sorted(job.overrides)): (job, job_plan) for job, job_plan in zip(jobs, plans)}
     twins = []
     for job, job_plan in zip(jobs, plans):
-        if job.cfg.arm != "me" or job.cfg.model.experts or "arm=me" not in job.overrides:
+        if job.shared.arm != "me" or job.shared.model.experts or "arm=me" not in job.overrides:
             continue
         twin = index.get(tuple(sorted("arm=se" if o == "arm=me" else o for o in job.overrides)))
         if twin is not None and _shape(job, job_plan).num_embeddings == 1 and _shape(job, job_plan) == _shape(*twin):
@@ -206,19 +291,30 @@ def validate(jobs: Sequence[Job]) -> List[Optional[JobPlan]]:
         raise SweepConfigError("the sweep expands to no jobs")
     seen: dict = {}
     for job in jobs:
+        if job.own_seed is not None:
+            check_seed(job)
         other = seen.get(job.name)
-        if other is not None and explicit_shape(job.cfg) is not None and (
-                (job.cfg.arm, job.cfg.scale) != (other.cfg.arm, other.cfg.scale)):
+        if other is not None and explicit_shape(job.shared) is not None and (
+                (job.shared.arm, job.shared.scale) != (other.shared.arm, other.shared.scale)):
             raise SweepConfigError(f"{job.describe()} and job #{other.number} are both {job.name}: an explicit "
                                    "model.num_embeddings / model.embed_dim gives every arm and scale the same shape; "
                                    "sweep the shape without arm and scale (see sweeps/frontier.yaml)")
-        if other is not None and _tower(job.cfg) != _tower(other.cfg):
+        if other is not None and _tower(job.shared) != _tower(other.shared):
             raise SweepConfigError(f"{job.describe()} and job #{other.number} are both {job.name} with different towers "
-                                   f"({_tower(job.cfg)[0]} and {_tower(other.cfg)[0]}): their runs would be read as "
-                                   "one model; give each its own model.label")
+                                   f"({_tower(job.shared)[0]} and {_tower(other.shared)[0]}): their runs would be read "
+                                   "as one model; give each its own model.label")
         seen[job.name] = job
     cache: dict = {}
-    return [plan(job, cache) for job in jobs]
+    plans = {id(job.shared): plan(job, cache) for job in distinct_models(jobs)}
+    return [plans[id(job.shared)] for job in jobs]
+
+
+def check_seed(job: Job) -> None:
+    """The seed rule of validate.RANGES for a job whose config is shared with its other seeds."""
+    try:
+        check_value(seed=job.seed)
+    except ValueError as exc:
+        raise SweepConfigError(f"{job.describe()}: {exc}") from None
 
 
 def _tower(cfg) -> tuple:

@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 from omegaconf import OmegaConf
 
 from .. import tracking
-from ..config import config_fingerprint, job_fingerprint
+from ..config import config_fingerprint, fingerprint_tree, job_fingerprint
 from ..data import data_fingerprint, load_dataset
 from ..models import model_label
 from ..paths import find_sweep
@@ -33,6 +33,7 @@ class SweepPlan:
     store: Optional[tracking.Store] = None
     seed_plan: Optional[int] = None  # adaptive: the seed count of the sweep's sequential intervals
     data: List[str] = field(default_factory=list)  # the content fingerprints of the data its jobs train on
+    fingerprints: Dict[str, str] = field(default_factory=dict)  # job name -> its fingerprint (config and data)
 
     def to_train(self) -> Tuple[List[grid.Job], list]:
         finished = {key.split("#")[0] for key in self.reused}
@@ -47,7 +48,7 @@ def plan_sweep(name: str, overrides: Sequence[str] = (), force: bool = False, sw
     data is ready (so bad data creates no store); it may return None (nothing finished before).
     `max_seeds`: an adaptive round, checked against the sweep's seed plan (`kept_seed_plan`)."""
     spec = find_sweep(name, sweeps_dirs)
-    overrides = [*overrides, *(["sweep.resume=false"] if force else [])]
+    overrides = grid.without_duplicate_values(spec, [*overrides, *(["sweep.resume=false"] if force else [])])
     jobs = grid.expand(spec, overrides)
     check_parallelism(jobs)
     plans = grid.validate(jobs)
@@ -61,7 +62,8 @@ def plan_sweep(name: str, overrides: Sequence[str] = (), force: bool = False, sw
     data_ids = prepare_data(jobs)  # bad data or a full disk fail here, before a store or a run exists
     store = open_store(jobs[0].cfg) if open_store is not None else None
     seed_plan = kept_seed_plan(store, spec.stem, max_seeds)
-    reused = {} if force or store is None else _finished_before(store, jobs, data_ids)
+    prints = fingerprints(jobs, data_ids)
+    reused = {} if force or store is None else _finished_before(store, jobs, prints)
     if reused:  # the jobs need not ask the store again
         overrides = [*overrides, "sweep.finished=[" + ",".join(f"'{key}'" for key in reused) + "]"]
     deferred: list = []
@@ -70,7 +72,8 @@ def plan_sweep(name: str, overrides: Sequence[str] = (), force: bool = False, sw
         if deferred:
             overrides = [*overrides, "sweep.deferred=[" + ",".join(f"'{job.name}'" for job in deferred) + "]"]
     plan = SweepPlan(spec, spec.stem, jobs, plans, overrides, reused, store=store, seed_plan=seed_plan,
-                     data=sorted(set(data_ids.values())))
+                     data=sorted(set(data_ids.values())),
+                     fingerprints={job.name: fp for job, (fp, _) in zip(jobs, prints)})
     to_train = plan.to_train()
     launched_idle = len(jobs) - len(to_train[0]) + len(base) + len(deferred)
     plan.estimate = estimate_sweep(*to_train, calibrate=calibrate, on_shape=on_shape, skipped=launched_idle)
@@ -78,6 +81,30 @@ def plan_sweep(name: str, overrides: Sequence[str] = (), force: bool = False, sw
 
 
 Cell = Tuple[str, str, int]  # (backbone label, arm, scale)
+
+# A launch above either asks first (sweep --yes): a typo in a grid should not start weeks of work
+BIG_SWEEP_JOBS = 1000
+BIG_SWEEP_HOURS = 24
+
+
+def too_big(jobs: int, wall_seconds: Optional[float]) -> str:
+    """Why a launch of `jobs` jobs taking `wall_seconds` needs a yes ("" when it does not)."""
+    reasons = [f"{jobs:,} jobs (more than {BIG_SWEEP_JOBS:,})"] if jobs > BIG_SWEEP_JOBS else []
+    if wall_seconds is not None and wall_seconds > BIG_SWEEP_HOURS * 3600:
+        reasons.append(f"an estimated {wall_seconds / 3600:,.0f} hours (more than {BIG_SWEEP_HOURS})")
+    return " and ".join(reasons)
+
+
+def confirm_size(what: str, jobs: int, wall_seconds: Optional[float], yes: bool,
+                 ask: Optional[Callable[[str], bool]]) -> None:
+    """Go on when the launch is small, `yes` was given, or `ask(question)` (a terminal) says yes;
+    else ValueError saying how to launch it. Nothing is recorded before this."""
+    reason = too_big(jobs, wall_seconds)
+    if not reason or yes:
+        return
+    if ask is not None and ask(f"{what}: {reason}. Launch it? [y/N] "):
+        return
+    raise ValueError(f"{what}: {reason}; nothing was launched. Check the grid with --plan, then add --yes to launch it")
 
 
 def kept_seed_plan(store, sweep: str, max_seeds: Optional[int]) -> Optional[int]:
@@ -95,7 +122,7 @@ def kept_seed_plan(store, sweep: str, max_seeds: Optional[int]) -> Optional[int]
 
 
 def cell_of(job: grid.Job) -> Cell:
-    return model_label(job.cfg.model), str(job.cfg.arm), int(job.cfg.scale)
+    return model_label(job.shared.model), str(job.shared.arm), int(job.shared.scale)
 
 
 def _defer_other_cells(jobs: Sequence[grid.Job], plans: list, reused: dict, cells: Set[Cell]) -> tuple:
@@ -110,27 +137,37 @@ def prepare_data(jobs: Sequence[grid.Job]) -> Dict[str, str]:
     """Prepare (or open) every distinct dataset of the grid once, before anything is recorded;
     returns data config -> its content fingerprint (see data.data_fingerprint)."""
     ids: Dict[str, str] = {}
-    for job in jobs:
-        key = OmegaConf.to_yaml(job.cfg.data)
+    for job in grid.distinct_models(jobs):
+        key = OmegaConf.to_yaml(job.shared.data)
         if key not in ids:
-            load_dataset(job.cfg.data, progress=True)
-            ids[key] = data_fingerprint(job.cfg.data)
+            load_dataset(job.shared.data, progress=True)
+            ids[key] = data_fingerprint(job.shared.data)
     return ids
 
 
-def fingerprint_of(job: grid.Job, data_ids: Dict[str, str]) -> str:
-    return job_fingerprint(job.cfg, data_ids[OmegaConf.to_yaml(job.cfg.data)])
+def fingerprints(jobs: Sequence[grid.Job], data_ids: Dict[str, str]) -> List[Tuple[str, str]]:
+    """(job fingerprint, config fingerprint) of each job, the config resolved once per shared
+    config (a seed's variant is that tree with its seed set)."""
+    trees: dict = {}
+    out = []
+    for job in jobs:
+        if id(job.shared) not in trees:
+            trees[id(job.shared)] = (fingerprint_tree(job.shared), data_ids[OmegaConf.to_yaml(job.shared.data)])
+        tree, data_id = trees[id(job.shared)]
+        config = config_fingerprint(None, {**tree, "seed": job.own_seed} if job.own_seed is not None else tree)
+        out.append((job_fingerprint(None, data_id, config), config))
+    return out
 
 
-def _finished_before(store: tracking.Store, jobs: Sequence[grid.Job], data_ids: Dict[str, str]) -> dict:
+def _finished_before(store: tracking.Store, jobs: Sequence[grid.Job], prints: List[Tuple[str, str]]) -> dict:
     """job name + fingerprint -> id of its earlier FINISHED run (same config, same data)."""
     reused, unknown_data = {}, 0
-    for job in jobs:
-        fingerprint = fingerprint_of(job, data_ids)
-        done = store.finished_run(fingerprint)
+    finished = store.finished_runs([fp for pair in prints for fp in pair])
+    for job, (fingerprint, config) in zip(jobs, prints):
+        done = finished.get(fingerprint)
         if done is not None:
             reused[f"{job.name}#{fingerprint[:12]}"] = done
-        elif store.finished_run(config_fingerprint(job.cfg)) is not None:
+        elif config in finished:
             unknown_data += 1
     if unknown_data:
         log.info("%d job(s) have FINISHED runs from before runs recorded their data's fingerprint: what data they "
@@ -143,8 +180,8 @@ def check_parallelism(jobs: Sequence[grid.Job]) -> None:
     reserved per job)."""
     reserved = reserved_cpus(jobs[0].launcher)
     parallel = parallel_jobs(jobs[0].launcher)
-    for job in jobs:
-        threads = job.cfg.train.threads
+    for job in grid.distinct_models(jobs):
+        threads = job.shared.train.threads
         if reserved and threads > reserved:
             raise grid.SweepConfigError(
                 f"{job.describe()}: train.threads={threads} exceeds hydra.launcher.cpus_per_job={reserved}; "
@@ -169,12 +206,13 @@ def check_gpu_packing(jobs: Sequence[grid.Job], plans) -> None:
     import torch
 
     capacity = torch.cuda.get_device_properties(0).total_memory
+    distinct = set(grid.distinct_models(jobs))
     slots = visible_gpus() * jobs[0].cfg.train.jobs_per_gpu
     if parallel_jobs(launcher) > slots:
         log.warning("%d parallel jobs for %d GPU slots (train.jobs_per_gpu per GPU): the extra jobs wait for a "
                     "free slot", parallel_jobs(launcher), slots)
     for job, job_plan in zip(jobs, plans):
-        if job.cfg.train.device != "auto" or job_plan is None:
+        if job not in distinct or job.shared.train.device != "auto" or job_plan is None:
             continue
         try:
             grid.check_memory(job, job_plan, capacity)

@@ -5,7 +5,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 
 from .. import tracking
@@ -13,7 +13,7 @@ from ..app import launch
 from ..runtime import stop_children
 from . import grid
 from .launch import LAUNCH_FILE, Launch
-from .plan import Cell, plan_sweep
+from .plan import Cell, confirm_size, plan_sweep
 from .progress import SweepProgress, clock
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ class SweepSummary:
     other: int
     skipped: int = 0
     not_started: int = 0  # planned jobs with no run: bad data, or running in another process
+    elsewhere: int = 0  # planned jobs another launch, running at the same time, finished
     seconds: float = 0.0
     slowest: Optional[Tuple[str, float]] = None
     experiment_url: str = ""
@@ -40,11 +41,12 @@ class SweepSummary:
     @property
     def ok(self) -> bool:
         return (self.failed == 0 and self.other == 0 and self.not_started == 0
-                and self.finished + self.skipped > 0)
+                and self.finished + self.skipped + self.elsewhere > 0)
 
     def line(self) -> str:
-        total = self.finished + self.failed + self.other + self.skipped + self.not_started
-        extra = f", {self.other} not finished" if self.other else ""
+        total = self.finished + self.failed + self.other + self.skipped + self.not_started + self.elsewhere
+        extra = f", {self.elsewhere} finished by another launch" if self.elsewhere else ""
+        extra += f", {self.other} not finished" if self.other else ""
         extra += f", {self.not_started} did not start (see the log)" if self.not_started else ""
         return (f"sweep {self.sweep}: {total} jobs: {self.finished} finished, {self.skipped} skipped "
                 f"(finished before), {self.failed} failed{extra} (parent run {self.parent_run_id})")
@@ -53,6 +55,7 @@ class SweepSummary:
         """The closing summary: counts, slowest job, total time, where to look next."""
         rows = [("finished", str(self.finished)), ("skipped (finished before)", str(self.skipped)),
                 ("failed", str(self.failed))]
+        rows += [("finished by another launch", str(self.elsewhere))] if self.elsewhere else []
         rows += [("not finished", str(self.other))] if self.other else []
         rows += [("did not start (see the log)", str(self.not_started))] if self.not_started else []
         if self.slowest:
@@ -61,7 +64,7 @@ class SweepSummary:
         if self.estimated is not None:
             rows.append(("estimated", clock(self.estimated)))
         width = max(len(k) for k, _ in rows)
-        total = self.finished + self.failed + self.other + self.skipped + self.not_started
+        total = self.finished + self.failed + self.other + self.skipped + self.not_started + self.elsewhere
         lines = [f"sweep {self.sweep}: {'done' if self.ok else 'NOT complete'} ({total} jobs, parent run "
                  f"{self.parent_run_id})"]
         lines += [f"  {key:<{width}}  {value}" for key, value in rows]
@@ -80,7 +83,7 @@ def compose_sweep(spec: Path, overrides: Sequence[str] = ()):
 def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
               sweeps_dirs: Sequence[Path] = (), max_seeds: Optional[int] = None,
               only_cells: Optional[Set[Cell]] = None, announce=None, calibrate: bool = True,
-              on_shape=None) -> SweepSummary:
+              on_shape=None, yes: bool = False, ask=None) -> SweepSummary:
     """Plan the sweep (plan.plan_sweep: expand and check every job, prepare the data, find what
     finished before, estimate the rest), then open the parent run and launch the multirun. Jobs
     whose config and data already have a FINISHED run are skipped (their runs are reused) unless
@@ -88,14 +91,17 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     to the sweep's first plan (recorded, so that reports use sequential intervals). `only_cells`:
     train only the jobs of these (backbone, arm, scale) cells; the others' finished runs still
     stand in the sweep, and their unfinished jobs wait (deferred). `announce(text)` is told the
-    estimate before launch."""
+    estimate before launch. A launch above plan.BIG_SWEEP_JOBS jobs or BIG_SWEEP_HOURS needs
+    `yes`, or `ask(question)` to answer yes (plan.confirm_size)."""
     user_overrides = list(overrides)
-    plan = plan_sweep(name, overrides, force, sweeps_dirs, only_cells, open_store=tracking.Store.of,
+    plan = plan_sweep(name, overrides, force, sweeps_dirs, only_cells, open_store=tracking.existing_store,
                       calibrate=calibrate, on_shape=on_shape, max_seeds=max_seeds)
-    store = plan.store
     sweep_name, spec, jobs, reused, overrides = plan.name, plan.spec, plan.jobs, plan.reused, plan.overrides
     if announce is not None:
         announce(f"plan: {plan.estimate.footer()}")
+    confirm_size(f"sweep {sweep_name}", len(plan.estimate.jobs), plan.estimate.wall if plan.estimate.known else None,
+                 yes, ask)
+    store = plan.store or tracking.Store.of(jobs[0].cfg)  # a new store is made only for a launch that goes on
     closed = store.close_stale_sweep_parents(sweep_name)
     if closed:
         log.info("sweep %s: %d earlier launch(es) left RUNNING by a process that ended are now KILLED", sweep_name,
@@ -103,7 +109,8 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     this_launch = Launch([str(o) for o in user_overrides], store.uri, store.experiment, plan.data,
                          [str(Path(d).resolve()) for d in sweeps_dirs])
     say_if_other_data(store, sweep_name, this_launch)
-    parent = store.create_sweep_parent(sweep_name, spec, [job.name for job in jobs], reused,
+    parent = store.create_sweep_parent(sweep_name, spec, {job.name: plan.fingerprints[job.name] for job in jobs},
+                                       reused,
                                        overrides=sweep_params(spec, overrides))
     store.client.log_dict(parent, this_launch.as_dict(), LAUNCH_FILE)
     store.record_sweep_settings(parent, {**report_settings(jobs[0].cfg), "max_seeds": plan.seed_plan})
@@ -134,7 +141,8 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
         raise
     finally:
         try:
-            summary = summarize(store, sweep_name, parent, len(jobs), len(reused))
+            summary = summarize(store, sweep_name, parent, {job.name: plan.fingerprints[job.name] for job in jobs},
+                                len(reused))
             summary.seconds, summary.slowest = progress.elapsed, progress.slowest()
             summary.experiment_url, summary.experiment = store.experiment_url(), store.experiment
             summary.estimated = plan.estimate.wall if plan.estimate.known else None
@@ -190,10 +198,16 @@ def sweep_params(spec: Path, overrides: Sequence[str]) -> dict:
     return params
 
 
-def summarize(store: tracking.Store, sweep_name: str, parent_run_id: str, planned: int,
+def summarize(store: tracking.Store, sweep_name: str, parent_run_id: str, planned: Dict[str, str],
               skipped: int = 0) -> SweepSummary:
-    statuses = Counter(run.info.status for run in store.child_runs(parent_run_id))
+    """The launch's counts. `planned`: job name -> fingerprint; a job with no run here that
+    another launch of the sweep (running at the same time) finished counts as done there."""
+    children = store.child_runs(parent_run_id)
+    statuses = Counter(run.info.status for run in children)
     recorded = sum(statuses.values())
     finished, failed = statuses.pop("FINISHED", 0), statuses.pop("FAILED", 0)
+    names = {run.info.run_name for run in children}
+    absent = {fp for name, fp in planned.items() if name not in names}
+    elsewhere = max(0, len(store.finished_runs(absent)) - skipped) if len(absent) > skipped else 0
     return SweepSummary(sweep_name, parent_run_id, store.uri, finished, failed, sum(statuses.values()), skipped,
-                        not_started=max(0, planned - skipped - recorded))
+                        not_started=max(0, len(planned) - skipped - elsewhere - recorded), elsewhere=elsewhere)

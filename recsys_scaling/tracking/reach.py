@@ -36,6 +36,16 @@ def check_source(uri: str) -> str:
     return uri
 
 
+def existing_store(cfg) -> "Store | None":
+    """The job config's store when it exists, else None: a plan or an estimate reads what finished
+    before without creating a sqlite file."""
+    from ..config import resolve_tracking_uri
+
+    uri = absolute_store(resolve_tracking_uri(cfg.tracking.uri))
+    missing = uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()
+    return None if missing else Store.of(cfg)
+
+
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433, "http": 80, "https": 443}
 
 

@@ -9,7 +9,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
@@ -31,6 +31,7 @@ PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LENGTH = 6000
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
+FEW_FINGERPRINTS = 200  # above this, finding finished runs reads the experiment's finished runs at once
 DEFAULT_EXPERIMENT = "recsys-scaling"
 SETTINGS_PREFIX = "recsys_scaling.report."
 SETTINGS = {"margin": float, "ia_margin": float, "margin_note": str, "max_seeds": int}
@@ -211,6 +212,25 @@ class Store:
                                                      "attributes.status = 'FINISHED'")
         return runs[0].info.run_id if runs else None
 
+    def finished_runs(self, fingerprints: Collection[str]) -> Dict[str, str]:
+        """fingerprint -> the id of a FINISHED job run with it, for those that have one: a query
+        per fingerprint for a few, else one paged search of the experiment's finished runs."""
+        wanted = set(fingerprints)
+        if len(wanted) <= FEW_FINGERPRINTS:
+            found = {fp: self.finished_run(fp) for fp in wanted}
+            return {fp: run_id for fp, run_id in found.items() if run_id}
+        found, token = {}, None
+        while True:
+            page = self.client.search_runs([self.experiment_id], "attributes.status = 'FINISHED' and tags.fingerprint "
+                                           "IS NOT NULL", max_results=50_000, page_token=token)
+            for run in page:  # newest first, as finished_run answers
+                fp = run.data.tags["fingerprint"]
+                if fp in wanted and fp not in found:
+                    found[fp] = run.info.run_id
+            token = page.token
+            if not token:
+                return found
+
     def close_stale_runs(self, fingerprint: str, keep: str, why: Callable[[Run], Optional[str]]) -> int:
         """Runs of this fingerprint left RUNNING by a process that is gone (killed, or it lost the
         store and could not close its run): each one `why` gives a reason for ends KILLED with it
@@ -226,11 +246,11 @@ class Store:
         return closed
 
     # -- sweeps ---------------------------------------------------------------------------------
-    def create_sweep_parent(self, sweep: str, spec_file: Optional[Path], job_names: Sequence[str] = (),
+    def create_sweep_parent(self, sweep: str, spec_file: Optional[Path], job_names: Collection[str] = (),
                             reused: Optional[Dict[str, str]] = None, overrides: Optional[Dict[str, str]] = None) -> str:
         """The sweep's parent run: its grid and command-line overrides as params, a description,
-        its source; the sweep file, the planned job names and the runs reused from earlier
-        launches (job -> run id) as artifacts."""
+        its source; the sweep file, the planned jobs (names, or name -> fingerprint) and the runs
+        reused from earlier launches (job -> run id) as artifacts."""
         source = f"recsys-scaling sweep {spec_file if spec_file is not None else sweep}"
         note = (f"Sweep `{sweep}`: {len(job_names)} jobs ({len(reused or {})} reused from earlier launches).\n\n"
                 f"Verdicts appear here after `recsys-scaling report {sweep}`.")
@@ -242,7 +262,8 @@ class Store:
             JobRun(self.client, run_id).log_params({k: str(v)[:MAX_PARAM_LENGTH] for k, v in overrides.items()})
         if spec_file is not None:
             self.client.log_artifact(run_id, str(spec_file))
-        self.client.log_dict(run_id, list(job_names), "jobs.json")
+        self.client.log_dict(run_id, dict(job_names) if isinstance(job_names, Mapping) else list(job_names),
+                             "jobs.json")
         self.client.log_dict(run_id, dict(reused or {}), "reused.json")
         self.client.log_metric(run_id, "jobs_planned", len(job_names))
         return run_id
