@@ -208,19 +208,30 @@ def _closest(key: str) -> Optional[str]:
     return found[0] if found else None
 
 
-def check_folder(key: str, folder: str, variable: str) -> None:
+def check_folder(key: str, folder: str, variable: Optional[str], shown: Optional[str] = None) -> None:
     """A folder the job writes to: a folder (not a file) that can be written, or one that can be
-    created in a writable parent."""
+    created in a writable parent. `variable`: the environment variable that also sets it."""
     path = Path(str(folder)).expanduser().absolute()
-    fix = f"point {key} (or ${variable}) at a writable folder"
+    fix = f"point {key} (or ${variable}) at a writable folder" if variable else \
+        f"point {key} at a writable folder (or run from one)"
+    name = f"{key}={_shown(shown or folder)}"
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"{key}={_shown(folder)}", "is a file, not a folder", fix)
+        raise ConfigError(name, "is a file, not a folder", fix)
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
-        raise ConfigError(f"{key}={_shown(folder)}", f"{existing} is a file, not a folder", fix)
+        raise ConfigError(name, f"{existing} is a file, not a folder", fix)
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key}={_shown(folder)}", f"{existing} cannot be written (read-only or no permission)",
-                          fix)
+        raise ConfigError(name, f"{existing} cannot be written (read-only or no permission)", fix)
+
+
+def check_hydra_dir(cfg: DictConfig, key: str) -> None:
+    """Hydra's output folder (hydra.run.dir of a job, hydra.sweep.dir of a sweep) can be made:
+    its fixed part (up to the first interpolation, e.g. `multirun/` of
+    multirun/${sweep.name}/...) is checked as check_folder does, before anything is recorded."""
+    text = str(OmegaConf.to_container(cfg.hydra, resolve=False)[key.split(".")[1]]["dir"])
+    fixed = text.split("${", 1)[0]
+    folder = fixed if fixed.endswith("/") or "${" not in text else os.path.dirname(fixed)
+    check_folder(key, folder or ".", None, shown=text)
 
 
 def check_store_uri(uri: Optional[str]) -> None:

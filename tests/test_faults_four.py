@@ -2,7 +2,11 @@
 and a real store (the data-file cases are in test_data_files.py, next-step commands in test_launch.py)."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -114,3 +118,60 @@ def test_a_planned_job_finished_under_another_parent_is_read_and_not_missing(wor
     assert sorted(runs["run_name"]) == ["job-a", "job-b"] and missing == []
     names_only = store.create_sweep_parent("race", None, ["job-a", "job-b"])  # recorded before fingerprints
     assert collect_runs(store, [names_only])[1] == ["job-a", "job-b"]
+
+
+@contextlib.contextmanager
+def folder_made_read_only(path: Path, monkeypatch):
+    """A folder to fill, then `seal()` read-only: a tmpfs remounted read-only where the test can
+    mount one; else its permission taken away (for root, who may write anyway, the permission
+    check itself answers "no", as in test_faults.read_only_folder)."""
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(path)],
+                             capture_output=True).returncode == 0
+
+    def seal():
+        if mounted and subprocess.run(["mount", "-o", "remount,ro", str(path)], capture_output=True).returncode == 0:
+            return
+        for folder, _, _ in os.walk(path):
+            Path(folder).chmod(0o555)
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: False if str(p).startswith(str(path)) and mode & os.W_OK
+                            else real(p, mode))
+    try:
+        yield seal
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.mark.integration
+def test_a_report_reads_an_archived_store_in_a_read_only_folder(workdir, capsys, monkeypatch):
+    archive = workdir / "archive"
+    with folder_made_read_only(archive, monkeypatch) as seal:
+        store = f"sqlite:///{archive / 'mlflow.db'}"
+        assert main(["sweep", "smoke", f"tracking.uri={store}", *SMALL]) == 0
+        assert (archive / "mlruns").is_dir(), "the artifacts follow the store, not the current folder"
+        assert not (workdir / "mlruns").exists()
+        seal()
+        capsys.readouterr()
+        assert main(["report", "smoke", "--tracking-uri", store, "--resamples", "10", "--out", "out"]) == 0
+        out = capsys.readouterr().out
+        assert "the store is read-only: the report is complete here" in out
+        assert f"recsys-scaling ui --backend-store-uri {store}" in out
+        assert (workdir / "out" / "smoke" / "index.html").is_file()
+
+
+def test_unwritable_hydra_folders_are_one_line_and_record_nothing(workdir, capsys, monkeypatch):
+    from test_faults import read_only_folder
+
+    ro = workdir / "ro"
+    with read_only_folder(ro, monkeypatch):
+        assert main(["sweep", "smoke", *SMALL, f"hydra.sweep.dir={ro / 'x'}"]) == 2
+        assert "hydra.sweep.dir=" in one_line(capsys.readouterr().err, "sweep")
+        assert main(["train", *SMALL, f"hydra.run.dir={ro / 'y'}"]) == 2
+        assert "hydra.run.dir=" in one_line(capsys.readouterr().err, "train")
+        monkeypatch.chdir(ro)
+        assert main(["train", *SMALL]) == 2
+        line = one_line(capsys.readouterr().err, "train")
+        assert "hydra.run.dir=outputs/" in line and "(or run from one)" in line
+    assert sorted(p.name for p in workdir.iterdir()) == ["ro"], "no store, no run, no output folder"

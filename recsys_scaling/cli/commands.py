@@ -30,6 +30,7 @@ def check_train_config(overrides: List[str]) -> None:
     """Compose and check the job before Hydra starts it: a bad value fails here, before a store,
     a run or an output folder exists."""
     from hydra.errors import HydraException
+    from omegaconf import open_dict
 
     from ..config import explain, resolve_tracking_uri
     from ..data import declared_field_dims
@@ -37,12 +38,15 @@ def check_train_config(overrides: List[str]) -> None:
     from ..tracking.opening import check_not_foreign, with_driver
     from ..tracking.store import probe_server
     from ..tuned import resolve_job_config
-    from ..validate import check_job, check_required
+    from ..validate import check_hydra_dir, check_job, check_required
 
     try:
-        cfg = Composer(None)(overrides)
+        cfg = Composer(None)(overrides, hydra_config=True)
     except HydraException as exc:
         raise ValueError(explain(exc)) from None
+    check_hydra_dir(cfg, "hydra.run.dir")
+    with open_dict(cfg):
+        del cfg["hydra"]
     check_required(cfg)
     check_job(resolve_job_config(cfg))
     check_model(cfg, declared_field_dims(cfg.data))  # a user's tower that cannot train: one line, now
@@ -273,6 +277,9 @@ def _print_report(report, sweeps: List[str]) -> None:
     for line in report.next_steps:
         print(f"  next: {line}")
     print(f"  plots: {report.plot.resolve().parent}  fits: {report.fits_json.resolve()}")
-    print(f"browse the runs: recsys-scaling ui   then open {report.experiment_url}")
+    from ..sweep.launch import Launch
+
+    ui = Launch(store=report.store_uri, experiment=report.experiment).ui_command()
+    print(f"browse the runs: {ui}   then open {report.experiment_url}")
 
 

@@ -50,6 +50,7 @@ class Report:
     verdicts: List[str]
     next_steps: List[str]
     notes: List[str]
+    experiment: str = tracking.DEFAULT_EXPERIMENT
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,9 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
     notes += sweep_state_notes(store, parents, runs) + beyond_plan_notes(runs, options)
     look = options.levels(runs).look
     notes += looks.look_notes(store, sorted({store.sweep_name(p) for p in parents}), runs, options.sequential, look)
+    writable = not tracking.read_only_store(store.uri)
+    if not writable:
+        notes.append(READ_ONLY_NOTE)
     name = "+".join(sweeps) if sweeps else parents[0]
     final_dir = Path(out_root) / name
     final_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -156,20 +160,39 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
     work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final_dir.parent))
     try:
         report = _write(store, work, name, parents, runs, missing, x_axis, resamples, ui_url, options, notes)
-        for parent in parents:
-            store.log_artifacts_to(parent, work, "report")
+        if writable:
+            writable = _attach(store, parents, work, name, report["markdown"], final_dir / "index.html")
         if final_dir.exists():
             shutil.rmtree(final_dir)
         work.rename(final_dir)
-        for parent in parents:
-            store.describe_run(parent, _parent_note(name, report["markdown"], final_dir / "index.html"))
-        looks.record(store, parents, runs, options.sequential, look)
+        if writable:
+            looks.record(store, parents, runs, options.sequential, look)
+        else:
+            notes = notes if READ_ONLY_NOTE in notes else [*notes, READ_ONLY_NOTE]
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return Report(final_dir, final_dir / "index.html", final_dir / report["plot"], final_dir / "summary.csv",
                   final_dir / "runs.csv", final_dir / "fits.json", parents, store.uri, store.experiment_url(), len(runs), report["verdicts"],
-                  report["next_steps"], notes)
+                  report["next_steps"], notes, store.experiment)
+
+
+READ_ONLY_NOTE = ("the store is read-only: the report is complete here, but its verdicts were not written back to "
+                  "the sweep's runs (nor this look recorded)")
+
+
+def _attach(store: tracking.Store, parents: Sequence[str], work: Path, name: str, markdown: str, index: Path) -> bool:
+    """The report as each parent run's artifacts and description; False (nothing raised) when the
+    store or its artifact folder turns out to be read-only."""
+    try:
+        for parent in parents:
+            store.log_artifacts_to(parent, work, "report")
+            store.describe_run(parent, _parent_note(name, markdown, index))
+    except Exception as exc:  # noqa: BLE001 - only a read-only store is forgiven
+        if not tracking.is_read_only_error(exc):
+            raise
+        return False
+    return True
 
 
 def _write(store: tracking.Store, work: Path, name: str, parents: List[str], runs: pd.DataFrame, missing: List[str], x_axis: str,

@@ -23,7 +23,7 @@ from ..data import declared_field_dims
 from ..models import get_backbone, model_label
 from ..paths import BUILTIN_SWEEPS_DIR, CONF_DIR
 from ..tuned import resolve_job_config
-from ..validate import check_job, check_value
+from ..validate import check_hydra_dir, check_job, check_value
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,7 @@ def expand(spec: Optional[Path], overrides: Sequence[str] = ()) -> List[Job]:
     if spec is not None and not all(key in base for key in ("model", "data", "train")):
         raise SweepConfigError(f"{spec}: does not extend the job config; start it with `defaults: [config, _self_]` "
                                f"(see {BUILTIN_SWEEPS_DIR / 'smoke.yaml'})")
+    check_hydra_dir(base, "hydra.sweep.dir")
     params = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
     parsed = OverridesParser.create().parse_overrides([*params, *overrides])
     combos = BasicSweeper.split_arguments(parsed, None)[0]

@@ -53,3 +53,8 @@ class Launch:
 
     def report_command(self, sweep: str) -> str:
         return " ".join(["recsys-scaling report", shlex.quote(sweep), *self.store_flags()])
+
+    def ui_command(self) -> str:
+        """`recsys-scaling ui` on this launch's store and experiment."""
+        flags = [f.replace("--tracking-uri", "--backend-store-uri") for f in self.store_flags()]
+        return " ".join(["recsys-scaling ui", *flags])

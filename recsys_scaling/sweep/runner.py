@@ -69,9 +69,9 @@ class SweepSummary:
                  f"{self.parent_run_id})"]
         lines += [f"  {key:<{width}}  {value}" for key, value in rows]
         report = self.launch.report_command(self.sweep) if self.launch else f"recsys-scaling report {self.sweep}"
+        ui = self.launch.ui_command() if self.launch else "recsys-scaling ui"
         lines += [f"report:  {report}",
-                  f"runs:    recsys-scaling ui   then open {self.experiment_url}" if self.experiment_url else
-                  "runs:    recsys-scaling ui"]
+                  f"runs:    {ui}   then open {self.experiment_url}" if self.experiment_url else f"runs:    {ui}"]
         return "\n".join(lines)
 
 

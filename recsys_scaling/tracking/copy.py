@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence
 
 from mlflow.entities import Metric, Param, Run, ViewType
 
+from .opening import artifact_location
 from .store import MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH, PARENT_TAG, Store, _chunks
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,8 @@ def _copy_experiment(source: Store, dest: Store, progress: bool) -> ExperimentCo
 def _dest_experiment(dest: Store, tags: Dict[str, str]) -> str:
     found = dest.client.get_experiment_by_name(dest.experiment)
     if found is None:
-        return dest.client.create_experiment(dest.experiment, tags=dict(tags))
+        return dest.client.create_experiment(dest.experiment, artifact_location(dest.uri, dest.experiment),
+                                             tags=dict(tags))
     for key, value in tags.items():
         if key not in found.tags:
             dest.client.set_experiment_tag(found.experiment_id, key, value)

@@ -24,7 +24,14 @@ def creation_lock(uri: str) -> Iterator[None]:
     import fcntl
 
     lock_path = Path(uri[len("sqlite:///"):] + ".lock")
-    with open(lock_path, "a") as lock:
+    try:
+        lock = open(lock_path, "a")
+    except OSError as exc:  # a read-only folder (an archived store) is read without the lock: nothing is created
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or not lock_path.with_suffix("").exists():
+            raise
+        yield
+        return
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -116,6 +123,35 @@ def _tables(uri: str) -> frozenset:
 
 def sqlite_path(uri: str) -> Optional[Path]:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def artifact_location(uri: str, experiment: str) -> Optional[str]:
+    """Where a new experiment of a sqlite store keeps its artifacts: beside the store file, not in
+    the current folder (MLflow's default), so the store and its artifacts move and archive together.
+    None elsewhere (a server or a database store decides)."""
+    import re
+
+    path = sqlite_path(uri)
+    if path is None:
+        return None
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", experiment).strip("-.") or "experiment"
+    return (path.parent / "mlruns" / slug).as_uri()
+
+
+def read_only_store(uri: str) -> bool:
+    """A sqlite store that can be read but not written (an archived copy, a read-only mount)."""
+    import os
+
+    path = sqlite_path(uri)
+    return path is not None and path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+
+
+def is_read_only_error(exc: BaseException) -> bool:
+    """A write refused because the store or its artifact folder is read-only."""
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return True
+    text = str(exc).lower()
+    return "readonly database" in text or "read-only file system" in text
 
 
 def unusable_store_error(uri: str, exc: Exception) -> Exception:

@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import resolve_tracking_uri
 from ..runtime import holder_is_gone, lease_holder
-from .opening import check_not_foreign, creation_lock, sqlite_path, unusable_store_error, probe_server, with_driver
+from .opening import (artifact_location, check_not_foreign, creation_lock, probe_server, sqlite_path,
+                      unusable_store_error, with_driver)
 from .views import (EXPERIMENT_NOTE, NOTE_TAG, ROLE_TAG, SCALING_VIEW, VIEW_TAG, VIEW_VALUE, view_state,
                     experiment_url, run_url, ui_base_url)
 
@@ -158,7 +159,8 @@ class Store:
             if found is None:
                 try:
                     self._experiment_id = self.client.create_experiment(
-                        self.experiment, tags={NOTE_TAG: EXPERIMENT_NOTE, VIEW_TAG: VIEW_VALUE})
+                        self.experiment, artifact_location(self.uri, self.experiment),
+                        tags={NOTE_TAG: EXPERIMENT_NOTE, VIEW_TAG: VIEW_VALUE})
                     return self._experiment_id
                 except MlflowException:  # created concurrently by another job
                     found = self.client.get_experiment_by_name(self.experiment)
