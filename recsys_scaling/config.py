@@ -198,8 +198,7 @@ class TrainConfig:
     weight_decay: float = 1e-6
     batch_size: int = 2048
     eval_batch_size: int = 8192
-    # Batches gathered ahead in a background thread (0: none).
-    prefetch: int = 2
+    prefetch: int = 2  # batches gathered ahead in a background thread (0: none)
     max_epochs: int = 100
     patience: int = 3
     # SparseAdam on the embedding rows of each batch (no weight decay there) + Adam on the rest.
@@ -218,14 +217,15 @@ class TrainConfig:
     # auto = on a GPU when it fits in half its free memory; true; false = host loader (pinned
     # memory on a GPU).
     data_on_device: str = "auto"
-    # torch.compile the model (compiles on the first batches; see README for where it pays off).
-    compile: bool = False
+    compile: bool = False  # torch.compile the model (compiles on the first batches; see README)
     # Jobs sharing one GPU under a parallel launcher with train.device=auto: each job holds one of
     # the GPUs' jobs_per_gpu slots while it runs.
     jobs_per_gpu: int = 1
     # Name (tuned/<name>.yaml) or path of tuned hyperparameters written by `recsys-scaling tune`:
     # the entry of this job's (backbone, arm, scale) cell overrides lr / weight_decay / dropout.
     tuned: Optional[str] = None
+    # Refuse a job whose estimated peak memory exceeds this machine's (or its GPU's); false forces it.
+    memory_check: bool = True
 
 
 @dataclass
@@ -311,7 +311,8 @@ class Config:
 # Keys that say where or how a job runs, not what it computes: left out of its fingerprint.
 EXECUTION_KEYS = ("tracking", "sweep", "report", "train.progress", "train.threads", "train.device", "train.checkpoint",
                   "train.checkpoint_dir", "data.cache_dir", "train.data_on_device", "train.compile",
-                  "train.jobs_per_gpu", "data.min_class_rows", "data.declared_rows", "data.max_bad_fraction")
+                  "train.jobs_per_gpu", "data.min_class_rows", "data.declared_rows", "data.max_bad_fraction",
+                  "train.memory_check")
 # Keys added after runs were recorded: at these values they leave the fingerprint out, so the
 # jobs of earlier launches still match (and are skipped) after an upgrade.
 NEUTRAL_DEFAULTS = {("train", "precision"): "fp32", ("model", "tower"): "None", ("model", "tower_args"): "None",

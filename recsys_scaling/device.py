@@ -169,6 +169,22 @@ def estimate_memory(build_model, field_dims: Sequence[int], batch_size: int) -> 
                           activations=saved_activation_bytes(model, x))
 
 
+def memory_limit(device: str) -> int:
+    """Bytes a job may use: a GPU's memory (cuda), else this machine's RAM, or its cgroup's limit
+    when lower (a container)."""
+    if device.startswith("cuda"):
+        return int(torch.cuda.get_device_properties(0).total_memory)
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return int(total)
+
+
 def check_packing(estimate: MemoryEstimate, jobs_per_gpu: int, device_bytes: int, job: str = "job") -> None:
     """Refuse jobs_per_gpu copies of a job that together exceed the GPU's memory."""
     need = estimate.total * jobs_per_gpu

@@ -175,3 +175,61 @@ def test_unwritable_hydra_folders_are_one_line_and_record_nothing(workdir, capsy
         line = one_line(capsys.readouterr().err, "train")
         assert "hydra.run.dir=outputs/" in line and "(or run from one)" in line
     assert sorted(p.name for p in workdir.iterdir()) == ["ro"], "no store, no run, no output folder"
+
+
+def test_a_store_copy_taken_during_a_sweep_waits_for_its_running_runs_and_converges(workdir, capsys):
+    from recsys_scaling import tracking
+    from recsys_scaling.tracking.copy import COPIED_FROM, COPY_COMPLETE
+
+    source, dest = f"sqlite:///{workdir / 'mine.db'}", f"sqlite:///{workdir / 'team.db'}"
+    store = tracking.Store(source)
+    parent = store.create_sweep_parent("live", None, {"job-a": "fa", "job-b": "fb"})  # the sweep: still RUNNING
+    runs = {}
+    for name in ("job-a", "job-b"):
+        runs[name] = store.client.create_run(store.experiment_id, run_name=name,
+                                             tags={tracking.PARENT_TAG: parent}).info.run_id
+        store.client.log_metric(runs[name], "valid_auc", 0.6, step=0)
+    store.client.set_terminated(runs["job-a"], "FINISHED")
+    copy = ["store", "copy", source, dest]
+    assert main(copy) == 0
+    out = capsys.readouterr().out
+    assert "1 runs copied" in out and "2 run(s) still RUNNING in the source" in out and "MISMATCH" not in out, out
+    team = tracking.Store(dest)  # a copy an older version took of the running job, marked complete
+    team.client.create_run(team.experiment_id, run_name="job-b",
+                           tags={COPIED_FROM: runs["job-b"], COPY_COMPLETE: "1"})
+    store.client.log_metric(runs["job-b"], "valid_auc", 0.7, step=1)
+    for run_id in (runs["job-b"], parent):
+        store.client.set_terminated(run_id, "FINISHED")
+    assert main(copy) == 0
+    out = capsys.readouterr().out
+    assert "2 runs copied, 1 copied before, 1 half-copied ones replaced" in out and "MISMATCH" not in out, out
+    assert main(copy) == 0 and "0 runs copied, 3 copied before" in capsys.readouterr().out
+    copied = {run.info.run_name: run for run in team.client.search_runs([team.experiment_id])}
+    assert copied["job-b"].data.tags[tracking.PARENT_TAG] == copied["sweep-live"].info.run_id
+
+
+HUGE = ["data=synthetic_small", "data.synthetic.cardinalities=[1000000,10]", "model.base_dim=1500"]  # ~50 GiB at 2x
+
+
+def test_a_model_too_big_for_the_machine_is_flagged_then_refused_before_any_run(workdir, capsys, monkeypatch):
+    from recsys_scaling import device
+    from recsys_scaling.sweep.calibration import Calibration
+
+    monkeypatch.setattr(device, "memory_limit", lambda _: 16 << 30)  # the same answer on any CI machine
+    monkeypatch.setattr(Calibration, "_measure", lambda *a: pytest.fail("timed a model that cannot be held"))
+    assert main(["budget", "smoke", *HUGE]) == 0
+    assert "2 job(s) need more memory than a job has here (16.0 GiB), e.g. dnn-me-2x-s0 about" in \
+        capsys.readouterr().out
+    assert main(["sweep", "smoke", *HUGE, "--plan"]) == 0
+    assert "too big for this machine" in capsys.readouterr().out
+    before = sorted(p.name for p in workdir.iterdir())
+    assert main(["sweep", "smoke", *HUGE]) == 2
+    line = one_line(capsys.readouterr().err, "sweep")
+    assert "but a job has 16.0 GiB here" in line and "train.memory_check=false" in line
+    assert main(["train", *HUGE, "scale=2"]) == 2
+    assert "job dnn-se-2x-s0: needs about" in one_line(capsys.readouterr().err, "train")
+    assert sorted(p.name for p in workdir.iterdir()) == before, "no store, no run"
+    from recsys_scaling.cli.commands import check_train_memory
+    from recsys_scaling.sweep.grid import Composer
+
+    check_train_memory(Composer(None)([*HUGE, "scale=2", "train.memory_check=false"]))  # forced: no error

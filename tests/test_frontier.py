@@ -113,14 +113,29 @@ def grid_truth() -> dict:
             for k in (1, 2, 4) for d in (5, 10, 20)}
 
 
-def test_a_budget_far_beyond_the_grid_is_extrapolated_from_the_fitted_surface():
-    runs = cells_table(np.random.default_rng(3), grid_truth(), 3, sd=5e-4)
-    far = advise(runs, VOCAB * 400, resamples=50)
-    assert far["verdict"] == "fitted" and far["extrapolated"] and "extrapolated beyond" in far["method"]
-    assert far["K"] >= 1 and far["d"] >= 1 and far["K"] * far["d"] == pytest.approx(400, rel=0.15)
+def test_a_budget_beyond_the_grid_is_extrapolated_from_the_fitted_surface_but_not_far():
+    runs = cells_table(np.random.default_rng(3), grid_truth(), 3, sd=5e-4)  # K·d from 5 to 80
+    beyond = advise(runs, VOCAB * 150, resamples=50)
+    assert beyond["verdict"] == "fitted" and beyond["extrapolated"] and "extrapolated beyond" in beyond["method"]
+    assert beyond["K"] <= 8 and 2.5 <= beyond["d"] <= 40, "a shape near the measured grid"
+    assert beyond["K"] * beyond["d"] == pytest.approx(150, rel=0.15)
     between = advise(runs, VOCAB * 30, resamples=50)  # no cell has K·d = 30
     assert between["verdict"] == "fitted" and not between["extrapolated"]
     assert between["low"] <= between["predicted_auc"] <= between["high"]
+    for budget in (VOCAB * 400, 1e18, 1e30, VOCAB):
+        far = advise(runs, budget, resamples=50)
+        assert far["verdict"] == "extrapolated" and far["K"] is None and far["predicted_auc"] is None
+        assert "no recommendation; the measured budgets span 5e+03..8e+04" in far["method"]
+    for budget in (float("inf"), float("nan"), 0.0, -1.0):
+        with pytest.raises(ValueError, match="positive, finite"):
+            advise(runs, budget)
+
+
+def test_a_steep_curve_never_predicts_an_auc_above_one():
+    steep = {(k, d): min(0.999, 0.90 + 0.03 * np.log2(k * d / 5)) for k in (1, 2, 4) for d in (5, 10, 20)}
+    result = advise(cells_table(np.random.default_rng(6), steep, 3, sd=5e-4), VOCAB * 150, resamples=50)
+    assert result["verdict"] == "fitted"
+    assert 0.0 <= result["low"] <= result["predicted_auc"] <= result["high"] <= 1.0
 
 
 def test_iso_budget_lines_and_the_frontier_of_a_grid():
@@ -147,9 +162,13 @@ def test_a_frontier_sweep_then_advise_and_its_report(workdir, store_uri, capsys)
     assert main(["advise", "frontier", "--budget", "10d", "--tracking-uri", store_uri, "--resamples", "200"]) == 0
     out = capsys.readouterr().out
     assert "K·d = 10 per field" in out and "verdict:" in out and "recommended: K=" in out
-    assert main(["advise", "frontier", "--budget", "80d", "--tracking-uri", store_uri]) == 0
-    far = capsys.readouterr().out
-    assert "extrapolated beyond" in far and "measure it: recsys-scaling sweep frontier model.num_embeddings=" in far
+    assert main(["advise", "frontier", "--budget", "30d", "--tracking-uri", store_uri]) == 0
+    beyond = capsys.readouterr().out
+    assert "extrapolated beyond" in beyond and "measure it: recsys-scaling sweep frontier model.num_embeddings=" in beyond
+    assert main(["advise", "frontier", "--budget", "1e18", "--tracking-uri", store_uri]) == 1
+    assert "extrapolated: no recommendation; the measured budgets span" in capsys.readouterr().out
+    assert main(["advise", "frontier", "--budget", "inf", "--tracking-uri", store_uri]) == 2
+    assert "--budget inf: must be a positive, finite number" in capsys.readouterr().err
     assert main(["report", "frontier", "--tracking-uri", store_uri, "--resamples", "50"]) == 0
     fits = json.loads((workdir / "reports" / "frontier" / "fits.json").read_text())
     assert fits["frontier"] and fits["frontier"][0]["lines"][0]["verdict"] in {"clear_winner", "no_clear_winner"}

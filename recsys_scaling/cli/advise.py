@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Tuple
 
 import pandas as pd
@@ -18,6 +19,8 @@ def parse_budget(text: str, axis: str, runs: pd.DataFrame) -> Tuple[float, str]:
             width = float(text[:-1])
         except ValueError:
             raise ValueError(f"--budget {text}: give K·d per field as a number with a d suffix, e.g. 40d") from None
+        if not (math.isfinite(width) and width > 0):
+            raise ValueError(f"--budget {text}: K·d per field must be a positive, finite number")
         done = runs[(runs["status"] == "FINISHED") & runs["params_embedding"].notna() & runs["embed_dim"].notna()]
         if done.empty:
             raise LookupError("no finished run to read the vocabulary size from")
@@ -27,6 +30,8 @@ def parse_budget(text: str, axis: str, runs: pd.DataFrame) -> Tuple[float, str]:
         budget = float(text)
     except ValueError:
         raise ValueError(f"--budget {text}: give a number (parameters or FLOPs) or, for embedding, e.g. 40d") from None
+    if not (math.isfinite(budget) and budget > 0):
+        raise ValueError(f"--budget {text}: must be a positive, finite number")
     return budget, f"{budget:,.0f} {'FLOPs per example' if axis == 'flops' else axis + ' parameters'}"
 
 
@@ -84,11 +89,15 @@ def cmd_advise(args: argparse.Namespace) -> int:
               f"{_interval(result)}, best in {result['p_best']:.0%} of seed bootstraps)")
         print(f"method: {result['method']}")
         return 0
+    if result["verdict"] == "extrapolated":
+        print(result["method"])
+        return 1
     where = "extrapolated beyond" if result["extrapolated"] else "interpolated between"
     print(f"no measured shape within ±15% of this budget: the fitted surface's best shape ({where} the measured "
           f"budgets)")
     if result["K"] is None:
-        print("the surface has no shape on this budget's line (its d would fall below 1)")
+        print("the surface has no shape on this budget's line near the measured grid (K at most 2x the largest "
+              "measured, d within 2x of the measured widths)")
         return 1
     band = "" if result["low"] is None else f" [{result['low']:.4f}, {result['high']:.4f}]"
     print(f"recommended: K={result['K']} sets of d={result['d']}, predicted test AUC {result['predicted_auc']:.4f}"

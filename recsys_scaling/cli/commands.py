@@ -50,8 +50,25 @@ def check_train_config(overrides: List[str]) -> None:
     check_required(cfg)
     check_job(resolve_job_config(cfg))
     check_model(cfg, declared_field_dims(cfg.data))  # a user's tower that cannot train: one line, now
+    check_train_memory(cfg)
     probe_server(resolve_tracking_uri(cfg.tracking.uri))  # a server that never answers: one line, now
     check_not_foreign(with_driver(resolve_tracking_uri(cfg.tracking.uri)))  # another program's database: untouched
+
+
+def check_train_memory(cfg) -> None:
+    """A job whose estimated peak memory exceeds what a job may use here: one line, before any run."""
+    from ..config import explicit_shape, job_name
+    from ..models import model_label
+    from ..sweep.estimate import job_peak_bytes
+    from ..sweep.plan import oversize_message
+
+    if not cfg.train.memory_check:
+        return
+    found = job_peak_bytes(cfg, cfg.train.device)
+    if found is not None and found[0] > found[1]:
+        name = job_name(model_label(cfg.model), cfg.arm, cfg.scale, cfg.seed, explicit_shape(cfg),
+                        cfg.data.train_fraction)
+        raise ValueError(oversize_message(f"job {name}", *found))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -81,7 +98,7 @@ def _print_plan(args: argparse.Namespace) -> int:
     with calibration_progress() as on_shape:
         plan = plan_sweep(args.name, args.overrides, args.force, args.sweeps_dir, open_store=existing_store,
                           on_shape=on_shape)
-    jobs = plan.estimate.jobs
+    jobs, oversize = plan.estimate.jobs, plan.estimate.oversize()
     width = max((len(j.job) for j in jobs), default=3)
     shown = jobs if len(jobs) <= PLAN_ROWS else [*jobs[:PLAN_ROWS - 5], None, *jobs[-5:]]
     for job in shown:
@@ -89,10 +106,13 @@ def _print_plan(args: argparse.Namespace) -> int:
             print(f"  ... {len(jobs) - PLAN_ROWS + 1:,} more jobs ...")
             continue
         seconds = "-" if job.seconds is None else clock(job.seconds)
-        print(f"  {job.job:<{width}}  {seconds:>7}  {memory_text(job.peak_bytes):>9}")
+        flag = "  too big for this machine" if job in oversize else ""
+        print(f"  {job.job:<{width}}  {seconds:>7}  {memory_text(job.peak_bytes):>9}{flag}")
     if plan.reused:
         print(f"({len(plan.reused)} jobs finished before: skipped, not estimated)")
     print(f"plan: {plan.estimate.footer()}")
+    if oversize:
+        print(f"note: {plan.estimate.memory_note()}")
     big = too_big(len(jobs), plan.estimate.wall if plan.estimate.known else None)
     if big:
         print(f"note: {big}: launching it asks first (or add --yes)")
@@ -172,6 +192,8 @@ def cmd_budget(args: argparse.Namespace) -> int:
         print(f"({len(base)} ME jobs with one set are the SE base: the sweep trains them once, as SE)")
     print(LEGEND)
     print(estimate.footer())
+    if estimate.memory_note():
+        print(f"note: {estimate.memory_note()}")
     if args.csv is not None:
         table.to_csv(args.csv, index=False)
     return 0

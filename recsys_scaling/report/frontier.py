@@ -25,6 +25,7 @@ and the method says the candidates' size spread.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
@@ -37,6 +38,9 @@ from .surface import Surface, fit_surface
 
 AXES = {"embedding": "params_embedding", "total": "params_total", "flops": "flops_per_example"}
 WINDOW = 0.15  # candidates of a budget: within ±15% of it on the axis
+# A fitted surface answers at most this factor beyond the measured budgets; further out, the
+# form chosen on the grid says nothing reliable (a log-linear form passes AUC 1 soon enough)
+MAX_EXTRAPOLATION = 2.0
 
 
 @dataclass(frozen=True)
@@ -245,14 +249,21 @@ def advise(runs: pd.DataFrame, budget: float, axis: str = "embedding", backbone:
     calibrated decision), else the fitted surface's best shape (interpolated, or extrapolated
     beyond the measured budgets). Returns {budget, axis, K, d, predicted_auc, low, high, p_best,
     verdict, candidates, extrapolated, method}."""
-    if not budget > 0:
-        raise ValueError(f"budget {budget}: must be a positive number")
+    if not (math.isfinite(budget) and budget > 0):
+        raise ValueError(f"budget {budget:g}: must be a positive, finite number")
     part = _one_backbone(runs, backbone)
     cells = shape_cells(part, axis)
     if not cells:
         raise LookupError("no finished runs with a shape (num_embeddings, embed_dim) and a size on that axis")
     sizes = [c.size for c in cells]
     extrapolated = not min(sizes) * (1 - WINDOW) <= budget <= max(sizes) * (1 + WINDOW)
+    if not min(sizes) / MAX_EXTRAPOLATION <= budget <= max(sizes) * MAX_EXTRAPOLATION:
+        return {"budget": budget, "axis": axis, "K": None, "d": None, "predicted_auc": None, "low": None,
+                "high": None, "p_best": None, "verdict": "extrapolated", "candidates": [], "not_separated": [],
+                "extrapolated": True,
+                "method": f"extrapolated: no recommendation; the measured budgets span {min(sizes):.3g}..{max(sizes):.3g}, "
+                          f"and a fitted surface answers at most {MAX_EXTRAPOLATION:g}x beyond them: measure a cell "
+                          "nearer this budget first"}
     cands = candidates_at(cells, budget, axis)
     if cands:
         adjustment = size_adjustment(cells) if axis != "embedding" and len(cands) > 1 else None

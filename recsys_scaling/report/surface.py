@@ -23,6 +23,7 @@ from scipy.optimize import nnls
 
 EXPONENTS = np.geomspace(0.05, 3.0, 24)
 K_CHOICES = np.array([1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64])
+SHAPE_REACH = 2  # a recommended K or d is at most this factor beyond the measured ones
 
 
 def _additive(k, log_d):
@@ -85,15 +86,17 @@ class Surface:
                 "errors": self.errors, "axis_model": [float(v) for v in self.axis_coef]}
 
     def shapes_for(self, budget: float, cells: Sequence) -> List[tuple]:
-        """(K, d) pairs on the budget's line: each K of a ladder (up to 4x the largest measured),
-        d from the axis model, rounded, at least 1."""
+        """(K, d) pairs on the budget's line near the measured grid: each K of a ladder up to
+        SHAPE_REACH x the largest measured, d from the axis model, rounded, within SHAPE_REACH of
+        the measured widths (a shape far outside the grid is the form's guess, not the data's)."""
         u, v, w = self.axis_coef
-        top = 4 * max(c.K for c in cells)
+        top = SHAPE_REACH * max(c.K for c in cells)
+        narrowest, widest = min(c.d for c in cells) / SHAPE_REACH, max(c.d for c in cells) * SHAPE_REACH
         ks = sorted({*K_CHOICES[K_CHOICES <= top].tolist(), *(c.K for c in cells)})
         pairs = []
         for K in ks:
             d = 2.0 ** ((np.log2(budget) - u - v * np.log2(K)) / w) if w else float("nan")
-            if not (np.isfinite(d) and d >= 0.5):
+            if not (np.isfinite(d) and d >= 0.5 and narrowest <= d <= widest):
                 continue
             d_int = max(1, int(round(d)))
             size = 2.0 ** (u + v * np.log2(K) + w * np.log2(d_int))
@@ -115,15 +118,20 @@ class Surface:
         for fitted in self.boot:
             errors = fitted(k, log_d)
             picks.append(int(np.argmin(errors)))
-            values.append(1.0 - float(errors[i]))
+            values.append(_auc(errors[i]))
         K, d = pairs[i]
         low, high = (np.percentile(values, [2.5, 97.5]).tolist() if values else [None, None])
         chosen_K = [pairs[j][0] for j in picks]
-        auc = 1.0 - float(self.predict(k[i:i + 1], log_d[i:i + 1])[0])
+        auc = _auc(self.predict(k[i:i + 1], log_d[i:i + 1])[0])
         return {"budget": float(budget), "K": K, "d": d, "auc": auc,
                 "low": low, "high": high, "p_best": (picks.count(i) / len(picks)) if picks else None,
                 "K_interval": ([int(np.percentile(chosen_K, 2.5)), int(np.percentile(chosen_K, 97.5))]
                                if chosen_K else [None, None])}
+
+
+def _auc(error: float) -> float:
+    """AUC from a predicted error, kept in [0, 1] (a linear form's error can cross 0)."""
+    return float(np.clip(1.0 - float(error), 0.0, 1.0))
 
 
 def _axis_model(cells) -> np.ndarray:

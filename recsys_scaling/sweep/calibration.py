@@ -112,11 +112,14 @@ class Calibration:
             self._save()
         return MachineTiming(**self.entries[key])
 
-    def shape(self, job_cfg, field_dims: Sequence[int], shape: EmbeddingShape, flops_per_example: float) -> ShapeTiming:
-        """The timing of one job's model (cached by everything that changes it)."""
-        key = _shape_key(job_cfg, field_dims, shape, self.measure)
+    def shape(self, job_cfg, field_dims: Sequence[int], shape: EmbeddingShape, flops_per_example: float,
+              fits: bool = True) -> ShapeTiming:
+        """The timing of one job's model (cached by everything that changes it). A model that does
+        not fit in memory (`fits` False) is never built: its time comes from its FLOPs."""
+        measure = self.measure and fits
+        key = _shape_key(job_cfg, field_dims, shape, measure)
         if not _fits(ShapeTiming, self.entries.setdefault("shapes", {}).get(key)):
-            timing = (self._measure(job_cfg, field_dims, shape) if self.measure else
+            timing = (self._measure(job_cfg, field_dims, shape) if measure else
                       self._from_flops(job_cfg, field_dims, shape, flops_per_example))
             self.entries["shapes"][key] = asdict(timing)
             self._save()

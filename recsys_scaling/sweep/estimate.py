@@ -41,6 +41,7 @@ class SweepEstimate:
     notes: List[str] = field(default_factory=list)
     skipped: int = 0  # jobs the launcher starts only to find them finished before (or deferred)
     skip_seconds: float = 0.0
+    memory_limit: Optional[int] = None  # bytes a job may use here (device.memory_limit)
 
     @property
     def known(self) -> bool:
@@ -65,6 +66,21 @@ class SweepEstimate:
         return (f"{len(self.jobs)} jobs · estimated {clock(self.wall)} on {self.where} ({self.launcher}); "
                 f"{clock(self.compute)} of compute; each job at most {epochs} epoch{'s' if epochs > 1 else ''} "
                 f"(early stopping can end it sooner){'' if self.calibrated else '; from FLOPs, not calibrated'}")
+
+    def oversize(self) -> List[JobEstimate]:
+        """The jobs whose estimated peak memory exceeds what a job may use here."""
+        limit = self.memory_limit
+        return [j for j in self.jobs if limit and j.peak_bytes is not None and j.peak_bytes > limit]
+
+    def memory_note(self) -> str:
+        """One line on the jobs too big for this machine ("" when there are none)."""
+        big = self.oversize()
+        if not big:
+            return ""
+        worst = max(big, key=lambda j: j.peak_bytes)
+        return (f"{len(big)} job(s) need more memory than a job has here ({memory_text(self.memory_limit)}), e.g. "
+                f"{worst.job} about {memory_text(worst.peak_bytes)}: sweep and train refuse them "
+                "(train.memory_check=false tries anyway)")
 
     def as_dict(self) -> dict:
         return {"jobs": [asdict(j) for j in self.jobs], "parallel": self.parallel, "launcher": self.launcher,
@@ -134,7 +150,7 @@ def estimate_sweep(jobs: Sequence, plans: Sequence, calibrate: bool = True,
     """Estimates for `jobs` (grid.Job with their plans). `on_shape(done, total)` reports the
     calibration's progress (the distinct shapes it times); `skipped` jobs are launched only to
     find that they finished before (or are deferred), which costs a little each."""
-    from ..device import visible_gpus
+    from ..device import memory_limit, visible_gpus
     from .calibration import Calibration
 
     if not jobs:
@@ -148,6 +164,7 @@ def estimate_sweep(jobs: Sequence, plans: Sequence, calibrate: bool = True,
     threads = first.train.threads or default_threads(launcher)
     calibration = Calibration(threads, device, measure=calibrate, concurrency=min(slots, cpu_count()))
     machine = calibration.machine()
+    limit = memory_limit(device)
     shapes = {(id_, p.shape) for id_, p in ((_shape_id(j), p) for j, p in zip(jobs, plans)) if p is not None}
     done, estimates, shared = set(), [], {}  # shared: one estimate per config its seeds share
     for job, plan in zip(jobs, plans):
@@ -159,20 +176,20 @@ def estimate_sweep(jobs: Sequence, plans: Sequence, calibrate: bool = True,
             estimates.append(JobEstimate(job.name, None, None, int(job.shared.train.max_epochs)))
         else:
             dims = _field_dims(job.shared)
-            timing = calibration.shape(job.shared, dims, plan.shape, plan.flops)
+            peak = _peak_bytes(job.shared, plan, dims, sum(rows), machine.base_rss_bytes, device)
+            timing = calibration.shape(job.shared, dims, plan.shape, plan.flops, fits=peak <= limit)
             done.add((_shape_id(job), plan.shape))
             if on_shape is not None:
                 on_shape(len(done), len(shapes))
-            estimates.append(_job_estimate(job, plan, rows, timing, machine, dims, device))
+            estimates.append(_job_estimate(job, rows, timing, machine, peak))
         shared[id(job.shared)] = estimates[-1]
     notes = [] if calibrate else ["not calibrated: times from FLOPs over the machine's matmul rate"]
     parallel_start = machine.worker_start_seconds if slots > 1 or "ray" in name else 0.0
     return SweepEstimate(estimates, slots, name, parallel_start, calibrate, where, notes, skipped,
-                         machine.skip_seconds)
+                         machine.skip_seconds, limit)
 
 
-def _job_estimate(job, plan, rows: Tuple[int, int, int], timing, machine, dims: Sequence[int],
-                  device: str) -> JobEstimate:
+def _job_estimate(job, rows: Tuple[int, int, int], timing, machine, peak: int) -> JobEstimate:
     train, valid, test = rows
     cfg = job.shared
     epochs = int(cfg.train.max_epochs)
@@ -181,10 +198,26 @@ def _job_estimate(job, plan, rows: Tuple[int, int, int], timing, machine, dims: 
     seconds = (epochs * (steps * timing.step_seconds + valid * timing.eval_seconds_per_row)
                + test * timing.eval_seconds_per_row + timing.diagnostics_seconds + machine.job_overhead_seconds)
     seconds *= machine.contention  # the other jobs running beside it share the cores' memory and caches
-    return JobEstimate(job.name, seconds, _peak_bytes(cfg, plan, dims, sum(rows), machine, device), epochs, training)
+    return JobEstimate(job.name, seconds, peak, epochs, training)
 
 
-def _peak_bytes(cfg, plan, dims: Sequence[int], rows: int, machine, device: str) -> int:
+def job_peak_bytes(cfg, device: str) -> Optional[Tuple[int, int]]:
+    """(a job's estimated peak memory, what a job may use here) before it runs; None when its
+    vocabulary sizes or rows are not known yet (the data is not prepared)."""
+    from ..budget import plan_job
+    from ..data import declared_field_dims
+    from ..device import memory_limit
+    from .probes import TYPICAL_BASE_RSS
+
+    dims, rows = declared_field_dims(cfg.data), data_rows(cfg.data)
+    if dims is None or rows is None:
+        return None
+    plan = plan_job(cfg.model, cfg.arm, cfg.scale, list(dims), cfg.budget)
+    device = _device(device)
+    return _peak_bytes(cfg, plan, list(dims), sum(rows), TYPICAL_BASE_RSS, device), memory_limit(device)
+
+
+def _peak_bytes(cfg, plan, dims: Sequence[int], rows: int, base_rss: int, device: str) -> int:
     """GPU: the model's memory (weights, gradients, Adam, activations; device.estimate_memory).
     CPU: that, plus the dataset in memory and the process itself (its measured start)."""
     from ..device import estimate_memory
@@ -196,7 +229,7 @@ def _peak_bytes(cfg, plan, dims: Sequence[int], rows: int, machine, device: str)
     if device != "cpu":
         return int(model)
     data = rows * (len(dims) + 1) * 4
-    return int(model + data + machine.base_rss_bytes)
+    return int(model + data + base_rss)
 
 
 def _field_dims(cfg) -> List[int]:

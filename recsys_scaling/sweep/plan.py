@@ -95,6 +95,24 @@ def too_big(jobs: int, wall_seconds: Optional[float]) -> str:
     return " and ".join(reasons)
 
 
+def refuse_oversize(plan: "SweepPlan") -> None:
+    """A job whose estimated peak memory exceeds what a job may use here fails the sweep before
+    anything is recorded, unless its train.memory_check is off."""
+    estimates = {e.job: e for e in plan.estimate.oversize()}
+    for job in plan.jobs:
+        if job.name in estimates and job.shared.train.memory_check:
+            raise grid.SweepConfigError(oversize_message(job.describe(), estimates[job.name].peak_bytes,
+                                                         plan.estimate.memory_limit))
+
+
+def oversize_message(job: str, peak: int, limit: int) -> str:
+    from .estimate import memory_text
+
+    return (f"{job}: needs about {memory_text(peak)} of memory (weights, gradients, Adam, activations and the data) "
+            f"but a job has {memory_text(limit)} here; lower scale, model sizes or train.batch_size, or add "
+            "train.memory_check=false to try anyway")
+
+
 def confirm_size(what: str, jobs: int, wall_seconds: Optional[float], yes: bool,
                  ask: Optional[Callable[[str], bool]]) -> None:
     """Go on when the launch is small, `yes` was given, or `ask(question)` (a terminal) says yes;

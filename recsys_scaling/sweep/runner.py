@@ -13,7 +13,7 @@ from ..app import launch
 from ..runtime import stop_children
 from . import grid
 from .launch import LAUNCH_FILE, Launch
-from .plan import Cell, confirm_size, plan_sweep
+from .plan import Cell, confirm_size, plan_sweep, refuse_oversize
 from .progress import SweepProgress, clock
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     sweep_name, spec, jobs, reused, overrides = plan.name, plan.spec, plan.jobs, plan.reused, plan.overrides
     if announce is not None:
         announce(f"plan: {plan.estimate.footer()}")
+    refuse_oversize(plan)
     confirm_size(f"sweep {sweep_name}", len(plan.estimate.jobs), plan.estimate.wall if plan.estimate.known else None,
                  yes, ask)
     store = plan.store or tracking.Store.of(jobs[0].cfg)  # a new store is made only for a launch that goes on

@@ -11,7 +11,7 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Set
 
 from mlflow.entities import Metric, Param, Run, ViewType
 
@@ -45,6 +45,7 @@ class ExperimentCopy:
     replaced: int
     source: Tally
     dest: Tally
+    live: int = 0  # runs still RUNNING in the source: not copied (a sweep is still going)
 
     @property
     def matches(self) -> bool:
@@ -57,6 +58,9 @@ class ExperimentCopy:
         for kind in KINDS:
             mark = "" if self.source.counts[kind] == self.dest.counts[kind] else "   MISMATCH"
             lines.append(f"  {kind:<14}{self.source.counts[kind]:>10}{self.dest.counts[kind]:>10}{mark}")
+        if self.live:
+            lines.append(f"  {self.live} run(s) still RUNNING in the source (a sweep going on) are not copied: "
+                         "run the same command when they have ended")
         return "\n".join(lines)
 
 
@@ -75,9 +79,11 @@ def copy_store(source_uri: str, dest_uri: str, experiments: Sequence[str] = (),
 def _copy_experiment(source: Store, dest: Store, progress: bool) -> ExperimentCopy:
     source_experiment = source.client.get_experiment_by_name(source.experiment)
     dest_id = _dest_experiment(dest, source_experiment.tags)
-    runs = _parents_first(source.client.search_runs([source_experiment.experiment_id], max_results=50_000,
-                                                    order_by=["attributes.start_time ASC"]))
-    done, replaced = _earlier_copies(dest, dest_id)
+    every = source.client.search_runs([source_experiment.experiment_id], max_results=50_000,
+                                      order_by=["attributes.start_time ASC"])
+    # A run still going would be copied half-way and never match again: it waits for a later copy.
+    runs = _parents_first([run for run in every if run.info.status != "RUNNING"])
+    done, replaced = _earlier_copies(dest, dest_id, {run.info.run_id for run in runs})
     todo = [run for run in runs if run.info.run_id not in done]
     from tqdm import tqdm
 
@@ -91,7 +97,8 @@ def _copy_experiment(source: Store, dest: Store, progress: bool) -> ExperimentCo
     for run in todo:  # once every run has its new id: the id maps, then the completion marks
         _rewrite_id_artifacts(source, dest, run.info.run_id, done)
         dest.client.set_tag(done[run.info.run_id], COPY_COMPLETE, "1")
-    result = ExperimentCopy(source.experiment, len(todo), len(runs) - len(todo), replaced, Tally(), Tally())
+    result = ExperimentCopy(source.experiment, len(todo), len(runs) - len(todo), replaced, Tally(), Tally(),
+                            live=len(every) - len(runs))
     for run in runs:
         held, kept = _count(source, dest, run.info.run_id, done[run.info.run_id], done)
         result.source.add(held)
@@ -123,14 +130,16 @@ def _parents_first(runs: List[Run]) -> List[Run]:
     return sorted(runs, key=depth)  # stable: start order within a level
 
 
-def _earlier_copies(dest: Store, dest_id: str):
-    """source run id -> its complete copy in dest; half-copied runs (an interrupted copy) are
+def _earlier_copies(dest: Store, dest_id: str, ended: Set[str]):
+    """source run id -> its complete copy in dest; half-copied runs (an interrupted copy) and
+    copies taken while their run was RUNNING (by an older version) of runs `ended` since are
     deleted so they are copied again. Returns (map, number deleted)."""
     done, replaced = {}, 0
     copies = dest.client.search_runs([dest_id], filter_string=f"tags.`{COPIED_FROM}` LIKE '%'",
                                      run_view_type=ViewType.ACTIVE_ONLY, max_results=50_000)
     for run in copies:
-        if run.data.tags.get(COPY_COMPLETE) == "1":
+        stale = run.info.status == "RUNNING" and run.data.tags.get(COPIED_FROM) in ended
+        if run.data.tags.get(COPY_COMPLETE) == "1" and not stale:
             done[run.data.tags[COPIED_FROM]] = run.info.run_id
         else:
             dest.client.delete_run(run.info.run_id)
