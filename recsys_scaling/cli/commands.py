@@ -83,7 +83,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     with calibration_progress() as on_shape:
         summary = run_sweep(args.name, args.overrides, force=args.force, sweeps_dirs=args.sweeps_dir,
                             announce=lambda text: print(text, flush=True), on_shape=on_shape, yes=args.yes,
-                            ask=terminal_question())
+                            ask=terminal_question(), verbose=args.verbose)
     print(summary.table())
     return 0 if summary.ok else 1
 
@@ -147,7 +147,7 @@ def _until_decided(args: argparse.Namespace) -> int:
     try:
         rounds, summary = run_until_decided(args.name, args.overrides, args.max_seeds, args.force, args.sweeps_dir,
                                             args.margin, args.ia_margin, echo=lambda line: print(line, flush=True),
-                                            yes=args.yes, ask=terminal_question())
+                                            yes=args.yes, ask=terminal_question(), verbose=args.verbose)
         print(summary.table())
     except RoundFailed as failed:
         print(failed.summary.table())
@@ -294,7 +294,7 @@ def _print_report(report, sweeps: List[str]) -> None:
     print(f"report of {'+'.join(sweeps) or 'parent runs'} ({report.num_runs} runs): {report.index.resolve()}")
     for line in report.notes:
         print(f"  note: {line}")
-    for line in report.verdicts:
+    for line in report.headlines or report.verdicts:  # the verdicts in full are on the report's page
         print(f"  {line}")
     for line in report.next_steps:
         print(f"  next: {line}")

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import errno
-import logging
 import sys
 from typing import List, Optional
 
+from ..logs import setup_console
 from ..runtime import Terminated, install_interrupt_handler, stop_children, tune_allocator
 from .advise import cmd_advise
 from .commands import cmd_budget, cmd_data, cmd_report, cmd_store, cmd_sweep, cmd_sweeps, cmd_train, cmd_tune
@@ -13,7 +13,6 @@ from .parser import build_parser
 from .serve import cmd_server, cmd_ui
 
 MAX_ERROR_LENGTH = 400
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # also conf/config.yaml's, for the jobs
 
 
 def _error_line(command: str, exc: BaseException) -> str:
@@ -67,7 +66,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _dispatch(argv: List[str]) -> int:
     if argv[:1] == ["train"]:  # everything after `train` is Hydra's: overrides, --cfg job, ...
         tune_allocator()
-        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
+        setup_console(verbose=True)  # a training run's epochs are its progress
         return cmd_train(argv[1:])
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -78,7 +77,7 @@ def _dispatch(argv: List[str]) -> int:
     if extra:
         args.overrides = [*args.overrides, *extra]
     tune_allocator()
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
+    setup_console(getattr(args, "verbose", False))
     commands = {"sweep": lambda: cmd_sweep(args),
                 "sweeps": lambda: cmd_sweeps(args.sweeps_dir),
                 "budget": lambda: cmd_budget(args),

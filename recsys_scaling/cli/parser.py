@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "or sqlite:///mlflow.db)")
     advise.add_argument("--experiment", default="recsys-scaling")
     advise.add_argument("--resamples", type=int, default=1000, help="seed bootstrap resamples (default 1000)")
+    for name, command in commands.choices.items():
+        if name != "train":  # everything after `train` is Hydra's
+            command.add_argument("-v", "--verbose", action="store_true",
+                                 help="every INFO line on the console (the launcher's per-job lines, the jobs' epochs)")
     return parser
 
 

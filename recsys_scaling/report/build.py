@@ -7,7 +7,7 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -20,6 +20,7 @@ from .metrics import METRICS, X_AXES, X_LABELS, metric_named
 from .analysis import (DEFAULT_IA_MARGIN, DEFAULT_MARGIN, analyse, arm_curves, claim_records, curve_runs, fit_rows,
                        look_levels)
 from .claims import CORRECTIONS, FAMILIES, PAIRINGS
+from .headlines import HEADLINE_WIDTH, clip, headline
 from .compare import Comparison, parse_comparison
 from .intervals import Levels
 from .collect import (collect_runs, deleted_reuse_notes, distinct_runs, largest_scale_spectra, oracle_aucs,
@@ -51,6 +52,7 @@ class Report:
     next_steps: List[str]
     notes: List[str]
     experiment: str = tracking.DEFAULT_EXPERIMENT
+    headlines: List[str] = field(default_factory=list)  # the verdicts, one short line each (the console's)
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ def build_report(sweeps: Sequence[str], tracking_uri: Optional[str] = None, expe
         raise
     return Report(final_dir, final_dir / "index.html", final_dir / report["plot"], final_dir / "summary.csv",
                   final_dir / "runs.csv", final_dir / "fits.json", parents, store.uri, store.experiment_url(), len(runs), report["verdicts"],
-                  report["next_steps"], notes, store.experiment)
+                  report["next_steps"], notes, store.experiment, report["headlines"])
 
 
 READ_ONLY_NOTE = ("the store is read-only: the report is complete here, but its verdicts were not written back to "
@@ -225,6 +227,8 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
     claims = claim_records(analyses)
     multipliers = pd.DataFrame([{"backbone": a.label, **m} for a in backbones for m in a.effective_multiplier])
     verdicts = [a.verdict for a in analyses]
+    headlines = [headline(a.label, a.lead_claims()) if a.claims else a.verdict[:HEADLINE_WIDTH] for a in analyses]
+    headlines += [clip(sentence) for sentence in data["sentences"]]
     summary.to_csv(work / "summary.csv", index=False)
     pd.DataFrame(claims).to_csv(work / "claims.csv", index=False)
     runs.to_csv(work / "runs.csv", index=False)
@@ -246,7 +250,7 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
                 pd.DataFrame(claims), multipliers, summary, runs, missing, paper, x_label, method, oracle, notes,
                 [data["html"], comparison_section(compared, compare_images), frontier_section(fronts, front_images)],
                 launches)
-    return {"plot": plots[0].name, "verdicts": verdicts + data["sentences"], "markdown": verdict_markdown(backbones),
+    return {"plot": plots[0].name, "verdicts": verdicts + data["sentences"], "headlines": headlines, "markdown": verdict_markdown(backbones),
             "next_steps": [f"{label}: {seeds}; all of them: {command}"
                            for label, seeds, command in next_steps(analyses, name, seed_plan, launches)]}
 

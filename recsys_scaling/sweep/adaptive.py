@@ -91,7 +91,7 @@ def read_claims(summary: SweepSummary, max_seeds: int, margin: Optional[float], 
 def run_until_decided(name: str, overrides: Sequence[str] = (), max_seeds: int = 10, force: bool = False,
                       sweeps_dirs: Sequence[Path] = (), margin: Optional[float] = None,
                       ia_margin: Optional[float] = None, echo=print, yes: bool = False,
-                      ask=None) -> Tuple[List[Round], SweepSummary]:
+                      ask=None, verbose: bool = False) -> Tuple[List[Round], SweepSummary]:
     """Run the sweep, then add seeds round by round until every claim is decided or a cell would
     need more than `max_seeds` seeds. `echo` prints each round's row as it ends, after the worst
     case (every cell at `max_seeds`; above plan.BIG_SWEEP_* it needs `yes` or `ask`). Returns the
@@ -114,7 +114,7 @@ def run_until_decided(name: str, overrides: Sequence[str] = (), max_seeds: int =
         number = len(rounds)
         summary = run_sweep(name, [*overrides, "seed=" + ",".join(map(str, seeds))], force=force and not rounds,
                             sweeps_dirs=sweeps_dirs, max_seeds=max_seeds, only_cells=cells,
-                            announce=lambda text: echo(f"  round {number} {text}"), yes=True)
+                            announce=lambda text: echo(f"  round {number} {text}"), yes=True, verbose=verbose)
         this = Round(len(rounds), list(seeds), summary.finished + summary.failed, time.monotonic() - started)
         plan = summary.seed_plan or max_seeds
         if not rounds and plan != max_seeds:

@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from .. import tracking
 from ..app import launch
+from ..logs import QUIET_HYDRA
 from ..runtime import stop_children
 from . import grid
 from .launch import LAUNCH_FILE, Launch
@@ -83,7 +84,7 @@ def compose_sweep(spec: Path, overrides: Sequence[str] = ()):
 def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
               sweeps_dirs: Sequence[Path] = (), max_seeds: Optional[int] = None,
               only_cells: Optional[Set[Cell]] = None, announce=None, calibrate: bool = True,
-              on_shape=None, yes: bool = False, ask=None) -> SweepSummary:
+              on_shape=None, yes: bool = False, ask=None, verbose: bool = False) -> SweepSummary:
     """Plan the sweep (plan.plan_sweep: expand and check every job, prepare the data, find what
     finished before, estimate the rest), then open the parent run and launch the multirun. Jobs
     whose config and data already have a FINISHED run are skipped (their runs are reused) unless
@@ -92,7 +93,8 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     train only the jobs of these (backbone, arm, scale) cells; the others' finished runs still
     stand in the sweep, and their unfinished jobs wait (deferred). `announce(text)` is told the
     estimate before launch. A launch above plan.BIG_SWEEP_JOBS jobs or BIG_SWEEP_HOURS needs
-    `yes`, or `ask(question)` to answer yes (plan.confirm_size)."""
+    `yes`, or `ask(question)` to answer yes (plan.confirm_size). Unless `verbose`, the launcher's
+    and the jobs' INFO lines stay off the console (logs.QUIET_HYDRA; a job's are in its log file)."""
     user_overrides = list(overrides)
     plan = plan_sweep(name, overrides, force, sweeps_dirs, only_cells, open_store=tracking.existing_store,
                       calibrate=calibrate, on_shape=on_shape, max_seeds=max_seeds)
@@ -122,7 +124,7 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     # Jobs log to exactly the parent's store, whatever their process's environment or cwd.
     args: List[str] = ["--multirun", "--config-dir", str(spec.parent), "--config-name", spec.stem,
                        f"sweep.name={sweep_name}", f"tracking.parent_run_id={parent}", *overrides,
-                       f"tracking.uri='{store.uri}'"]
+                       f"tracking.uri='{store.uri}'", *([] if verbose else QUIET_HYDRA)]
     status = "FAILED"
     progress = SweepProgress(store, parent, sweep_name, total=len(jobs) - len(reused))
     try:
