@@ -153,3 +153,7 @@ def test_next_step_commands_keep_to_the_seed_plan():
     beyond = seed_command("demo", 33, seed_plan=6)
     assert "beyond this sweep's plan of 6 seeds" in beyond
     assert "sweep demo --until-decided --max-seeds 33 tracking.experiment=demo-more seed=100,101,102" in beyond
+    for seeds in (492, 1000):  # no command that asks for --yes: what else would decide it
+        impractical = seed_command("demo", seeds)
+        assert "seed=range" not in impractical and "no practical way to decide it" in impractical
+        assert "recsys-scaling report demo --margin M" in impractical and "--pairing seed" in impractical

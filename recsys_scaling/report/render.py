@@ -247,12 +247,19 @@ def _next_steps_html(analyses, sweep: str, seed_plan: Optional[int], launches: O
             + "</ul>")
 
 
+PRACTICAL_SEEDS = 50  # more seeds per cell than this: say what else would decide it instead
+
+
 def seed_command(sweep: str, seeds: int, seed_plan: Optional[int] = None, launch=None) -> str:
     """The command that runs `seeds` seeds per cell of a sweep (or adds them adaptively), with the
     launch's overrides and store (`sweep/launch.py`), so it trains on the same data. A sweep with
     an adaptive plan continues within it; beyond it, only new seeds (a new series) keep the
     false-claim bound: the plan's 5% is spent on the seeds it has looked at."""
     launch = launch or Launch()
+    if seeds > PRACTICAL_SEEDS and (seed_plan is None or seeds > seed_plan):
+        return (f"{seeds_text(seeds)} is no practical way to decide it: accept a larger margin "
+                f"({launch.report_command(sweep)} --margin M), pair the arms by seed (--pairing seed), or train on "
+                "more data or for more epochs")
     if seed_plan is not None and seeds <= seed_plan:
         return launch.sweep_command(sweep, flags=["--until-decided", f"--max-seeds {seed_plan}"])
     if seed_plan is not None:

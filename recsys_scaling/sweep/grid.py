@@ -174,25 +174,23 @@ def without_duplicate_values(spec: Optional[Path], overrides: Sequence[str]) -> 
 
 
 def _sweeper_params(composer: Composer, overrides: Sequence[str]) -> List[str]:
+    return [f"{k}={v}" for k, v in (_base(composer, overrides).hydra.sweeper.params or {}).items()]
+
+
+def _base(composer: Composer, overrides: Sequence[str]) -> DictConfig:
+    """The sweep's config with Hydra's, its swept values not expanded."""
     plain = [o for o in overrides if "," not in o.split("=", 1)[-1]]
     try:
-        base = composer(plain, hydra_config=True)
+        return composer(plain, hydra_config=True)
     except (HydraException, OmegaConfBaseException) as exc:
         reason = explain(exc)
         raise SweepConfigError(f"sweep config: {reason}{_launcher_hint(reason)}") from exc
-    return [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
 
 
 def expand(spec: Optional[Path], overrides: Sequence[str] = ()) -> List[Job]:
     """Every job of the sweep (sweeper params, then command-line overrides), composed into its
     final config (tuned values included)."""
-    composer = Composer(spec)
-    plain = [o for o in overrides if "," not in o.split("=", 1)[-1]]
-    try:
-        base = composer(plain, hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as exc:
-        reason = explain(exc)
-        raise SweepConfigError(f"sweep config: {reason}{_launcher_hint(reason)}") from exc
+    base = _base(Composer(spec), overrides)
     if spec is not None and not all(key in base for key in ("model", "data", "train")):
         raise SweepConfigError(f"{spec}: does not extend the job config; start it with `defaults: [config, _self_]` "
                                f"(see {BUILTIN_SWEEPS_DIR / 'smoke.yaml'})")
