@@ -291,6 +291,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _print_report(report, sweeps: List[str]) -> None:
+    from ..sweep.launch import Launch
+
     print(f"report of {'+'.join(sweeps) or 'parent runs'} ({report.num_runs} runs): {report.index.resolve()}")
     for line in report.notes:
         print(f"  note: {line}")
@@ -299,8 +301,6 @@ def _print_report(report, sweeps: List[str]) -> None:
     for line in report.next_steps:
         print(f"  next: {line}")
     print(f"  plots: {report.plot.resolve().parent}  fits: {report.fits_json.resolve()}")
-    from ..sweep.launch import Launch
-
     ui = Launch(store=report.store_uri, experiment=report.experiment).ui_command()
     print(f"browse the runs: {ui}   then open {report.experiment_url}")
 

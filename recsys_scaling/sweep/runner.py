@@ -112,8 +112,8 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     this_launch = Launch([str(o) for o in user_overrides], store.uri, store.experiment, plan.data,
                          [str(Path(d).resolve()) for d in sweeps_dirs])
     say_if_other_data(store, sweep_name, this_launch)
-    parent = store.create_sweep_parent(sweep_name, spec, {job.name: plan.fingerprints[job.name] for job in jobs},
-                                       reused,
+    planned = {job.name: plan.fingerprints[job.name] for job in jobs}
+    parent = store.create_sweep_parent(sweep_name, spec, planned, reused,
                                        overrides=sweep_params(spec, overrides))
     store.client.log_dict(parent, this_launch.as_dict(), LAUNCH_FILE)
     store.record_sweep_settings(parent, {**report_settings(jobs[0].cfg), "max_seeds": plan.seed_plan})
@@ -144,8 +144,7 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
         raise
     finally:
         try:
-            summary = summarize(store, sweep_name, parent, {job.name: plan.fingerprints[job.name] for job in jobs},
-                                len(reused))
+            summary = summarize(store, sweep_name, parent, planned, len(reused))
             summary.seconds, summary.slowest = progress.elapsed, progress.slowest()
             summary.experiment_url, summary.experiment = store.experiment_url(), store.experiment
             summary.estimated = plan.estimate.wall if plan.estimate.known else None
