@@ -9,59 +9,14 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from .choices import (Aggregation, Arm, BudgetMatch, BudgetSolve, DataKind, NumericRule, Precision, SplitBy,  # noqa: F401
+                      VocabScope, choice)
 from .plugins import backbone_plugins, tower_source_hash
-
-
-# Closed choices. Composition rejects any other value, naming the key and the allowed values;
-# members are strings, so code and fingerprints see plain "se", "total", ...
-class Arm(StrEnum):
-    se = "se"  # one embedding set of size scale * d0
-    me = "me"  # `scale` sets of size d0
-
-
-class Precision(StrEnum):
-    fp32 = "fp32"  # the paper's numerics
-    tf32 = "tf32"  # fp32 storage, TF32 matmuls (Ampere+ GPUs; no effect on CPU)
-    bf16 = "bf16"  # bf16 autocast of the towers; embeddings, loss and optimizer state stay fp32
-
-
-class Aggregation(StrEnum):
-    mean = "mean"
-    gate = "gate"
-
-
-class DataKind(StrEnum):
-    synthetic = "synthetic"
-    criteo = "criteo"
-    avazu = "avazu"
-    csv = "csv"
-
-
-class VocabScope(StrEnum):
-    all = "all"
-    train = "train"
-
-
-class NumericRule(StrEnum):
-    criteo_log = "criteo_log"
-    log2 = "log2"
-    identity = "identity"
-
-
-class BudgetMatch(StrEnum):
-    embedding = "embedding"
-    total = "total"
-
-
-class BudgetSolve(StrEnum):
-    se_dim = "se_dim"
-    me_dim = "me_dim"
 
 
 def explain(exc: BaseException) -> str:
@@ -87,31 +42,22 @@ def _first_line(message: str) -> str:
     return f"{first} ({full_key})" if full_key and full_key.split(":", 1)[1].strip() not in first else first
 
 
-def choice(kind: type, value: Any, key: str) -> StrEnum:
-    """`value` as a member of the choice `kind`; a ValueError naming the key and the allowed values
-    otherwise (for configs built in Python, which composition did not check)."""
-    try:
-        return kind(value)
-    except ValueError:
-        raise ValueError(f"{key}={value!r}: choose from {', '.join(kind)}") from None
-
-
 @dataclass
 class ModelConfig:
-    backbone: str = MISSING
+    backbone: str = MISSING  # set by model=<name> (conf/model/<name>.yaml)
     # d0 of the paper: the per-set embedding size at scale 1 (NFwFM uses 50).
     base_dim: int = 10
     # Explicit K and d; when null they follow from `arm` and `scale`
     # (se: K=1, d=scale*d0; me: K=scale, d=d0).
     embed_dim: Optional[int] = None
-    num_embeddings: Optional[int] = None
-    hidden: int = 400
-    dropout: float = 0.2
-    cross_layers: int = 4
-    cin_layers: List[int] = field(default_factory=lambda: [16, 16])
+    num_embeddings: Optional[int] = None  # K, the number of embedding sets
+    hidden: int = 400  # width of the MLP layers (towers and head)
+    dropout: float = 0.2  # dropout in the MLP layers
+    cross_layers: int = 4  # dcnv2's cross layers
+    cin_layers: List[int] = field(default_factory=lambda: [16, 16])  # xdeepfm's CIN widths
     # hetero_moe only: one expert (and one embedding set) per entry.
     experts: List[str] = field(default_factory=list)
-    aggregation: Aggregation = Aggregation.mean
+    aggregation: Aggregation = Aggregation.mean  # hetero_moe: mean of the experts, or a learned gate
     # model=custom (or a plugin): your tower class, PKG.MODULE:CLASS, built as
     # CLASS(num_fields=F, embed_dim=d, **tower_args); it maps (B, F, d) embeddings to (B, H).
     tower: Optional[str] = None
@@ -124,54 +70,63 @@ class ModelConfig:
 class SyntheticConfig:
     """Planted-teacher CTR data; see recsys_scaling/data/synthetic.py for the teacher."""
 
-    rows: int = 20_000
-    cardinalities: List[int] = field(default_factory=lambda: [3, 10, 50, 1000])
-    zipf_exponent: float = 1.1
-    teacher_rank: int = 16
+    rows: int = 20_000  # rows generated
+    cardinalities: List[int] = field(default_factory=lambda: [3, 10, 50, 1000])  # values per field
+    zipf_exponent: float = 1.1  # value frequencies within a field
+    teacher_rank: int = 16  # the teacher's embedding width
     # Column k of the teacher embeddings has scale k^-spectrum_decay (0: isotropic). With a
     # decay, every extra student dimension is worth a diminishing but real amount.
     spectrum_decay: float = 0.0
     # Every (< low_cardinality) x (>= high_cardinality) field pair interacts: the pattern Guo
     # et al. blame for embedding collapse. false: no such pairs are forced (a negative control).
     low_high_pairs: bool = True
-    low_cardinality: int = 100
-    high_cardinality: int = 1000
+    low_cardinality: int = 100  # fields with fewer values are 'small'
+    high_cardinality: int = 1000  # fields with at least this many values are 'large'
     # Fraction of the other field pairs that interact in the teacher.
     pair_density: float = 0.3
-    interaction_scale: float = 1.0
-    first_order_scale: float = 0.5
-    positive_rate: float = 0.25
-    seed: int = 0
+    interaction_scale: float = 1.0  # strength of the pairwise interactions
+    first_order_scale: float = 0.5  # strength of the per-field terms
+    positive_rate: float = 0.25  # share of positive labels
+    seed: int = 0  # the teacher's and the rows' seed
 
 
 @dataclass
 class SchemaConfig:
     """Columns of a generic CSV/Parquet file (data.kind=csv)."""
 
-    label: str = ""
-    categorical: List[str] = field(default_factory=list)
-    numeric: List[str] = field(default_factory=list)
+    label: str = ""  # the 0/1 label column
+    categorical: List[str] = field(default_factory=list)  # categorical columns
+    numeric: List[str] = field(default_factory=list)  # numeric columns, bucketed
     # Bucketing of numeric columns: criteo_log (the paper's ln^2 rule; integers), log2, identity.
     numeric_rule: NumericRule = NumericRule.criteo_log
-    drop: List[str] = field(default_factory=list)
-    delimiter: str = ","
+    drop: List[str] = field(default_factory=list)  # ignored columns
+    delimiter: str = ","  # a text file's separator ("\t" for TSV)
 
 
 @dataclass
 class DataConfig:
-    name: str = MISSING
+    name: str = MISSING  # the dataset's name (set by data=<name>)
     # synthetic (generated), or a raw file: criteo, avazu, csv (CSV or Parquet with a schema).
     kind: DataKind = DataKind.synthetic
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    path: Optional[str] = MISSING  # required for raw files; synthetic data sets it null
+    # Raw files: a file, a directory (every file under it), a glob, or a list of them; one format
+    # and schema, read in natural name order (day_2 before day_10). Synthetic data sets it null.
+    path: Any = MISSING
+    # random: a seeded draw by data.split; time: earlier files (or time_key partition values)
+    # train, the last one is halved into validation and test (the Criteo Terabyte protocol).
+    split_by: SplitBy = SplitBy.random
+    time_key: Optional[str] = None  # a hive partition key (day=...) to order files by; null: file order
+    days: Optional[List[int]] = None  # day files (day_N or day=N) to read; null: every one
+    # Peak memory (GiB) while preparing: value counts beyond it are spilled to disk.
+    prepare_memory: float = 8.0
     # Values seen fewer times map to the field's OOV index 0 (data/criteo.yaml: 10, avazu.yaml: 4).
     min_count: int = 1
     # all: count values over every row (the paper); train: over the training split only.
     vocab_scope: VocabScope = VocabScope.all
     # Fail on the first bad row (naming file:line) instead of skipping and reporting bad rows.
     strict: bool = False
-    split_seed: int = 0
-    avazu_hour_features: bool = False
+    split_seed: int = 0  # the seed of the train/valid/test split
+    avazu_hour_features: bool = False  # avazu: add weekday and hour-of-day fields
     schema: SchemaConfig = field(default_factory=SchemaConfig)
     # Declared vocabulary size per field (e.g. of the full dataset): lets `recsys-scaling budget`
     # and budget checks work before the data is prepared. Synthetic data knows its own.
@@ -179,7 +134,7 @@ class DataConfig:
     # Declared row count of a raw file not prepared here (e.g. Criteo's 45,840,617): lets
     # `budget` estimate job times before the data is prepared.
     declared_rows: Optional[int] = None
-    split: List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    split: List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train / valid / test shares
     # Positive and negative rows the validation and test splits need at least (AUC, early
     # stopping): data with fewer is refused when prepared. 0 turns the check off, to look at a
     # tiny sample's encoding; training still refuses a split with one class (AUC undefined).
@@ -189,18 +144,18 @@ class DataConfig:
     # The data axis: train on a seeded, nested subsample of this fraction of the training split
     # (0 < f <= 1; the rows at f are a subset of the rows at any larger f). Valid/test unchanged.
     train_fraction: float = 1.0
-    cache_dir: str = "${oc.env:RECSYS_SCALING_CACHE,.cache/recsys_scaling}"
+    cache_dir: str = "${oc.env:RECSYS_SCALING_CACHE,.cache/recsys_scaling}"  # prepared datasets
 
 
 @dataclass
 class TrainConfig:
-    lr: float = 1e-3
-    weight_decay: float = 1e-6
-    batch_size: int = 2048
-    eval_batch_size: int = 8192
+    lr: float = 1e-3  # Adam's learning rate
+    weight_decay: float = 1e-6  # Adam's weight decay (on every parameter, as the paper)
+    batch_size: int = 2048  # training batch size
+    eval_batch_size: int = 8192  # validation and test batch size
     prefetch: int = 2  # batches gathered ahead in a background thread (0: none)
-    max_epochs: int = 100
-    patience: int = 3
+    max_epochs: int = 100  # epochs at most (early stopping can end sooner)
+    patience: int = 3  # epochs without a better validation AUC before stopping
     # SparseAdam on the embedding rows of each batch (no weight decay there) + Adam on the rest.
     # Faster on big vocabularies, but NOT the paper's protocol (dense Adam, weight decay on all).
     sparse_embedding: bool = False
@@ -208,11 +163,11 @@ class TrainConfig:
     threads: int = 0
     # cpu, cuda, cuda:N, or auto: a free slot on a visible GPU (see jobs_per_gpu), else cpu.
     device: str = "cpu"
-    progress: bool = True
+    progress: bool = True  # per-batch progress bars (a quiet sweep turns them off)
     # Save the state after every epoch; a killed job rerun with the same config continues from it.
     checkpoint: bool = True
-    checkpoint_dir: str = "${oc.env:RECSYS_SCALING_CHECKPOINTS,.cache/recsys_scaling/checkpoints}"
-    precision: Precision = Precision.fp32
+    checkpoint_dir: str = "${oc.env:RECSYS_SCALING_CHECKPOINTS,.cache/recsys_scaling/checkpoints}"  # and leases
+    precision: Precision = Precision.fp32  # fp32 (the paper), tf32 (GPU matmuls), bf16 (autocast towers)
     # Keep the encoded dataset on the training device and draw batches there (no host copies):
     # auto = on a GPU when it fits in half its free memory; true; false = host loader (pinned
     # memory on a GPU).
@@ -232,15 +187,15 @@ class TrainConfig:
 class TrackingConfig:
     # null: $MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db in the working directory.
     uri: Optional[str] = None
-    experiment: str = "recsys-scaling"
-    parent_run_id: Optional[str] = None
+    experiment: str = "recsys-scaling"  # the MLflow experiment
+    parent_run_id: Optional[str] = None  # the sweep's parent run (set by the runner)
 
 
 @dataclass
 class DiagnosticsConfig:
     """Embedding-collapse diagnostics (recsys_scaling/diagnostics.py)."""
 
-    enabled: bool = True
+    enabled: bool = True  # log IA, spectra and principal angles at the end of a job
     # Per field, only the most frequent values (training-split counts) enter the SVDs.
     max_rows: int = 10_000
     # Also compute (metrics only) every N epochs during training; 0 = only at the end.
@@ -266,7 +221,7 @@ class BudgetConfig:
 
 @dataclass
 class SweepConfig:
-    name: str = "adhoc"
+    name: str = "adhoc"  # the sweep's name (set by the runner; a lone train is adhoc)
     # In a sweep, skip jobs whose config fingerprint already has a FINISHED run in the store
     # (FAILED / KILLED ones run again). `recsys-scaling sweep --force` sets it false.
     resume: bool = True
@@ -303,20 +258,21 @@ class Config:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
-    arm: Arm = Arm.se
-    scale: int = 1
-    seed: int = 0
+    arm: Arm = Arm.se  # se: one embedding set; me: several
+    scale: int = 1  # s: SE with d = s*d0 against ME with K = s sets of d0
+    seed: int = 0  # initialisation and shuffling
 
 
 # Keys that say where or how a job runs, not what it computes: left out of its fingerprint.
 EXECUTION_KEYS = ("tracking", "sweep", "report", "train.progress", "train.threads", "train.device", "train.checkpoint",
                   "train.checkpoint_dir", "data.cache_dir", "train.data_on_device", "train.compile",
                   "train.jobs_per_gpu", "data.min_class_rows", "data.declared_rows", "data.max_bad_fraction",
-                  "train.memory_check")
+                  "train.memory_check", "data.prepare_memory")
 # Keys added after runs were recorded: at these values they leave the fingerprint out, so the
 # jobs of earlier launches still match (and are skipped) after an upgrade.
 NEUTRAL_DEFAULTS = {("train", "precision"): "fp32", ("model", "tower"): "None", ("model", "tower_args"): "None",
-                    ("model", "label"): "None", ("data", "train_fraction"): "1.0"}
+                    ("model", "label"): "None", ("data", "train_fraction"): "1.0", ("data", "split_by"): "random",
+                    ("data", "time_key"): "None", ("data", "days"): "None"}
 
 
 def job_name(backbone: str, arm: str, scale: int, seed: int, shape: Optional["EmbeddingShape"] = None,

@@ -13,6 +13,7 @@ from .budget import plan_job
 from .collapse import CollapseProbe
 from .config import embedding_shape, explicit_shape, job_fingerprint, job_name
 from .data import data_fingerprint, load_dataset, positive_rate, with_train_fraction
+from .data.splits import split_description
 from .data.faults import check_labels
 from .models import Shape, build_model, get_backbone, model_label
 from .metrics import normalized_entropy
@@ -115,6 +116,16 @@ def run_job(cfg: DictConfig, resume: bool = False,
         return _train_and_record(cfg, name, fingerprint, data_id, on_epoch_end, lease.holder)
 
 
+def _split_param(meta: dict, fraction: float) -> Dict[str, str]:
+    """Which files (or days) trained and which validated and tested, for a raw dataset's run."""
+    if not meta.get("inputs"):
+        return {}
+    said = split_description(meta)
+    if fraction < 1:
+        said += f"; this run trains on a seeded {fraction:g} of the training rows, drawn from all of them"
+    return {"resolved.data_split": said[:6000]}
+
+
 def _train_and_record(cfg: DictConfig, name: str, fingerprint: str, data_id: str, on_epoch_end,
                       holder: str) -> Dict[str, float]:
     data = load_dataset(cfg.data, progress=cfg.train.progress)
@@ -134,7 +145,8 @@ def _train_and_record(cfg: DictConfig, name: str, fingerprint: str, data_id: str
             log.info("%s: %d earlier run(s) of this job left RUNNING by an ended process are now KILLED", name, closed)
         run.set_tags({"num_embeddings": str(plan.num_embeddings), "embed_dim": str(plan.embed_dim)})
         train_rows = len(data.splits["train"])
-        run.log_params({**resolved_params(plan), "resolved.data_fingerprint": data_id, "train_rows": str(train_rows)})
+        run.log_params({**resolved_params(plan), "resolved.data_fingerprint": data_id, "train_rows": str(train_rows),
+                        **_split_param(data.meta, float(cfg.data.train_fraction))})
         run.log_metrics({**plan_metrics(plan), **oracle_metrics(data.meta), "train_rows": train_rows,
                          "train_positive_rate": train_positive_rate})
         shape = Shape.of(len(data.field_dims), plan.shape, cfg.arm)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import DataKind
 from .data.faults import DataError
+from .data.files import resolve_files
 from .data.formats import check_readable
 
 DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?|mps)$")
@@ -262,20 +263,36 @@ def check_store_uri(uri: Optional[str]) -> None:
 
 
 def check_data_source(data_cfg: DictConfig) -> None:
-    """A raw data file exists, is a file and can be read (synthetic data is generated)."""
+    """The raw data files exist, are files and can be read (synthetic data is generated): data.path
+    a file, a folder of files, a glob or a list of them, data.days among them."""
     if data_cfg.kind == DataKind.synthetic:
         return
     if OmegaConf.is_missing(data_cfg, "path") or not data_cfg.path:
         raise ConfigError("data.path", f"required for data.kind={data_cfg.kind}", "data.path=/path/to/file")
-    path = Path(str(data_cfg.path)).expanduser()
-    if not path.exists():
-        raise ConfigError(f"data.path={_shown(data_cfg.path)}", "no such file", "check the path")
-    if not path.is_file():
-        raise ConfigError(f"data.path={_shown(data_cfg.path)}", "not a file", "give the file itself")
-    if not os.access(path, os.R_OK):
-        raise ConfigError(f"data.path={_shown(data_cfg.path)}", "not readable", "check its permissions")
+    shown = f"data.path={_shown(data_cfg.path)}"
+    days = list(data_cfg.days) if data_cfg.get("days") is not None else None
     try:
-        check_readable(path)
+        files = resolve_files(data_cfg.path, days)
     except DataError as exc:
-        raise ConfigError(f"data.path={_shown(data_cfg.path)}", str(exc).split(": ", 1)[-1].split(";")[0],
-                          "give a CSV/TSV (optionally .gz) or a Parquet file") from None
+        if str(exc).startswith("data.days"):
+            raise ConfigError("data.days", _reason(exc, data_cfg.path), "choose days the folder has") from None
+        raise ConfigError(shown, _reason(exc, data_cfg.path), "check the path (a file, a folder of files, a glob, "
+                          "or a list of them)") from None
+    for found in files:
+        where = "" if len(files) == 1 else f"{found.path}: "
+        if not os.access(found.path, os.R_OK):
+            raise ConfigError(shown, f"{where}not readable", "check its permissions")
+        try:
+            check_readable(found.path)
+        except DataError as exc:
+            raise ConfigError(shown, where + str(exc).split(": ", 1)[-1].split(";")[0],
+                              "give a CSV/TSV (optionally .gz) or a Parquet file") from None
+
+
+def _reason(exc: DataError, path_value) -> str:
+    """The error without its leading path when that path is data.path itself."""
+    text = str(exc)
+    for prefix in (str(Path(str(path_value)).expanduser()), "data.path", f"data.path={path_value}", "data.days"):
+        if text.startswith(prefix + ": "):
+            return text[len(prefix) + 2:]
+    return text

@@ -38,8 +38,9 @@ def test_a_sweep_console_is_progress_and_the_table_and_v_brings_the_rest(workdir
     quiet = subprocess.run(sweep, cwd=workdir, env=env_for(workdir), capture_output=True, text=True, timeout=300)
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     lines = [line for line in quiet.stderr.splitlines() if line.strip()]
-    assert lines and all("recsys_scaling.sweep.progress" in line for line in lines), lines
+    assert lines and all(line.startswith("sweep smoke: ") for line in lines), lines  # progress, as itself
     assert len(lines) == 3, "the 'to run' line and one per job"
+    assert "job 2/2 finished: " in lines[-1]
     assert "sweep smoke: done" in quiet.stdout
     job_logs = list((workdir / "multirun" / "smoke").glob("*/*/app.log"))
     assert len(job_logs) == 2 and "test AUC" in job_logs[0].read_text(), "INFO is in the jobs' log files"

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Sequence
 
 from .parser import train_help
 
@@ -183,7 +184,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
     trained, plans, base = grid.split_shared_base(jobs, grid.validate(jobs))
     with calibration_progress() as on_shape:
         estimate = estimate_sweep(trained, plans, calibrate=not args.no_calibrate, on_shape=on_shape)
-    table = budget_table(trained, plans, estimate)
+    table = budget_table(trained, plans, estimate, prepare=" ".join(shlex.quote(w) for w in words))
     print(format_table(table))
     lines = iso_budget_lines(table)
     if lines:
@@ -254,22 +255,35 @@ def cmd_store(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_data(action: str, overrides: List[str]) -> int:
+def cmd_data(action: str, words: List[str], sweeps_dir: Sequence[Path] = ()) -> int:
+    """`data prepare|info` of one dataset given by overrides, or of every dataset a sweep's grid uses
+    (`data prepare clicks`: the sweep file names the data)."""
     from hydra.errors import HydraException
 
     from ..config import explain
     from ..data import describe, load_dataset, open_prepared
-    from ..sweep.grid import Composer
+    from ..paths import find_sweep
+    from ..sweep import grid
     from ..validate import check_data_source, check_required
 
+    spec = find_sweep(words[0], sweeps_dir) if words and "=" not in words[0] else None
     try:
-        cfg = Composer(None)(overrides)
+        if spec is None:
+            configs = [grid.Composer(None)(words)]
+        else:
+            configs = [job.shared for job in grid.distinct_models(grid.expand(spec, words[1:]))]
     except HydraException as exc:
         raise ValueError(explain(exc)) from None
-    check_required(cfg)
-    check_data_source(cfg.data)
-    data = load_dataset(cfg.data, progress=True) if action == "prepare" else open_prepared(cfg.data)
-    print(describe(data))
+    seen = set()
+    for cfg in configs:
+        check_required(cfg)
+        check_data_source(cfg.data)
+        key = str(cfg.data)
+        if key in seen:
+            continue
+        seen.add(key)
+        data = load_dataset(cfg.data, progress=True) if action == "prepare" else open_prepared(cfg.data)
+        print(describe(data))
     return 0
 
 

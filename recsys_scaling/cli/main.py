@@ -85,7 +85,7 @@ def _dispatch(argv: List[str]) -> int:
                 "ui": lambda: cmd_ui(args),
                 "server": lambda: cmd_server(args),
                 "store": lambda: cmd_store(args),
-                "data": lambda: cmd_data(args.action, args.overrides),
+                "data": lambda: cmd_data(args.action, args.overrides, args.sweeps_dir),
                 "report": lambda: cmd_report(args),
                 "advise": lambda: cmd_advise(args)}
     return commands[args.command]()

@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="prepare a raw dataset into the encoded cache, or describe one")
     data.add_argument("action", choices=["prepare", "info"])
-    data.add_argument("overrides", nargs="*", help="data=<criteo|avazu|csv|synthetic...> data.path=FILE ...")
+    data.add_argument("overrides", nargs="*", help="a sweep (every dataset of its grid) and/or overrides: "
+                      "data=<criteo|avazu|csv|synthetic...> data.path=FILE ...")
+    _sweeps_dir_option(data)
 
     report = commands.add_parser("report", help="fit and plot a sweep's AUC-vs-size curves")
     report.add_argument("sweeps", nargs="*", help="sweep name(s); the latest parent run of each is used")

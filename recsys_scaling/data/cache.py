@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import mmap
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -98,6 +99,13 @@ class CacheWriter:
             del array
             raise
         return array
+
+    def release(self) -> None:
+        """Drops X's written pages from this process's resident memory: the mapping is shared, so
+        they stay in the page cache, where every reader sees them (preparing data larger than RAM)."""
+        handle = getattr(self.X, "_mmap", None)
+        if handle is not None and hasattr(mmap, "MADV_DONTNEED"):
+            handle.madvise(mmap.MADV_DONTNEED)
 
     def commit(self, field_dims: Sequence[int], splits: Dict[str, np.ndarray], meta: dict) -> Path:
         # No msync: the page cache already holds what every reader sees, and a cache damaged by

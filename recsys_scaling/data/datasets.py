@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from .cache import CacheError, EncodedData, cache_path, fingerprint, open_cache
 from .faults import DataError, check_labels
 from .prepare import prepare_dataset, prepare_settings
+from .splits import split_description
 from .synthetic import synthetic_dataset, synthetic_settings
 
 
@@ -42,6 +43,8 @@ def describe(data: EncodedData) -> str:
              f"test {meta['split_rows']['test']:,}); positive rate {meta['positive_rate']:.4f}",
              f"fields: {len(data.field_dims)}, vocabulary rows: {sum(data.field_dims):,}",
              "field_dims: " + ", ".join(f"{n}={d}" for n, d in zip(data.field_names, data.field_dims))]
+    if meta.get("inputs"):
+        lines.insert(1, f"files: {len(meta['inputs'])}; split: {split_description(meta)}")
     oracle = meta.get("oracle")
     if oracle:
         truncated = ", ".join(f"width {w}: {auc:.4f}" for w, auc in oracle["truncated_auc"].items())
@@ -50,8 +53,13 @@ def describe(data: EncodedData) -> str:
     bad = meta.get("bad_rows") or {}
     counted = {k: v for k, v in bad.items() if v["count"]}
     lines.append("bad rows: " + ("none" if not counted else "; ".join(
-        f"{k} {v['count']} (first lines {', '.join(map(str, v['first_lines']))})" for k, v in counted.items())))
+        f"{k} {v['count']} (first lines {', '.join(_where(v))})" for k, v in counted.items())))
     return "\n".join(lines)
+
+
+def _where(bad: dict) -> List[str]:
+    files = bad.get("files")
+    return [f"{f}:{line}" for f, line in zip(files, bad["first_lines"])] if files else list(map(str, bad["first_lines"]))
 
 
 def prepared_field_dims(data_cfg) -> Optional[List[int]]:

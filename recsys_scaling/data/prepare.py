@@ -12,29 +12,32 @@ training split only, so validation and test values unseen in training are OOV.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..config import VocabScope, choice
+from ..config import SplitBy, VocabScope, choice
 from ..runtime import cpu_count
 from .cache import CacheWriter, EncodedData, open_or_build, seeded_split
+from .files import file_times, time_name
 from .faults import DataError, check_labels, reading
 from .identity import content_hash
 from .formats import BAD_KINDS, MISSING, Batch
-from .sources import RawFormat, make_format
+from .sources import RawFormat, make_formats
+from .splits import check_times, files_meta, time_split
 from .prefetch import prefetched
+from .spill import BufferedRows, DictionarySpill, ValueCounter
 
 log = logging.getLogger(__name__)
 FIRST_LINES_KEPT = 10
-MERGE_EVERY = 8  # batches between merges of partial value counts
 
 
 @dataclass
@@ -43,17 +46,26 @@ class BadRows:
 
     counts: Dict[str, int] = field(default_factory=lambda: {k: 0 for k in BAD_KINDS})
     first_lines: Dict[str, List[int]] = field(default_factory=lambda: {k: [] for k in BAD_KINDS})
+    files: Dict[str, List[str]] = field(default_factory=dict)  # several files: the file of each first line
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
     def as_dict(self) -> dict:
-        return {k: {"count": self.counts[k], "first_lines": self.first_lines[k]} for k in BAD_KINDS}
+        return {k: {"count": self.counts[k], "first_lines": self.first_lines[k],
+                    **({"files": self.files[k]} if k in self.files else {})} for k in BAD_KINDS}
+
+    def where(self, kind: str, limit: int = 5) -> List[str]:
+        """The first lines of a kind, as file:line when there are several files."""
+        lines = self.first_lines[kind][:limit]
+        if kind not in self.files:
+            return [str(v) for v in lines]
+        return [f"{name}:{line}" for name, line in zip(self.files[kind], lines)]
 
     def summary(self) -> str:
-        parts = [f"{k} {n} (first at line{'s' if n > 1 else ''} "
-                 f"{', '.join(map(str, self.first_lines[k][:5]))})" for k, n in self.counts.items() if n]
+        parts = [f"{k} {n} (first at line{'s' if n > 1 else ''} {', '.join(self.where(k))})"
+                 for k, n in self.counts.items() if n]
         return "; ".join(parts)
 
 
@@ -73,44 +85,53 @@ class LineMap:
 
 @dataclass
 class Scan:
-    """One streaming pass over the raw file: transformed batches, bad rows recorded by line."""
+    """One streaming pass over the raw files, in order: transformed batches, bad rows recorded
+    by file and line, the valid rows of each file."""
 
-    fmt: RawFormat
+    formats: List[RawFormat]
     strict: bool = False
     progress: bool = False
     bad: BadRows = field(default_factory=BadRows)
     valid_rows: int = 0
+    file_rows: List[int] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[Batch]:
         bar = _progress_bar("parsing" if self.progress else None)
         try:
-            with reading(self.fmt.path):
-                yield from self._batches(bar)
+            for fmt in self.formats:
+                before = self.valid_rows
+                with reading(fmt.path):
+                    yield from self._batches(fmt, bar)
+                self.file_rows.append(self.valid_rows - before)
         finally:  # an error line starts on a line of its own
             if bar is not None:
                 bar.close()
 
-    def _batches(self, bar) -> Iterator[Batch]:
-        for chunk in prefetched(self.fmt.chunks()):  # parse the next block while this one is encoded
-            batch = self.fmt.transform(chunk.table)
+    def _batches(self, fmt: RawFormat, bar) -> Iterator[Batch]:
+        for chunk in prefetched(fmt.chunks()):  # parse the next block while this one is encoded
+            batch = fmt.transform(chunk.table)
             found = {"wrong_column_count": chunk.skipped_lines}
             line_map = LineMap(chunk.first_line, chunk.skipped_lines, chunk.row_lines)
             found.update({kind: line_map.lines(pos) for kind, pos in batch.bad.items()})
-            self._record(found)
+            self._record(fmt.path, found)
             yield batch
             self.valid_rows += len(batch.labels)
             if bar is not None:
                 bar.update(batch.raw_rows + len(chunk.skipped_lines))
 
-    def _record(self, found: Dict[str, np.ndarray]) -> None:
+    def _record(self, path: Path, found: Dict[str, np.ndarray]) -> None:
         found = {k: v for k, v in found.items() if len(v)}
         if found and self.strict:
             kind, lines = min(found.items(), key=lambda kv: kv[1].min())
-            raise DataError(f"{self.fmt.path}:{int(lines.min())}: {kind.replace('_', ' ')} (data.strict=true)")
+            raise DataError(f"{path}:{int(lines.min())}: {kind.replace('_', ' ')} (data.strict=true)")
+        several = len(self.formats) > 1
         for kind, lines in found.items():
             self.bad.counts[kind] += len(lines)
             room = FIRST_LINES_KEPT - len(self.bad.first_lines[kind])
-            self.bad.first_lines[kind].extend(int(v) for v in np.sort(lines)[:room])
+            kept = [int(v) for v in np.sort(lines)[:room]]
+            self.bad.first_lines[kind].extend(kept)
+            if several:
+                self.bad.files.setdefault(kind, []).extend([path.name] * len(kept))
 
 
 def _progress_bar(label: Optional[str]):
@@ -122,78 +143,29 @@ def _progress_bar(label: Optional[str]):
     return tqdm(desc=label, unit="rows", unit_scale=True, mininterval=0.5, leave=False)
 
 
-class DictionarySpill:
-    """Per-batch dictionaries of every field, streamed to Arrow IPC files and read back in order:
-    memory stays O(batch) however many distinct values a field has."""
+def input_fingerprint(formats: List[RawFormat], memo_dir: Optional[Path] = None, progress: bool = False) -> dict:
+    """The input files by content (not by name or mtime): a file moved or touched keeps its
+    cache and its jobs; a file rewritten in place, added or removed gets new ones. One file
+    keeps the form it had before datasets of several files existed (so do its caches and jobs)."""
+    def one(path: Path) -> dict:
+        return {"bytes": path.stat().st_size, "blake2b": content_hash(path, memo_dir, progress)}
 
-    def __init__(self, folder: Path, num_fields: int):
-        self.paths = [folder / f"dictionary_{f}.arrow" for f in range(num_fields)]
-        self.writers: List[Optional[pa.ipc.RecordBatchStreamWriter]] = [None] * num_fields
-
-    def append(self, f: int, dictionary: pa.Array) -> None:
-        if self.writers[f] is None:
-            self.writers[f] = pa.ipc.new_stream(str(self.paths[f]), pa.schema([("value", dictionary.type)]))
-        self.writers[f].write_batch(pa.record_batch([dictionary], names=["value"]))
-
-    def close(self) -> None:
-        for writer in self.writers:
-            if writer is not None:
-                writer.close()
-
-    def batches(self) -> Iterator[List[pa.Array]]:
-        readers = [pa.ipc.open_stream(str(p)) for p in self.paths]
-        while True:
-            try:
-                yield [reader.read_next_batch().column(0) for reader in readers]
-            except StopIteration:
-                return
-
-    def remove(self) -> None:
-        for path in self.paths:
-            path.unlink(missing_ok=True)
-
-
-class ValueCounter:
-    """Per-field value counts, merged in Arrow (no Python object per distinct value)."""
-
-    def __init__(self, num_fields: int):
-        self.partial: List[List[pa.Table]] = [[] for _ in range(num_fields)]
-
-    def add(self, f: int, dictionary: pa.Array, counts: np.ndarray) -> None:
-        self.partial[f].append(pa.table({"value": dictionary, "count": pa.array(counts, pa.int64())}))
-        if len(self.partial[f]) >= MERGE_EVERY:
-            self.partial[f] = [self._merge(self.partial[f])]
-
-    @staticmethod
-    def _merge(tables: List[pa.Table]) -> pa.Table:
-        table = pa.concat_tables(tables).group_by("value").aggregate([("count", "sum")])
-        return table.rename_columns(["value", "count"])
-
-    def vocabularies(self, min_count: int) -> List[pa.Table]:
-        """Per field: values with count >= min_count, by count descending then value ascending
-        (the missing value, null, last among equal counts)."""
-        vocabularies = []
-        for tables in self.partial:
-            merged = self._merge(tables)
-            kept = merged.filter(pc.greater_equal(merged["count"], min_count))
-            vocabularies.append(kept.sort_by([("count", "descending"), ("value", "ascending", "at_end")]))
-        return vocabularies
-
-
-def input_fingerprint(path: Path, memo_dir: Optional[Path] = None, progress: bool = False) -> dict:
-    """The input file by content (not by name or mtime): a file moved or touched keeps its
-    cache and its jobs; a file rewritten in place gets new ones."""
-    return {"bytes": path.stat().st_size, "blake2b": content_hash(path, memo_dir, progress)}
+    if len(formats) == 1:
+        return one(formats[0].path)
+    root = Path(os.path.commonpath([str(f.path.resolve()) for f in formats]))
+    return {"files": [{"name": str(f.path.resolve().relative_to(root)), **one(f.path)} for f in formats]}
 
 
 def prepare_settings(data_cfg, progress: bool = False) -> dict:
-    """Everything the encoded cache depends on: the input's content and the preprocessing."""
+    """Everything the encoded cache depends on: the inputs' content and the preprocessing."""
     from omegaconf import OmegaConf
 
-    fmt = make_format(data_cfg)
-    return {
+    formats = make_formats(data_cfg)
+    if split_by(data_cfg) == "time":  # before any file is hashed: nothing is written for a split that cannot be
+        check_times(file_times(_files_of(formats), data_cfg.get("time_key")))
+    settings = {
         "kind": data_cfg.kind,
-        "input": input_fingerprint(fmt.path, Path(data_cfg.cache_dir), progress),
+        "input": input_fingerprint(formats, Path(data_cfg.cache_dir), progress),
         "min_count": int(data_cfg.min_count),
         "vocab_scope": data_cfg.vocab_scope,
         "split": list(data_cfg.split),
@@ -201,6 +173,13 @@ def prepare_settings(data_cfg, progress: bool = False) -> dict:
         "avazu_hour_features": bool(data_cfg.avazu_hour_features),
         "schema": OmegaConf.to_container(data_cfg.schema, resolve=True) if data_cfg.kind == "csv" else None,
     }
+    if split_by(data_cfg) == "time":  # only when set: caches made before time splits keep their keys
+        settings.update(split_by="time", time_key=data_cfg.get("time_key"))
+    return settings
+
+
+def split_by(data_cfg) -> str:
+    return choice(SplitBy, data_cfg.get("split_by") or "random", "data.split_by")
 
 
 WHY_BAD = {"bad_label": "labels must be 0 or 1 (or true/false); soft labels (probabilities) are not read",
@@ -216,7 +195,7 @@ def check_bad_share(path: Path, valid: int, bad: BadRows, limit: float) -> None:
     if valid and bad.total <= limit * total:
         return
     kind = max(bad.counts, key=bad.counts.get)
-    lines = ", ".join(map(str, bad.first_lines[kind][:3]))
+    lines = ", ".join(bad.where(kind, 3))
     reason = f"{bad.counts[kind]:,} {kind} ({WHY_BAD[kind]}; first at line {lines})" if bad.total else "an empty file"
     if not valid:
         raise DataError(f"{path}: no valid rows: {reason}")
@@ -226,17 +205,21 @@ def check_bad_share(path: Path, valid: int, bad: BadRows, limit: float) -> None:
 
 
 def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -> Path:
-    """One parse pass stores each batch's per-field dictionary indices in X (and the
-    dictionaries on disk); once the vocabularies are known, X is remapped in place."""
-    fmt = make_format(data_cfg)
-    names = fmt.field_names
+    """One parse pass over the files stores each batch's per-field dictionary indices in X (and
+    the dictionaries on disk); once the vocabularies are known, X is remapped in place."""
+    formats = make_formats(data_cfg)
+    names = formats[0].field_names
+    source = formats[0].path if len(formats) == 1 else Path(os.path.commonpath([str(f.path) for f in formats]))
     scope = choice(VocabScope, data_cfg.vocab_scope, "data.vocab_scope")
+    times = file_times(_files_of(formats), data_cfg.get("time_key")) if split_by(data_cfg) == "time" else None
+    if times is not None:
+        check_times(times)
     writer = CacheWriter(path, names)
     spill = DictionarySpill(writer.tmp_dir, len(names))
     try:
-        counter = ValueCounter(len(names))
-        scan = Scan(fmt, strict=data_cfg.strict, progress=progress)
-        local = BufferedRows(writer.tmp_dir, len(names))
+        counter = ValueCounter(len(names), writer.tmp_dir, memory_budget(data_cfg))
+        scan = Scan(formats, strict=data_cfg.strict, progress=progress)
+        local = BufferedRows(writer.tmp_dir, len(names), min(512 << 20, memory_budget(data_cfg)))
         for batch in scan:
             codes = np.empty((len(names), len(batch.labels)), dtype=np.int32)  # field-major
             for f, column in enumerate(batch.fields):
@@ -247,11 +230,12 @@ def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -
             local.append(codes, batch.labels)
         spill.close()
         rows = scan.valid_rows
-        check_bad_share(fmt.path, rows, scan.bad, float(data_cfg.max_bad_fraction))
+        check_bad_share(source, rows, scan.bad, float(data_cfg.max_bad_fraction))
         if scan.bad.total:
-            log.warning("%s: skipped %d bad rows: %s", fmt.path, scan.bad.total, scan.bad.summary())
+            log.warning("%s: skipped %d bad rows: %s", source, scan.bad.total, scan.bad.summary())
         with ThreadPoolExecutor(1) as background:  # the split is drawn while X is remapped
-            split = background.submit(seeded_split, rows, list(data_cfg.split), int(data_cfg.split_seed))
+            split = background.submit(time_split, scan.file_rows, times) if times is not None else \
+                background.submit(seeded_split, rows, list(data_cfg.split), int(data_cfg.split_seed))
             y = local.finish()
             if scope == "train":
                 _count_training_rows(counter, spill, local, split.result()["train"], rows)
@@ -260,9 +244,10 @@ def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -
             _remap(writer, spill, local, vocabularies)
             splits = split.result()
         writer.y[:] = y
-        check_labels(y, splits, str(fmt.path), int(data_cfg.min_class_rows))
+        check_labels(y, splits, str(source), int(data_cfg.min_class_rows))
         local.remove()
         spill.remove()
+        counter.remove()
         _write_vocabularies(writer.tmp_dir / "vocab.parquet", names, vocabularies)
         meta = {
             "source": data_cfg.kind,
@@ -271,8 +256,11 @@ def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -
             "positive_rate": float(np.mean(y)),
             "bad_rows": scan.bad.as_dict(),
             "settings": settings,
-            "source_path": str(fmt.path.resolve()),
+            "source_path": str(source.resolve()),
             "oov_index": 0,
+            "split_by": "time" if times is not None else "random",
+            "time_name": time_name(_files_of(formats), data_cfg.get("time_key")) if times is not None else None,
+            "inputs": files_meta(formats, scan.file_rows, times),
         }
         return writer.commit([v.num_rows + 1 for v in vocabularies], splits, meta)
     except BaseException:
@@ -281,53 +269,16 @@ def build_cache(path: Path, fp: str, data_cfg, settings: dict, progress: bool) -
         raise
 
 
-class BufferedRows:
-    """Each batch's field-major dictionary codes and its labels, kept in memory up to
-    `memory_bytes` and appended to a raw file beyond it, then read back batch by batch."""
+def _files_of(formats: List[RawFormat]) -> list:
+    from .files import DataFile
 
-    def __init__(self, folder: Path, num_fields: int, memory_bytes: int = 512 << 20):
-        self.num_fields, self.memory_bytes = num_fields, memory_bytes
-        self.x_path = folder / "codes.int32"
-        self.in_memory: List[np.ndarray] = []
-        self.buffered_bytes = 0
-        self.x_file = None
-        self.labels: List[np.ndarray] = []
-        self.batch_rows: List[int] = []
+    return [DataFile(f.path, dict(f.partition)) for f in formats]
 
-    def append(self, codes: np.ndarray, labels: np.ndarray) -> None:
-        if self.x_file is None and self.buffered_bytes + codes.nbytes > self.memory_bytes:
-            self.x_file = self.x_path.open("wb")
-            for held in self.in_memory:
-                held.tofile(self.x_file)
-            self.in_memory = []
-        if self.x_file is None:
-            self.in_memory.append(codes)
-            self.buffered_bytes += codes.nbytes
-        else:
-            codes.tofile(self.x_file)
-        self.labels.append(labels.astype(np.float32))
-        self.batch_rows.append(len(labels))
 
-    def finish(self) -> np.ndarray:
-        if self.x_file is not None:
-            self.x_file.close()
-        return np.concatenate(self.labels) if self.labels else np.zeros(0, dtype=np.float32)
-
-    def batches(self) -> Iterator[Tuple[int, np.ndarray]]:
-        """(first row, codes of shape fields x rows) per batch."""
-        if self.x_file is None:
-            yield from zip(np.cumsum([0, *self.batch_rows[:-1]]).tolist(), self.in_memory)
-            return
-        codes = np.memmap(self.x_path, dtype=np.int32, mode="r")
-        start = 0
-        for n in self.batch_rows:
-            offset = start * self.num_fields
-            yield start, codes[offset:offset + n * self.num_fields].reshape(self.num_fields, n)
-            start += n
-
-    def remove(self) -> None:
-        self.in_memory = []
-        self.x_path.unlink(missing_ok=True)
+def memory_budget(data_cfg) -> int:
+    """Bytes the value counts may hold before spilling: a quarter of data.prepare_memory (the
+    rest is for the batches in flight, the buffered codes and the vocabularies)."""
+    return int(float(data_cfg.get("prepare_memory") or 8.0) * (1 << 30) / 4)
 
 
 def _count_training_rows(counter: ValueCounter, spill: DictionarySpill, local: BufferedRows,
@@ -356,12 +307,22 @@ def _remap(writer: CacheWriter, spill: DictionarySpill, local: BufferedRows, voc
     workers = cpu_count()
     with ThreadPoolExecutor(workers) as pool:
         in_flight: List[Future] = []
+        written = 0
         for (start, codes), dictionaries in zip(local.batches(), spill.batches()):
             in_flight.append(pool.submit(remap_batch, start, codes, dictionaries))
             if len(in_flight) >= 2 * workers:
                 in_flight.pop(0).result()
+            written += codes.nbytes
+            if written > RELEASE_EVERY:  # written pages go to the page cache, out of this process's memory
+                for future in in_flight:
+                    future.result()
+                in_flight, written = [], 0
+                writer.release()
         for future in in_flight:
             future.result()
+
+
+RELEASE_EVERY = 256 << 20
 
 
 def _write_vocabularies(path: Path, names: List[str], vocabularies: List[pa.Table]) -> None:

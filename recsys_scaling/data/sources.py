@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from ..config import DataKind, NumericRule, choice
 from .faults import DataError, check_flat_columns
+from .files import resolve_files
 from .formats import (AVAZU_COLUMNS, CRITEO_CATS, CRITEO_INTS, MISSING, PARQUET_SUFFIXES, Batch, Chunk, Layout,
                       _listed, as_dictionary, check_readable, criteo_int_transform, first_line, is_empty_row,
                       parse_integers, parse_labels, read_chunks)
@@ -25,6 +26,7 @@ class RawFormat:
     label: str = "label"
     integer_columns: List[str] = field(default_factory=list)
     categorical_columns: List[str] = field(default_factory=list)
+    partition: Dict[str, str] = field(default_factory=dict)  # hive key=value folders above the file
 
     def layout(self) -> Layout:
         raise NotImplementedError
@@ -33,8 +35,25 @@ class RawFormat:
     def field_names(self) -> List[str]:
         return [*self.integer_columns, *self.categorical_columns]
 
+    def file_columns(self) -> List[str]:
+        """The file's own columns: its header, or (without one) as many as its first line has."""
+        layout = self.layout()
+        if layout.header:
+            return list(layout.names)
+        return [f"column {i + 1}" for i in range(first_line(self.path).count(layout.delimiter) + 1)]
+
     def chunks(self) -> Iterator[Chunk]:
-        return read_chunks(self.layout())
+        for chunk in read_chunks(self.layout()):
+            yield self._with_partition(chunk)
+
+    def _with_partition(self, chunk: Chunk) -> Chunk:
+        """Partition values the schema uses as columns (a day=3 folder as a `day` field)."""
+        wanted = [k for k in self.partition if k in (self.label, *self.field_names)
+                  and k not in chunk.table.column_names]
+        for key in wanted:
+            chunk.table = chunk.table.append_column(key, pa.array([self.partition[key]] * chunk.table.num_rows,
+                                                                  pa.string()))
+        return chunk
 
     def integer_field(self, column: pa.Array) -> Tuple[pa.DictionaryArray, np.ndarray]:
         """(bucketed field, ok per row): parsed, validated and bucketed once per distinct value."""
@@ -165,8 +184,9 @@ class TableFormat(RawFormat):
         return self.path.suffix in PARQUET_SUFFIXES
 
     def _check_schema(self, names: Sequence[str]) -> None:
-        """Every column the schema uses must be in the file (a `drop` column that is not there
-        has nothing to drop: ignored)."""
+        """Every column the schema uses must be in the file or a partition folder above it (a
+        `drop` column that is not there has nothing to drop: ignored)."""
+        names = [*names, *self.partition]
         keys = {"data.schema.label": [self.label], "data.schema.numeric": self.numeric_columns,
                 "data.schema.categorical": self.categorical_columns}
         absent = {key: [c for c in columns if c not in names] for key, columns in keys.items()}
@@ -181,8 +201,15 @@ class TableFormat(RawFormat):
         self._check_schema(names)
         used = (self.label, *self.numeric_columns, *self.categorical_columns)
         return Layout(self.path, self.delimiter, names, header=True, quoting=True, label=self.label,
-                      categorical_columns=list(self.categorical_columns),
+                      categorical_columns=[c for c in self.categorical_columns if c in names],
                       unused_columns=[c for c in names if c not in used])
+
+    def file_columns(self) -> List[str]:
+        if not self.is_parquet:
+            return super().file_columns()
+        import pyarrow.parquet as pq
+
+        return list(pq.ParquetFile(self.path).schema_arrow.names)
 
     def chunks(self) -> Iterator[Chunk]:
         if not self.is_parquet:
@@ -192,12 +219,14 @@ class TableFormat(RawFormat):
 
         parquet = pq.ParquetFile(self.path)
         self._check_schema(parquet.schema_arrow.names)
-        columns = [self.label, *self.numeric_columns, *self.categorical_columns]
+        columns = [c for c in (self.label, *self.numeric_columns, *self.categorical_columns)
+                   if c in parquet.schema_arrow.names]
         check_flat_columns(parquet.schema_arrow, columns, self.path)
         row = 1  # "lines" of a Parquet file are its 1-based row numbers
         for batch in parquet.iter_batches(columns=columns, batch_size=1 << 18):
             arrays = [pc.fill_null(pc.cast(c, pa.string()), "") for c in batch.columns]
-            yield Chunk(pa.Table.from_arrays(arrays, names=columns), row, np.zeros(0, dtype=np.int64))
+            yield self._with_partition(Chunk(pa.Table.from_arrays(arrays, names=columns), row,
+                                             np.zeros(0, dtype=np.int64)))
             row += batch.num_rows
 
     def bucket(self, column: pa.Array) -> Tuple[pa.Array, np.ndarray]:
@@ -211,26 +240,56 @@ class TableFormat(RawFormat):
         return pa.array(values, mask=missing), ok
 
 
-def _table_format(path: Path, data_cfg) -> TableFormat:
+def _table_format(path: Path, data_cfg, partition: Dict[str, str]) -> TableFormat:
     schema = data_cfg.schema
     if not schema.label:
         raise DataError("data.schema.label: required for data.kind=csv")
     return TableFormat(path, label=schema.label, categorical_columns=list(schema.categorical),
                        numeric_columns=list(schema.numeric), numeric_rule=schema.numeric_rule,
-                       drop=list(schema.drop), delimiter=schema.delimiter)
+                       drop=list(schema.drop), delimiter=schema.delimiter, partition=partition)
 
 
 FORMATS = {  # every DataKind but synthetic, which is generated rather than read
-    DataKind.criteo: lambda path, cfg: CriteoFormat(path),
-    DataKind.avazu: lambda path, cfg: AvazuFormat(path, hour_features=cfg.avazu_hour_features),
+    DataKind.criteo: lambda path, cfg, partition: CriteoFormat(path, partition=partition),
+    DataKind.avazu: lambda path, cfg, partition: AvazuFormat(path, partition=partition,
+                                                             hour_features=cfg.avazu_hour_features),
     DataKind.csv: _table_format,
 }
 
 
-def make_format(data_cfg) -> RawFormat:
-    """The reader a data config asks for (data.kind: one of FORMATS)."""
+def make_formats(data_cfg) -> List[RawFormat]:
+    """One reader per file of the data config (data.kind: one of FORMATS), every file checked to
+    have the first one's columns."""
     if data_cfg.kind not in FORMATS:
         raise DataError(f"data.kind={data_cfg.kind!r}: choose from synthetic, {', '.join(FORMATS)}")
     if not data_cfg.path:
         raise DataError(f"data.path: required for data.kind={data_cfg.kind}")
-    return FORMATS[data_cfg.kind](check_readable(Path(data_cfg.path).expanduser()), data_cfg)
+    days = list(data_cfg.days) if data_cfg.get("days") is not None else None
+    files = resolve_files(data_cfg.path, days)
+    formats = [FORMATS[data_cfg.kind](check_readable(f.path), data_cfg, dict(f.partition)) for f in files]
+    if len(formats) > 1:
+        _check_same_columns(formats)
+    return formats
+
+
+def make_format(data_cfg) -> RawFormat:
+    """The reader of the data config's first file (its fields are every file's)."""
+    return make_formats(data_cfg)[0]
+
+
+def _check_same_columns(formats: Sequence[RawFormat]) -> None:
+    first = formats[0].file_columns()
+    for fmt in formats[1:]:
+        columns = fmt.file_columns()
+        if columns != first:
+            differ = "columns" if len(columns) != len(first) else "column names"
+            raise DataError(f"{fmt.path}: {len(columns)} columns, but the first file {formats[0].path.name} has "
+                            f"{len(first)}: every file of a dataset needs the same {differ} "
+                            f"(first difference: {_first_difference(first, columns)})")
+
+
+def _first_difference(first: Sequence[str], other: Sequence[str]) -> str:
+    for i, (a, b) in enumerate(zip(first, other)):
+        if a != b:
+            return f"column {i + 1} is {b!r} here, {a!r} there"
+    return f"column {min(len(first), len(other)) + 1} is only in one of them"

@@ -251,8 +251,7 @@ def _write(store: tracking.Store, work: Path, name: str, parents: List[str], run
                 [data["html"], comparison_section(compared, compare_images), frontier_section(fronts, front_images)],
                 launches)
     return {"plot": plots[0].name, "verdicts": verdicts + data["sentences"], "headlines": headlines, "markdown": verdict_markdown(backbones),
-            "next_steps": [f"{label}: {seeds}; all of them: {command}"
-                           for label, seeds, command in next_steps(analyses, name, seed_plan, launches)]}
+            "next_steps": [step.console() for step in next_steps(analyses, name, seed_plan, launches)]}
 
 
 def sweep_state_notes(store: tracking.Store, parents: Sequence[str], runs: pd.DataFrame) -> List[str]:

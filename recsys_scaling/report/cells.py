@@ -86,8 +86,11 @@ def gap_claims(me: List[Cell], se: List[Cell], pairing: str, margin: float, leve
         c = paired_contrast(cell.values, partner.values) if paired else contrast([cell.array, partner.array], [1, -1])
         method = ("paired t (by seed)" if paired else f"welch t, {DF_METHOD}" if pairing == "welch"
                   else f"welch t (arms ran different seeds: not paired), {DF_METHOD}")
-        claims.append(decide(kind, c, margin, levels, method, scale=cell.scale, n_me=len(cell.values),
-                             n_se=len(partner.values), cells=_keys([cell, partner]), names=names))
+        claim = decide(kind, c, margin, levels, method, scale=cell.scale, n_me=len(cell.values),
+                       n_se=len(partner.values), cells=_keys([cell, partner]), names=names)
+        if not paired and set(cell.values) == set(partner.values):
+            claim.paired = paired_contrast(cell.values, partner.values)
+        claims.append(claim)
     return claims
 
 

@@ -43,8 +43,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .intervals import (MAX_SEEDS_NEEDED, MIN_SEEDS, Contrast, Levels, equivalent, seeds_needed, t_interval,
-                        tost_p, two_sided_p)
+from .intervals import (MAX_SEEDS_NEEDED, MIN_SEEDS, Contrast, Levels, decisive_margin, equivalent, seeds_needed,
+                        t_interval, tost_p, two_sided_p)
 
 PAIRINGS = ("welch", "seed")
 FAMILIES = ("backbone", "report", "claim")  # the set of claims whose error rate is controlled
@@ -53,6 +53,8 @@ PEAKED = "peaked"
 INSUFFICIENT = "insufficient_seeds"
 UNDECIDED = "undecided"
 LEVEL = 0.95
+PRACTICAL_SEEDS = 50  # more seeds per cell than this: say what else would decide a claim instead
+ALTERNATIVE_SEEDS = 10  # ... in numbers at this many seeds per cell
 # kind -> (positive, negative, equivalent) verdicts
 VERDICTS: Dict[str, tuple] = {
     "gap": ("me_ahead", "me_behind", "equivalent"),
@@ -94,7 +96,11 @@ class Claim:
     names: tuple = ()  # series_*: the two series compared, (A, B)
     metric: str = "AUC"  # the unit of its value: AUC, or "logloss reduction" (positive is better)
     where: str = ""  # gaps along another axis than size: e.g. "at 0.5 of the training rows"
+    # seeds_needed past PRACTICAL_SEEDS: what else would decide it (fill_seeds_needed)
+    alternatives: Optional[dict] = None
     contrast: Optional[Contrast] = field(default=None, repr=False, compare=False)
+    # a gap whose arms ran the same seeds but was read unpaired: its per-seed differences
+    paired: Optional[Contrast] = field(default=None, repr=False, compare=False)
 
     @property
     def decided(self) -> bool:
@@ -111,7 +117,7 @@ class Claim:
 
     def as_dict(self) -> dict:
         """Plain values; a non-finite estimate (no trend from one size) becomes None."""
-        values = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "contrast"}
+        values = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("contrast", "paired")}
         values["cells"] = [list(cell) for cell in self.cells]
         values["names"] = list(self.names)
         return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()}
@@ -207,13 +213,32 @@ def adjust_family(groups, correction: str = "holm", family: str = "backbone") ->
 
 def fill_seeds_needed(claim: Claim, levels: Levels, fallback_variance: Optional[float], family_size: int = 1) -> None:
     """seeds_needed for an undecided or insufficient claim (None for a decided one), planned at
-    the family's strictest level (α over its size: Holm's first step)."""
+    the family's strictest level (α over its size: Holm's first step); past PRACTICAL_SEEDS, its
+    alternatives too."""
     if claim.decided or claim.contrast is None:
         claim.seeds_needed = None
         return
     planned = Levels(levels.alpha / max(family_size, 1), levels.looks, levels.look)
+    sequential = levels.looks > 1
     claim.seeds_needed = seeds_needed(claim.contrast, claim.equivalence_margin, planned,
-                                      sequential_max=levels.looks > 1, fallback_variance=fallback_variance)
+                                      sequential_max=sequential, fallback_variance=fallback_variance)
+    if claim.seeds_needed is not None and claim.seeds_needed > PRACTICAL_SEEDS:
+        claim.alternatives = alternatives(claim, planned, sequential, fallback_variance)
+
+
+def alternatives(claim: Claim, planned: Levels, sequential: bool, fallback_variance: Optional[float]) -> dict:
+    """What would decide a claim that needs impractically many seeds, in numbers: the margin that
+    ALTERNATIVE_SEEDS seeds per cell would decide (in the margin's units, over the claim's span),
+    the factor by which the seed spread would have to shrink (more data, more epochs) for them to
+    decide it at this margin, and the seeds a reading paired by seed would need (a gap whose arms
+    ran the same seeds)."""
+    width = decisive_margin(claim.contrast, ALTERNATIVE_SEEDS, planned, sequential, fallback_variance)
+    margin = None if width is None else width * claim.span
+    paired = None
+    if claim.paired is not None and np.isfinite(claim.paired.estimate):
+        paired = seeds_needed(claim.paired, claim.equivalence_margin, planned, sequential_max=sequential)
+    return {"seeds": ALTERNATIVE_SEEDS, "margin": margin,
+            "spread_factor": None if margin is None else margin / claim.margin, "paired_seeds": paired}
 
 
 def seeds_text(n: Optional[int]) -> str:

@@ -27,8 +27,8 @@ def frontier_map(front, path: Path) -> Path:
     image = left.imshow(grid, origin="lower", cmap="viridis", aspect="auto")
     fig.colorbar(image, ax=left, label="mean test AUC")
     for c in front.cells:
-        left.annotate(f"{c.mean:.4f}\n{c.seeds} seeds", (ds.index(c.d), Ks.index(c.K)), ha="center", va="center",
-                      fontsize=7, color="white")
+        left.annotate(f"{c.mean:.4f}\n{int(c.seeds)} seeds", (ds.index(c.d), Ks.index(c.K)), ha="center",
+                      va="center", fontsize=7, color=readable_on(image.cmap(image.norm(c.mean))))
     for line in front.lines:
         members = sorted((Ks.index(r["K"]), ds.index(r["d"])) for r in line["candidates"])
         left.plot([m[1] for m in members], [m[0] for m in members], "-", color="white", alpha=0.6, lw=1)
@@ -43,6 +43,17 @@ def frontier_map(front, path: Path) -> Path:
     _optimum_panel(right, front)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def readable_on(rgba) -> str:
+    """Black or white, whichever reads on a cell of this colour (WCAG relative luminance)."""
+    def linear(channel: float) -> float:
+        return channel / 12.92 if channel <= 0.03928 else ((channel + 0.055) / 1.055) ** 2.4
+
+    red, green, blue = (linear(float(x)) for x in rgba[:3])
+    luminance = 0.2126 * red + 0.7152 * green + 0.0722 * blue
+    # contrast with white (1.05 / (L + 0.05)) against contrast with black ((L + 0.05) / 0.05)
+    return "white" if 1.05 / (luminance + 0.05) >= (luminance + 0.05) / 0.05 else "black"
 
 
 def _optimum_panel(ax, front) -> None:

@@ -192,6 +192,34 @@ def upper_variances(c: Contrast, confidence: float = PLANNING_CONFIDENCE) -> np.
     return c.variances * dof / special.chdtri(dof, confidence)
 
 
+def _planned(c: Contrast) -> tuple:
+    """(the contrast with a paired spread at its upper bound, each cell's upper-bound variance):
+    what seeds_needed and decisive_margin plan on."""
+    planned = c.variances if c.paired_sd is not None else upper_variances(c)
+    if c.paired_sd is not None:
+        dof = max(c.fewest - 1.0, 1.0)
+        c = Contrast(c.estimate, c.weights, c.variances, c.counts,
+                     paired_sd=c.paired_sd * float(np.sqrt(dof / special.chdtri(dof, PLANNING_CONFIDENCE))))
+    return c, planned
+
+
+def _planned_half_width(c: Contrast, planned: np.ndarray, n: int, levels: Levels, sequential_max: bool,
+                        fallback_variance: Optional[float]) -> float:
+    se, df = c.standard_error(np.maximum(c.counts, float(n)), fallback_variance, planned)
+    level = (Levels.sequential(n, levels.alpha, seeds_seen=n) if sequential_max else levels).confidence
+    return t_interval(0.0, se, df, level)[1]
+
+
+def decisive_margin(c: Contrast, seeds: int, levels: Levels, sequential_max: bool = False,
+                    fallback_variance: Optional[float] = None) -> Optional[float]:
+    """The smallest margin that `seeds` seeds per cell would decide whatever the outcome (twice
+    the planned half-width there): seeds_needed read the other way round."""
+    if not np.isfinite(c.standard_error(fallback_variance=fallback_variance)[0]):
+        return None
+    c, planned = _planned(c)
+    return 2.0 * _planned_half_width(c, planned, seeds, levels, sequential_max, fallback_variance)
+
+
 def seeds_needed(c: Contrast, margin: float, levels: Levels, sequential_max: bool = False,
                  fallback_variance: Optional[float] = None, cap: int = MAX_SEEDS_NEEDED) -> Optional[int]:
     """The fewest seeds per cell at which the interval's half-width is at most margin / 2: then
@@ -203,16 +231,10 @@ def seeds_needed(c: Contrast, margin: float, levels: Levels, sequential_max: boo
     se_now, _ = c.standard_error(fallback_variance=fallback_variance)
     if not np.isfinite(se_now):
         return None
-    planned = c.variances if c.paired_sd is not None else upper_variances(c)
-    if c.paired_sd is not None:
-        dof = max(c.fewest - 1.0, 1.0)
-        c = Contrast(c.estimate, c.weights, c.variances, c.counts,
-                     paired_sd=c.paired_sd * float(np.sqrt(dof / special.chdtri(dof, PLANNING_CONFIDENCE))))
+    c, planned = _planned(c)
 
     def decides(n: int) -> bool:
-        se, df = c.standard_error(np.maximum(c.counts, float(n)), fallback_variance, planned)
-        level = (Levels.sequential(n, levels.alpha, seeds_seen=n) if sequential_max else levels).confidence
-        return t_interval(0.0, se, df, level)[1] <= margin / 2
+        return _planned_half_width(c, planned, n, levels, sequential_max, fallback_variance) <= margin / 2
 
     low, high = max(MIN_SEEDS, c.fewest + 1), cap
     if not decides(high):

@@ -127,7 +127,8 @@ def _draw_backbone(ax, runs: pd.DataFrame, analysis, x_column: str, color_of) ->
             ax.plot(inside, shown(fit.predict(inside)), ":", color=color, lw=1.2,
                     label=f"{arm.upper()} {fit.form} ({fit.trust.split(':')[0]})")
             continue
-        beyond = np.geomspace(max(fit.sizes), 4 * max(fit.sizes), 20)
+        beyond = np.geomspace(max(fit.sizes), max(fit.sizes) * _last_step(fit.sizes), 20)
+        _shade_extrapolation(ax, beyond[0], beyond[-1])
         ax.plot(inside, shown(fit.predict(inside)), "-", color=color, lw=1.6, label=f"{arm.upper()} fit: {fit.form}")
         ax.plot(beyond, shown(fit.predict(beyond)), "--", color=color, lw=1, alpha=0.7)
         groups = [metric.error(curve[curve["scale"] == s][metric.column].to_numpy()) for s in stats.index]
@@ -138,6 +139,21 @@ def _draw_backbone(ax, runs: pd.DataFrame, analysis, x_column: str, color_of) ->
     ax.set_xscale("log")
     log_size_ticks(ax.xaxis)
     ax.grid(True, which="both", alpha=0.3)
+
+
+def _last_step(sizes) -> float:
+    """The ratio of the two largest measured sizes: a fit is drawn at most one such step beyond."""
+    distinct = sorted(set(float(x) for x in sizes))
+    return distinct[-1] / distinct[-2] if len(distinct) > 1 else 2.0
+
+
+def _shade_extrapolation(ax, start: float, end: float) -> None:
+    """A grey band where a trusted fit is extrapolated (labelled once per plot)."""
+    labelled = any(p.get_label() == EXTRAPOLATION for p in ax.patches)
+    ax.axvspan(start, end, color="0.88", alpha=0.6, lw=0, zorder=0, label=None if labelled else EXTRAPOLATION)
+
+
+EXTRAPOLATION = "extrapolated (one step beyond the data)"
 
 
 def short_count(value: float, _position=None) -> str:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
 import pandas as pd
 
 from ..tracking import run_url
 from .analysis import fit_note
 from .compare import Comparison
-from .claims import INSUFFICIENT, PEAKED, SUBJECT, UNDECIDED, claim_text, seeds_text
+from .claims import INSUFFICIENT, PEAKED, PRACTICAL_SEEDS, SUBJECT, UNDECIDED, claim_text, seeds_text
 from .intervals import MIN_SEEDS
 from ..sweep.launch import Launch
 from .metrics import METRICS
@@ -43,7 +43,10 @@ def _table(frame: pd.DataFrame, escape: bool = True) -> str:
     shown = frame.copy()
     for column in shown.columns:
         if shown[column].dtype.kind == "f":
-            shown[column] = shown[column].map(_number)
+            values = shown[column].dropna()
+            whole = len(values) and bool((values == values.round()).all()) and bool((values.abs() < 1e4).all())
+            shown[column] = shown[column].map(lambda v: "–" if v != v else str(int(v))) if whole \
+                else shown[column].map(_number)
     return ('<div class="scroll">' + shown.to_html(index=False, na_rep="–", border=0, classes="t", escape=escape)
             + "</div>")
 
@@ -57,11 +60,30 @@ def _run_url(ui_url: str, experiment_id, run_id: str) -> str:
     return html.escape(run_url(ui_url, str(experiment_id), run_id))
 
 
+# The page's runs table: who the run is, what it scored, what it cost; runs.csv has every column.
+RUN_COLUMNS = ("run_name", "status", "series", "backbone", "arm", "scale", "num_embeddings", "embed_dim", "seed",
+               "data_fingerprint", "train_fraction", "test_auc", "test_logloss", "test_ne", "best_epoch", "epochs_run",
+               "params_total", "flops_per_example", "ia_mean_large", "train_seconds")
+RUN_HEADERS = {"num_embeddings": "K", "embed_dim": "d", "data_fingerprint": "data", "params_total": "params",
+               "flops_per_example": "FLOPs/ex", "ia_mean_large": "IA large", "train_fraction": "data fraction",
+               "train_seconds": "seconds"}
+
+
 def _run_links(runs: pd.DataFrame, ui_url: str) -> pd.DataFrame:
-    shown = runs.drop(columns=[c for c in ("error", "start_time", "fingerprint") if c in runs]).copy()
+    """The runs as HTML cells: the name links to its MLflow run, a fingerprint shows its first 8
+    characters (all of it on hover), every other text is escaped."""
+    shown = runs[[c for c in RUN_COLUMNS if c in runs]].copy()
+    if "train_fraction" in shown and shown["train_fraction"].nunique(dropna=False) <= 1:
+        shown = shown.drop(columns="train_fraction")
+    for column in shown.columns:
+        if shown[column].dtype.kind == "O":
+            shown[column] = shown[column].map(lambda v: "–" if v is None or v != v else html.escape(str(v)))
+    if "data_fingerprint" in shown:
+        shown["data_fingerprint"] = [f'<span title="{f}">{f[:8]}</span>' if len(f) > 8 else f
+                                     for f in shown["data_fingerprint"]]
     shown["run_name"] = [f'<a href="{_run_url(ui_url, e, r)}">{html.escape(str(n))}</a>'
                          for e, r, n in zip(runs["experiment_id"], runs["run_id"], runs["run_name"])]
-    return shown.drop(columns=["experiment_id", "run_id"])
+    return shown.rename(columns=RUN_HEADERS)
 
 
 SHORT = {"me_ahead": "ME ahead", "me_behind": "ME behind", "equivalent": "equivalent", "improving": "improving",
@@ -223,23 +245,38 @@ def comparison_section(comparisons, images: List[Path]) -> str:
 def next_steps(analyses, sweep: str, seed_plan: Optional[int] = None, launches: Optional[dict] = None) -> List[tuple]:
     """(backbone label, what each undecided lead claim needs, command) per backbone with any:
     the seeds per cell that would decide each at the observed seed spread, and how to run
-    enough for all of them (within the sweep's adaptive `seed_plan`, if it has one)."""
+    enough for all of them (within the sweep's adaptive `seed_plan`, if it has one); past
+    PRACTICAL_SEEDS, what else would decide the hardest of them, in numbers."""
     steps = []
     for a in analyses:
         needed = a.seeds_to_decide()
         if needed is None:
             continue
+        open_claims = [c for c in a.lead_claims() if not c.decided and c.seeds_needed is not None]
         each = ", ".join(f"{SUBJECT[c.kind](c)} {seeds_text(c.seeds_needed).replace(' per cell', '')}"
-                         for c in a.lead_claims() if not c.decided and c.seeds_needed is not None)
-        command = "   and   ".join(seed_command(s, needed, seed_plan, (launches or {}).get(s)) for s in
-                                   (getattr(a, "sweeps", ()) or (a.series or sweep,)))
-        steps.append((a.label, f"seeds per cell that would decide — {each}", command))
+                         for c in open_claims)
+        hardest = max(open_claims, key=lambda c: c.seeds_needed)
+        command = "   and   ".join(seed_command(s, needed, seed_plan, (launches or {}).get(s), hardest.alternatives)
+                                   for s in (getattr(a, "sweeps", ()) or (a.series or sweep,)))
+        steps.append(NextStep(a.label, f"seeds per cell that would decide — {each}", command, needed))
     return steps
+
+
+class NextStep(NamedTuple):
+    label: str  # the backbone (or comparison)
+    each: str  # the seeds each undecided lead claim needs
+    command: str  # how to run enough for all of them, or what else would decide them
+    seeds: int
+
+    def console(self) -> str:
+        if self.seeds > PRACTICAL_SEEDS and "no practical way" in self.command:
+            return f"{self.label}: {self.command}"
+        return f"{self.label}: {seeds_text(self.seeds)} would decide every open claim: {self.command}"
 
 
 def _next_steps_html(analyses, sweep: str, seed_plan: Optional[int], launches: Optional[dict]) -> str:
     items = [f"<li>{html.escape(label)}: {html.escape(seeds)} — <code>{html.escape(command)}</code></li>"
-             for label, seeds, command in next_steps(analyses, sweep, seed_plan, launches)]
+             for label, seeds, command, _ in next_steps(analyses, sweep, seed_plan, launches)]
     if not items:
         return ""
     return ("<h2>To decide what is undecided</h2><p class=note>At the observed seed spread, this many seeds per cell "
@@ -247,19 +284,16 @@ def _next_steps_html(analyses, sweep: str, seed_plan: Optional[int], launches: O
             + "</ul>")
 
 
-PRACTICAL_SEEDS = 50  # more seeds per cell than this: say what else would decide it instead
-
-
-def seed_command(sweep: str, seeds: int, seed_plan: Optional[int] = None, launch=None) -> str:
+def seed_command(sweep: str, seeds: int, seed_plan: Optional[int] = None, launch=None,
+                 alternatives: Optional[dict] = None) -> str:
     """The command that runs `seeds` seeds per cell of a sweep (or adds them adaptively), with the
     launch's overrides and store (`sweep/launch.py`), so it trains on the same data. A sweep with
     an adaptive plan continues within it; beyond it, only new seeds (a new series) keep the
-    false-claim bound: the plan's 5% is spent on the seeds it has looked at."""
+    false-claim bound: the plan's 5% is spent on the seeds it has looked at. Past PRACTICAL_SEEDS
+    the hardest claim's `alternatives` (claims.alternatives) are said instead."""
     launch = launch or Launch()
     if seeds > PRACTICAL_SEEDS and (seed_plan is None or seeds > seed_plan):
-        return (f"{seeds_text(seeds)} is no practical way to decide it: accept a larger margin "
-                f"({launch.report_command(sweep)} --margin M), pair the arms by seed (--pairing seed), or train on "
-                "more data or for more epochs")
+        return impractical(sweep, seeds, launch, alternatives or {})
     if seed_plan is not None and seeds <= seed_plan:
         return launch.sweep_command(sweep, flags=["--until-decided", f"--max-seeds {seed_plan}"])
     if seed_plan is not None:
@@ -268,6 +302,25 @@ def seed_command(sweep: str, seeds: int, seed_plan: Optional[int] = None, launch
                                        flags=["--until-decided", f"--max-seeds {seeds}"]))
     return (launch.sweep_command(sweep, extra=[f"'seed=range(0,{seeds})'"]) + "   or   "
             + launch.sweep_command(sweep, flags=["--until-decided", f"--max-seeds {seeds}"]))
+
+
+def impractical(sweep: str, seeds: int, launch, alternatives: dict) -> str:
+    """What would decide a claim that needs more than PRACTICAL_SEEDS seeds per cell, in numbers."""
+    text = f"{seeds_text(seeds)} is no practical way to decide it"
+    margin, factor, n = alternatives.get("margin"), alternatives.get("spread_factor"), alternatives.get("seeds")
+    if margin is None:
+        return (f"{text}: accept a larger margin ({launch.report_command(sweep)} --margin M), pair the arms by "
+                "seed (--pairing seed), or train on more data or for more epochs")
+    run = launch.sweep_command(sweep, extra=[f"'seed=range(0,{n})'"])
+    ways = [f"choose a margin of {margin:.2g} or more before looking, then run {n} seeds per cell "
+            f"({run}) and read them with "
+            f"{launch.report_command(sweep)} --margin {margin:.2g}",
+            f"at this margin, {n} seeds decide it only with a seed spread {factor:.1f}x smaller (more data or epochs)"]
+    paired = alternatives.get("paired_seeds")
+    if paired is not None:
+        ways.append(f"read paired by seed ({launch.report_command(sweep)} --pairing seed), it needs "
+                    f"{seeds_text(paired)}")
+    return f"{text}. Instead: " + "; or ".join(ways)
 
 
 def write_index(out_dir: Path, title: str, parents: List[str], tracking_uri: str, ui_url: str, analyses,
@@ -323,7 +376,8 @@ def write_index(out_dir: Path, title: str, parents: List[str], tracking_uri: str
         if missing:
             sections.append("<p>Never recorded: " + ", ".join(html.escape(m) for m in missing) + "</p>")
     sections += ["<h2>Mean and std over seeds</h2>", _table(summary),
-                 "<h2>All runs</h2>", _table(_run_links(runs, ui_url), escape=False)]
+                 "<h2>All runs</h2><p class=note>Every column of every run is in <code>runs.csv</code> "
+                 "and <code>runs.parquet</code>.</p>", _table(_run_links(runs, ui_url), escape=False)]
     page = (f'<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" '
             f'content="width=device-width, initial-scale=1"><title>recsys-scaling: {html.escape(title)}</title>'
             f"<style>{STYLE}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n")

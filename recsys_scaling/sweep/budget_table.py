@@ -24,13 +24,15 @@ budget.tolerance) instead. est_time / est_peak_mem: the job's time and peak memo
 from timing its model's training steps here (max_epochs epochs: an upper bound)."""
 
 
-def budget_table(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]], estimate=None) -> pd.DataFrame:
+def budget_table(jobs: Sequence[Job], plans: Sequence[Optional[JobPlan]], estimate=None,
+                 prepare: str = "...") -> pd.DataFrame:
+    """`prepare`: the sweep or overrides that `recsys-scaling data prepare` takes for this grid."""
     estimates = {j.job: j for j in estimate.jobs} if estimate is not None else {}
     rows = []
     for job, plan in zip(jobs, plans):
         if plan is None:
-            raise ValueError(f"{job.describe()}: vocabulary sizes unknown; declare data.field_dims "
-                             "or prepare the data first")
+            raise ValueError(f"{job.describe()}: vocabulary sizes unknown until the data is prepared: run "
+                             f"`recsys-scaling data prepare {prepare}` first (or declare data.field_dims)")
         rows.append({
             "job": job.name, "backbone": plan.backbone, "arm": plan.arm, "scale": plan.scale,
             "seed": int(job.seed), "K": plan.num_embeddings, "d": plan.embed_dim,

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from .. import tracking
 from ..app import launch
-from ..logs import QUIET_HYDRA
+from ..logs import quiet_overrides
 from ..runtime import stop_children
 from . import grid
 from .launch import LAUNCH_FILE, Launch
@@ -94,7 +94,7 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     stand in the sweep, and their unfinished jobs wait (deferred). `announce(text)` is told the
     estimate before launch. A launch above plan.BIG_SWEEP_JOBS jobs or BIG_SWEEP_HOURS needs
     `yes`, or `ask(question)` to answer yes (plan.confirm_size). Unless `verbose`, the launcher's
-    and the jobs' INFO lines stay off the console (logs.QUIET_HYDRA; a job's are in its log file)."""
+    and the jobs' INFO lines stay off the console (logs.QUIET_SWEEP; a job's are in its log file)."""
     user_overrides = list(overrides)
     plan = plan_sweep(name, overrides, force, sweeps_dirs, only_cells, open_store=tracking.existing_store,
                       calibrate=calibrate, on_shape=on_shape, max_seeds=max_seeds)
@@ -124,7 +124,7 @@ def run_sweep(name: str, overrides: Sequence[str] = (), force: bool = False,
     # Jobs log to exactly the parent's store, whatever their process's environment or cwd.
     args: List[str] = ["--multirun", "--config-dir", str(spec.parent), "--config-name", spec.stem,
                        f"sweep.name={sweep_name}", f"tracking.parent_run_id={parent}", *overrides,
-                       f"tracking.uri='{store.uri}'", *([] if verbose else QUIET_HYDRA)]
+                       f"tracking.uri='{store.uri}'", *([] if verbose else quiet_overrides(overrides))]
     status = "FAILED"
     progress = SweepProgress(store, parent, sweep_name, total=len(jobs) - len(reused))
     try:
