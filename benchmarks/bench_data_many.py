@@ -4,7 +4,8 @@ data.prepare_memory, then read by the loader.
 
 Prints, from one run: the data's size on disk against the cap, prepare rows/s, the preparing
 process's peak RSS (resident pages, the data's memory maps included) and its peak anonymous
-memory (sampled every 50 ms; what the cap bounds), and loader samples/s at batch 2048.
+memory (sampled every 50 ms) above what the interpreter and its libraries hold before any data
+(what the cap bounds), and loader samples/s at batch 2048.
 
     python benchmarks/bench_data_many.py --quick           # 2M rows in 4 files, about a minute
     python benchmarks/bench_data_many.py                   # 20M rows in 8 files, cap 1 GiB
@@ -28,7 +29,6 @@ import json, resource, sys, threading, time
 from hydra import compose, initialize_config_dir
 from recsys_scaling.paths import CONF_DIR
 from recsys_scaling.data import load_dataset
-from recsys_scaling.runtime import tune_allocator
 
 peak = {"anon_kb": 0}
 def sample():
@@ -39,17 +39,18 @@ def sample():
                     peak["anon_kb"] = max(peak["anon_kb"], int(line.split()[1]))
         time.sleep(0.05)
 threading.Thread(target=sample, daemon=True).start()
-tune_allocator()
 with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
     cfg = compose(config_name="config", overrides=["data=criteo_terabyte", "data.path=" + sys.argv[1],
                                                    "data.cache_dir=" + sys.argv[2], "data.prepare_memory=" + sys.argv[3]])
+with open("/proc/self/status") as fh:  # the interpreter and its libraries, before any data
+    baseline_kb = next(int(line.split()[1]) for line in fh if line.startswith("RssAnon:"))
 start = time.perf_counter()
 data = load_dataset(cfg.data)
 seconds = time.perf_counter() - start
 print(json.dumps({"rows": data.meta["rows"], "seconds": seconds, "path": str(data.path),
                   "split": {k: len(v) for k, v in data.splits.items()},
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "peak_anon_mb": peak["anon_kb"] / 1024}))
+                  "peak_anon_mb": peak["anon_kb"] / 1024, "baseline_mb": baseline_kb / 1024}))
 """
 
 
@@ -90,8 +91,10 @@ def main() -> None:
         cap_mb = args.cap * 1024
         print(f"prepare: {result['rows'] / result['seconds']:,.0f} rows/s ({result['seconds']:.0f} s; split "
               f"{result['split']}); data {size / 2**20:,.0f} MB = {size / 2**20 / cap_mb:.1f}x the cap of {cap_mb:,.0f} MB")
-        print(f"peak anonymous memory {result['peak_anon_mb']:,.0f} MB ({result['peak_anon_mb'] / cap_mb:.2f}x the cap); "
-              f"peak RSS {result['peak_rss_mb']:,.0f} MB (memory-mapped pages included)")
+        above = result["peak_anon_mb"] - result["baseline_mb"]
+        print(f"peak anonymous memory {result['peak_anon_mb']:,.0f} MB: {result['baseline_mb']:,.0f} MB of interpreter and "
+              f"libraries before any data, {above:,.0f} MB preparing ({above / cap_mb:.2f}x the cap); peak RSS "
+              f"{result['peak_rss_mb']:,.0f} MB (memory-mapped pages included)")
         print(f"loader: {loader_rate(Path(result['path'])):,.0f} samples/s at batch 2048")
 
 

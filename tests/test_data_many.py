@@ -214,3 +214,17 @@ def test_day_files_through_sweep_and_report_with_the_split_in_each_run(workdir, 
     assert len(jobs) == 3
     split = {r.data.params["resolved.data_split"] for r in jobs}
     assert split == {"time: train days 0..1 (2) (1,410 rows), validation and test day 2 halved (720 rows)"}
+
+
+def test_bad_rows_are_named_by_file_and_line(tmp_path):
+    from recsys_scaling.data import DataError
+
+    folder = terabyte(tmp_path / "tb", days=3, rows=300)
+    with (folder / "day_1").open("a") as fh:
+        fh.write("\t".join(["0.5", *["1"] * 13, *["aa"] * 26]) + "\n")
+    common = ["data=criteo_terabyte", f"data.path={folder}"]
+    data = load_dataset(data_cfg(tmp_path, *common))
+    bad = data.meta["bad_rows"]["bad_label"]
+    assert bad["count"] == 1 and bad["first_lines"] == [311] and bad["files"] == [str(folder / "day_1")]
+    with pytest.raises(DataError, match=r"day_1:311: bad label \(data.strict=true"):
+        load_dataset(data_cfg(tmp_path, *common, "data.strict=true"))

@@ -76,7 +76,8 @@ def _dispatch(argv: List[str]) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
-    tune_allocator()
+    if args.command != "data":  # preparing data keeps to data.prepare_memory: no memory held back
+        tune_allocator()
     setup_console(getattr(args, "verbose", False))
     commands = {"sweep": lambda: cmd_sweep(args),
                 "sweeps": lambda: cmd_sweeps(args.sweeps_dir),

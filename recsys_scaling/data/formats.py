@@ -145,8 +145,12 @@ def _row_ends(data: bytes, quoting: bool) -> np.ndarray:
     newlines = np.flatnonzero(arr == ord("\n"))
     if not quoting or b'"' not in data:
         return newlines
-    quotes = np.cumsum(arr == ord('"'))
-    return newlines[quotes[newlines] % 2 == 0]
+    return newlines[~_inside_quotes(arr)[newlines]]
+
+
+def _inside_quotes(arr: np.ndarray) -> np.ndarray:
+    """Per byte: after an odd number of quote characters (one byte each, not an int64 count)."""
+    return np.logical_xor.accumulate(arr == ord('"'))
 
 
 def _blocks(path: Path, block_bytes: int, quoting: bool = False) -> Iterator[bytes]:
@@ -179,9 +183,9 @@ def _wrong_count_offsets(block: bytes, delimiter: str, expected_fields: int, end
     starts = np.concatenate([[0], ends[:-1] + 1])
     is_delim = arr == ord(delimiter)
     if quoting and b'"' in block:
-        is_delim &= np.cumsum(arr == ord('"')) % 2 == 0
-    delims = np.concatenate([[0], np.cumsum(is_delim)])
-    counts = delims[ends] - delims[starts]
+        is_delim &= ~_inside_quotes(arr)
+    delims = np.flatnonzero(is_delim)  # positions, not a running count per byte: memory per row, not per byte
+    counts = np.searchsorted(delims, ends) - np.searchsorted(delims, starts)
     lengths = ends - starts - (arr[np.maximum(ends - 1, 0)] == ord("\r"))
     return np.flatnonzero((counts != expected_fields - 1) & (lengths > 0))
 
@@ -208,8 +212,11 @@ def read_chunks(layout: Layout, block_bytes: int = 32 << 20) -> Iterator[Chunk]:
         skip = 1 if layout.header and number == 0 else 0
         lines_in_block = block.count(b"\n")
         ends = _row_ends(block, layout.quoting)
-        starts = line + np.concatenate([[0], np.cumsum(np.frombuffer(block, np.uint8) == ord("\n"))[ends[:-1]]])
         multiline = len(ends) != lines_in_block
+        # the line each row starts on: with one line per row, the row's number
+        before = np.arange(1, len(ends)) if not multiline else np.searchsorted(
+            np.flatnonzero(np.frombuffer(block, np.uint8) == ord("\n")), ends[:-1], side="right")
+        starts = line + np.concatenate([[0], before])
         try:
             table = parse_block(block, skip, True, multiline)
         except pa.ArrowInvalid:

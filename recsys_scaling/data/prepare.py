@@ -131,7 +131,7 @@ class Scan:
             kept = [int(v) for v in np.sort(lines)[:room]]
             self.bad.first_lines[kind].extend(kept)
             if several:
-                self.bad.files.setdefault(kind, []).extend([path.name] * len(kept))
+                self.bad.files.setdefault(kind, []).extend([str(path)] * len(kept))
 
 
 def _progress_bar(label: Optional[str]):
@@ -355,5 +355,7 @@ def check_strict(data: EncodedData) -> None:
     line, kind = min((min(info["first_lines"]), kind) for kind, info in bad.items())
     total = sum(info["count"] for info in bad.values())
     source = data.meta.get("source_path") or "the data file"
+    if bad[kind].get("files"):  # several files: the file of that line
+        source = bad[kind]["files"][bad[kind]["first_lines"].index(line)]
     raise DataError(f"{source}:{line}: {kind.replace('_', ' ')} "
                     f"(data.strict=true; the cache at {data.path} recorded {total} bad rows)")

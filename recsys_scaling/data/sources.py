@@ -27,6 +27,7 @@ class RawFormat:
     integer_columns: List[str] = field(default_factory=list)
     categorical_columns: List[str] = field(default_factory=list)
     partition: Dict[str, str] = field(default_factory=dict)  # hive key=value folders above the file
+    block_bytes: int = 32 << 20  # text read (and parsed) this much at a time
 
     def layout(self) -> Layout:
         raise NotImplementedError
@@ -43,7 +44,7 @@ class RawFormat:
         return [f"column {i + 1}" for i in range(first_line(self.path).count(layout.delimiter) + 1)]
 
     def chunks(self) -> Iterator[Chunk]:
-        for chunk in read_chunks(self.layout()):
+        for chunk in read_chunks(self.layout(), self.block_bytes):
             yield self._with_partition(chunk)
 
     def _with_partition(self, chunk: Chunk) -> Chunk:
@@ -267,6 +268,8 @@ def make_formats(data_cfg) -> List[RawFormat]:
     days = list(data_cfg.days) if data_cfg.get("days") is not None else None
     files = resolve_files(data_cfg.path, days)
     formats = [FORMATS[data_cfg.kind](check_readable(f.path), data_cfg, dict(f.partition)) for f in files]
+    for fmt in formats:  # a small memory cap reads smaller blocks: 32 MB of text parses into ~5x that
+        fmt.block_bytes = int(min(32 << 20, max(4 << 20, float(data_cfg.get("prepare_memory") or 8) * (1 << 30) / 32)))
     if len(formats) > 1:
         _check_same_columns(formats)
     return formats

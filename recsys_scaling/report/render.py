@@ -258,7 +258,8 @@ def next_steps(analyses, sweep: str, seed_plan: Optional[int] = None, launches: 
         hardest = max(open_claims, key=lambda c: c.seeds_needed)
         command = "   and   ".join(seed_command(s, needed, seed_plan, (launches or {}).get(s), hardest.alternatives)
                                    for s in (getattr(a, "sweeps", ()) or (a.series or sweep,)))
-        steps.append(NextStep(a.label, f"seeds per cell that would decide — {each}", command, needed))
+        steps.append(NextStep(a.label, f"seeds per cell that would decide — {each}", command, needed,
+                              impractical_seeds(needed, seed_plan)))
     return steps
 
 
@@ -267,16 +268,17 @@ class NextStep(NamedTuple):
     each: str  # the seeds each undecided lead claim needs
     command: str  # how to run enough for all of them, or what else would decide them
     seeds: int
+    impractical: bool  # the command says what else would decide them
 
     def console(self) -> str:
-        if self.seeds > PRACTICAL_SEEDS and "no practical way" in self.command:
+        if self.impractical:
             return f"{self.label}: {self.command}"
         return f"{self.label}: {seeds_text(self.seeds)} would decide every open claim: {self.command}"
 
 
 def _next_steps_html(analyses, sweep: str, seed_plan: Optional[int], launches: Optional[dict]) -> str:
     items = [f"<li>{html.escape(label)}: {html.escape(seeds)} — <code>{html.escape(command)}</code></li>"
-             for label, seeds, command, _ in next_steps(analyses, sweep, seed_plan, launches)]
+             for label, seeds, command, *_ in next_steps(analyses, sweep, seed_plan, launches)]
     if not items:
         return ""
     return ("<h2>To decide what is undecided</h2><p class=note>At the observed seed spread, this many seeds per cell "
@@ -292,7 +294,7 @@ def seed_command(sweep: str, seeds: int, seed_plan: Optional[int] = None, launch
     false-claim bound: the plan's 5% is spent on the seeds it has looked at. Past PRACTICAL_SEEDS
     the hardest claim's `alternatives` (claims.alternatives) are said instead."""
     launch = launch or Launch()
-    if seeds > PRACTICAL_SEEDS and (seed_plan is None or seeds > seed_plan):
+    if impractical_seeds(seeds, seed_plan):
         return impractical(sweep, seeds, launch, alternatives or {})
     if seed_plan is not None and seeds <= seed_plan:
         return launch.sweep_command(sweep, flags=["--until-decided", f"--max-seeds {seed_plan}"])
@@ -302,6 +304,11 @@ def seed_command(sweep: str, seeds: int, seed_plan: Optional[int] = None, launch
                                        flags=["--until-decided", f"--max-seeds {seeds}"]))
     return (launch.sweep_command(sweep, extra=[f"'seed=range(0,{seeds})'"]) + "   or   "
             + launch.sweep_command(sweep, flags=["--until-decided", f"--max-seeds {seeds}"]))
+
+
+def impractical_seeds(seeds: int, seed_plan: Optional[int]) -> bool:
+    """More seeds than PRACTICAL_SEEDS, and more than an adaptive plan would run anyway."""
+    return seeds > PRACTICAL_SEEDS and (seed_plan is None or seeds > seed_plan)
 
 
 def impractical(sweep: str, seeds: int, launch, alternatives: dict) -> str:
