@@ -14,8 +14,9 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from .choices import (Aggregation, Arm, BudgetMatch, BudgetSolve, DataKind, NumericRule, Precision, SplitBy,  # noqa: F401
-                      VocabScope, choice)
+# the closed choices live in choices.py; importers of config keep finding them here
+from .choices import (Aggregation, Arm, BudgetMatch, BudgetSolve, DataKind, NumericRule, Precision,  # noqa: F401
+                      SplitBy, VocabScope, choice)
 from .plugins import backbone_plugins, tower_source_hash
 
 

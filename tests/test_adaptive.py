@@ -12,7 +12,8 @@ from recsys_scaling.report.analysis import analyse
 from recsys_scaling.report.collect import collect_runs
 from recsys_scaling.sweep.adaptive import undecided_cells
 
-GRID = ["data=synthetic_small", "scale=1,2", "seed=0,1,2", "train.max_epochs=1"]
+GRID = ["data=synthetic_small", "scale=1,2", "seed=0,1,2", "train.max_epochs=1", "diagnostics.enabled=false",
+        "model.hidden=16"]
 
 
 def sweep_parents(store: tracking.Store, name: str):

@@ -1,4 +1,4 @@
-"""The embedded benchmark's negative control (test_benchmark.py has the positive one): the
+"""The embedded benchmark's negative control (test_getting_started.py has the positive one): the
 control's report makes no ME-ahead/behind claim on AUC. A file of its own, so that the two
 minutes-long controls run on different test workers (`--dist loadfile`)."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 
 from recsys_scaling.cli import main
 
-from test_benchmark import GRID, report_claims
+from test_getting_started import GRID, report_claims
 
 
 @pytest.mark.slow

@@ -251,7 +251,7 @@ train:
 hydra:
 {launcher_settings}  sweeper:
     params:
-      scale: 1,2,4
+      scale: 1,2
       arm: se,me
       seed: 0,1,2
 """
@@ -269,11 +269,11 @@ def test_a_tower_by_import_path_goes_through_budget_sweep_report_and_compare(tmp
     (sweeps / "base.yaml").write_text(SWEEP.format(model="dnn", launcher="basic", launcher_settings="", extra=""))
     budget = _cli(["budget", "mine"], tmp_path, [EXAMPLE])
     assert budget.returncode == 0, budget.stderr[-2000:]
-    assert "custom-me-4x-s0" in budget.stdout and "15 jobs" in budget.stdout
+    assert "custom-me-2x-s0" in budget.stdout and "9 jobs" in budget.stdout
     for name in ("mine", "base"):
         done = _cli(["sweep", name], tmp_path, [EXAMPLE])
         assert done.returncode == 0, done.stderr[-3000:]
-        assert sweep_counts(done.stdout)["finished"] == 15
+        assert sweep_counts(done.stdout)["finished"] == 9
     report = _cli(["report", "mine", "base", "--compare", "mine/custom/me:base/dnn/me", "--resamples", "50"],
                   tmp_path, [EXAMPLE])
     assert report.returncode == 0, report.stderr[-3000:]
@@ -284,7 +284,7 @@ def test_a_tower_by_import_path_goes_through_budget_sweep_report_and_compare(tmp
     comparison, = fits["comparisons"]
     assert (comparison["a"], comparison["b"], comparison["note"]) == ("mine/custom/me", "base/dnn/me", "")
     kinds = sorted(c["kind"] for c in comparison["claims"])
-    assert kinds == ["series_gap"] * 3 + ["series_scaling_gap"]
+    assert kinds == ["series_gap"] * 2 + ["series_scaling_gap"]
     assert all(c["family"] != "claim" and c["p_adjusted"] is not None for c in comparison["claims"])
     assert "mine/custom/me vs base/dnn/me" in report.stdout
     assert (out / "compare_mine_custom_me_vs_base_dnn_me.png").is_file()
@@ -292,8 +292,8 @@ def test_a_tower_by_import_path_goes_through_budget_sweep_report_and_compare(tmp
     assert "<h2>Comparisons</h2>" in page and "mine/custom/me vs base/dnn/me" in page
     assert (out / "scaling_mine___custom.png").is_file(), "the user's tower has its own verdicts and plots"
     runs = pd.read_csv(out / "runs.csv")
-    me = runs[(runs["backbone"] == "custom") & (runs["arm"] == "me") & (runs["scale"] == 4)]
-    se = runs[(runs["backbone"] == "custom") & (runs["arm"] == "se") & (runs["scale"] == 4)]
+    me = runs[(runs["backbone"] == "custom") & (runs["arm"] == "me") & (runs["scale"] == 2)]
+    se = runs[(runs["backbone"] == "custom") & (runs["arm"] == "se") & (runs["scale"] == 2)]
     assert len(me) == len(se) == 3
     assert set(me["params_embedding"]) == set(se["params_embedding"]), "matched embedding budgets"
     sys.path.insert(0, str(EXAMPLE))
@@ -303,7 +303,7 @@ def test_a_tower_by_import_path_goes_through_budget_sweep_report_and_compare(tmp
     finally:
         sys.path.remove(str(EXAMPLE))
     head = 16 * 400 + 400 + 2 * 400 + 401
-    assert set(me["params_dense"]) == {4 * one + head}, "ME carries K towers' dense parameters"
+    assert set(me["params_dense"]) == {2 * one + head}, "ME carries K towers' dense parameters"
 
 
 def test_a_sweep_over_two_towers_under_one_label_is_refused(tmp_path):

@@ -1,11 +1,7 @@
 """The documentation site: it builds with `mkdocs build --strict`, its reference page matches the
-code, the README links every page, and every command on the newcomer pages (getting started, your
-data) runs as shown, in a fresh folder, through the real CLI and an MLflow store.
-
-Two narrowings keep CI in time, and are the only differences from the pages: the demo's `budget`
-and `sweep` run on one cell of its grid (dcnv2 at 2x, seed 0; `test_benchmark.py` runs a larger
-one), and `ui` gets a free port instead of 5000. `bash scripts/test.sh` is what CI runs; `bash
-scripts/demo.sh` is checked to run the same commands as the step-by-step block."""
+code, the README links every page, and every command of the your-data page runs as shown, in a
+fresh folder, through the real CLI and an MLflow store (the getting-started page's commands:
+test_getting_started.py)."""
 from __future__ import annotations
 
 import csv
@@ -28,7 +24,6 @@ from test_data_many import hive, terabyte
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-NARROW_DEMO = ["model=dcnv2", "scale=2", "seed=0"]
 
 
 def code_blocks(page: Path, language: str) -> list:
@@ -105,7 +100,8 @@ def _ui_answers(words: list, folder: Path) -> None:
         proc.communicate(timeout=30)
 
 
-def _run(words: list, folder: Path) -> None:
+def run_command(words: list, folder: Path, narrow=()) -> None:
+    """One command of a page, as shown; `narrow`: overrides added to the demo's budget and sweep."""
     if words[0] == "bash":
         script = (ROOT / words[1]).read_text()
         if words[1] == "scripts/demo.sh":
@@ -116,20 +112,8 @@ def _run(words: list, folder: Path) -> None:
     assert words[0] == "recsys-scaling", f"a command this test does not know how to run: {shlex.join(words)}"
     if words[1] == "ui":
         return _ui_answers(words, folder)
-    args = words[1:] + (NARROW_DEMO if words[1:3] in (["sweep", "demo"], ["budget", "demo"]) else [])
+    args = words[1:] + (list(narrow) if words[1:3] in (["sweep", "demo"], ["budget", "demo"]) else [])
     assert main(args) == 0, shlex.join(words)
-
-
-@pytest.mark.slow
-@pytest.mark.integration
-def test_every_getting_started_command_runs(workdir, capsys):
-    page = DOCS / "getting-started.md"
-    ran = [words[:3] for words in commands(page)]
-    assert ["recsys-scaling", "sweep", "demo"] in ran and ["recsys-scaling", "report", "demo"] in ran
-    for words in commands(page):
-        _run(words, workdir)
-    assert (workdir / "reports" / "demo" / "index.html").is_file()
-    assert "report of demo" in capsys.readouterr().out
 
 
 def clicks_csv(path: Path, rows: int = 4000, seed: int = 0) -> Path:
@@ -173,8 +157,9 @@ def test_every_your_data_command_runs(workdir, capsys):
     terabyte(workdir / "criteo_tb", days=3, rows=400, gz=True)
     hive(workdir / "events")
     for words in commands(page):
-        _run(words, workdir)
+        run_command(words, workdir)
     out = capsys.readouterr().out
     assert "report of clicks (15 runs)" in out and "report of events (9 runs)" in out
+    assert "report of paper_criteo (3 runs)" in out
     assert "split: time: train days 1..2 (2)" in out  # data prepare events said which days went where
     assert "field_dims: price=" in out  # data prepare clicks described the file

@@ -52,7 +52,7 @@ def test_the_footer_says_the_wall_time_under_the_launcher():
 # Costs far apart (dcnv2's cross weights grow as (F·d)²: a step at 1x, 3x, 6x and 10x takes about
 # 1 : 2.4 : 6 : 14 here), so that a busy machine does not swap their order (timings are noisy;
 # ranks this far apart are not).
-GRID = ["model=dcnv2", "scale=1,3,6,10", "arm=se", "data=synthetic", "data.synthetic.rows=40000",
+GRID = ["model=dcnv2", "scale=1,3,6,10", "arm=se", "data=synthetic", "data.synthetic.rows=20000",
         "train.max_epochs=1", "train.progress=false", "hydra/launcher=basic"]
 
 

@@ -58,8 +58,9 @@ def describe(data: EncodedData) -> str:
 
 
 def _where(bad: dict) -> List[str]:
-    files = bad.get("files")
-    return [f"{f}:{line}" for f, line in zip(files, bad["first_lines"])] if files else list(map(str, bad["first_lines"]))
+    """A kind's first bad lines, as file:line when the data has several files."""
+    lines = bad["first_lines"]
+    return [f"{f}:{line}" for f, line in zip(bad["files"], lines)] if bad.get("files") else list(map(str, lines))
 
 
 def prepared_field_dims(data_cfg) -> Optional[List[int]]:

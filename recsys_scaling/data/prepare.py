@@ -34,7 +34,7 @@ from .formats import BAD_KINDS, MISSING, Batch
 from .sources import RawFormat, make_formats
 from .splits import check_times, files_meta, time_split
 from .prefetch import prefetched
-from .spill import BufferedRows, DictionarySpill, ValueCounter
+from .spill import BufferedRows, DictionarySpill, ValueCounter, memory_cap
 
 log = logging.getLogger(__name__)
 FIRST_LINES_KEPT = 10
@@ -276,9 +276,10 @@ def _files_of(formats: List[RawFormat]) -> list:
 
 
 def memory_budget(data_cfg) -> int:
-    """Bytes the value counts may hold before spilling: a quarter of data.prepare_memory (the
-    rest is for the batches in flight, the buffered codes and the vocabularies)."""
-    return int(float(data_cfg.get("prepare_memory") or 8.0) * (1 << 30) / 4)
+    """Bytes the value counts (and, up to 512 MB, the buffered codes) may hold before spilling: a
+    quarter of data.prepare_memory each; the rest is for the blocks in flight (a thirty-second
+    each, sources.make_formats) and the vocabularies."""
+    return memory_cap(data_cfg) // 4
 
 
 def _count_training_rows(counter: ValueCounter, spill: DictionarySpill, local: BufferedRows,

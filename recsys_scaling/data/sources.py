@@ -16,6 +16,7 @@ from .files import resolve_files
 from .formats import (AVAZU_COLUMNS, CRITEO_CATS, CRITEO_INTS, MISSING, PARQUET_SUFFIXES, Batch, Chunk, Layout,
                       _listed, as_dictionary, check_readable, criteo_int_transform, first_line, is_empty_row,
                       parse_integers, parse_labels, read_chunks)
+from .spill import memory_cap
 
 
 @dataclass
@@ -269,7 +270,7 @@ def make_formats(data_cfg) -> List[RawFormat]:
     files = resolve_files(data_cfg.path, days)
     formats = [FORMATS[data_cfg.kind](check_readable(f.path), data_cfg, dict(f.partition)) for f in files]
     for fmt in formats:  # a small memory cap reads smaller blocks: 32 MB of text parses into ~5x that
-        fmt.block_bytes = int(min(32 << 20, max(4 << 20, float(data_cfg.get("prepare_memory") or 8) * (1 << 30) / 32)))
+        fmt.block_bytes = min(32 << 20, max(4 << 20, memory_cap(data_cfg) // 32))
     if len(formats) > 1:
         _check_same_columns(formats)
     return formats

@@ -13,6 +13,12 @@ import pyarrow.compute as pc
 MERGE_EVERY = 8  # batches between merges of partial value counts
 
 
+def memory_cap(data_cfg) -> int:
+    """data.prepare_memory in bytes: what preparing a dataset may hold (see prepare.build_cache
+    for how it is shared out)."""
+    return int(float(data_cfg.get("prepare_memory") or 8.0) * (1 << 30))
+
+
 class DictionarySpill:
     """Per-batch dictionaries of every field, streamed to Arrow IPC files and read back in order:
     memory stays O(batch) however many distinct values a field has."""
