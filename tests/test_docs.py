@@ -49,7 +49,7 @@ def test_the_site_builds_in_strict_mode(tmp_path):
     assert (tmp_path / "site" / "your-data" / "index.html").is_file()
 
 
-def test_the_reference_page_is_the_code_s():
+def test_the_reference_page_matches_the_code():
     """Every config key (with the comment beside it in config.py) and every command's options."""
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
