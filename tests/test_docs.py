@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import yaml
 from recsys_scaling.cli import main
 
 from test_data_many import hive, terabyte
+from test_faults import _free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -71,12 +71,6 @@ def test_the_readme_fits_a_first_screen_and_links_every_page():
     assert len(readme.splitlines()) <= 120
     assert "bash scripts/demo.sh" in readme and "bash scripts/test.sh" in readme
     assert (ROOT / "docs" / "img" / "report.png").is_file()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ui_answers(words: list, folder: Path) -> None:

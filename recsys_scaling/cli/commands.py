@@ -274,14 +274,10 @@ def cmd_data(action: str, words: List[str], sweeps_dir: Sequence[Path] = ()) -> 
             configs = [job.shared for job in grid.distinct_models(grid.expand(spec, words[1:]))]
     except HydraException as exc:
         raise ValueError(explain(exc)) from None
-    seen = set()
-    for cfg in configs:
+    datasets = {str(cfg.data): cfg for cfg in configs}  # jobs of one sweep mostly share their data
+    for cfg in datasets.values():
         check_required(cfg)
         check_data_source(cfg.data)
-        key = str(cfg.data)
-        if key in seen:
-            continue
-        seen.add(key)
         data = load_dataset(cfg.data, progress=True) if action == "prepare" else open_prepared(cfg.data)
         print(describe(data))
     return 0

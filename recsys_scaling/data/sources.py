@@ -1,5 +1,5 @@
 """The raw sources: the Criteo and Avazu files as the paper reads them, and any CSV or Parquet
-file with a schema from the config; `make_format` picks one for a data config."""
+file with a schema from the config; `make_formats` gives one per file of a data config."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -274,11 +274,6 @@ def make_formats(data_cfg) -> List[RawFormat]:
     if len(formats) > 1:
         _check_same_columns(formats)
     return formats
-
-
-def make_format(data_cfg) -> RawFormat:
-    """The reader of the data config's first file (its fields are every file's)."""
-    return make_formats(data_cfg)[0]
 
 
 def _check_same_columns(formats: Sequence[RawFormat]) -> None:
